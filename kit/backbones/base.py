@@ -1,0 +1,61 @@
+"""The backbone contract and its registry.
+
+A backbone maps a noised input, a time in [0, 1] and a `Conditioning` to a prediction of
+the same shape as its input. It knows nothing of diffusion (the objective decides what the
+prediction means) and nothing of the encoder. It declares which conditioning fields it
+consumes and refuses, at build time, a fusion head that provides none of them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+from torch import Tensor, nn
+
+from kit.registry import Registry
+from kit.types import Conditioning
+
+
+class IncompatibleHeadError(ValueError):
+    """A fusion head whose outputs a backbone cannot consume."""
+
+
+class Backbone(nn.Module, ABC):
+    """Base class of denoising backbones.
+
+    Args:
+        in_channels: channels of the (pixel or latent) input; the output has as many.
+        input_size: side of the square input in pixels or latent cells.
+    """
+
+    consumes: ClassVar[frozenset[str]] = frozenset()
+    """The `Conditioning` fields this backbone reads."""
+
+    registry_name: ClassVar[str] = ""
+
+    def __init__(self, in_channels: int, input_size: int) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.input_size = input_size
+
+    @property
+    @abstractmethod
+    def cond_dim(self) -> int:
+        """The conditioning width this backbone expects from a fusion head."""
+
+    @abstractmethod
+    def forward(self, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
+        """x: `(B, C, H, W)`, t: `(B,)` in [0, 1], cond -> prediction `(B, C, H, W)`."""
+
+    def check_head(self, head: nn.Module) -> None:
+        """Raise `IncompatibleHeadError` if `head` provides no field this backbone consumes."""
+        provides = frozenset(getattr(head, "provides", frozenset()))
+        if not provides & self.consumes:
+            raise IncompatibleHeadError(
+                f"fusion head {type(head).__name__} provides {sorted(provides)} but backbone {type(self).__name__} "
+                f"consumes {sorted(self.consumes)}: pick a head that provides one of them"
+            )
+
+
+BACKBONES: Registry[Backbone] = Registry("backbone", Backbone)

@@ -1,0 +1,129 @@
+"""Single-stream DiT (UniFusion / Krea style): conditioning tokens and image tokens attend jointly.
+
+The conditioning tokens are concatenated in front of the patch tokens and the whole
+sequence goes through the same adaLN-Zero blocks (Peebles & Xie, 2023), modulated by the
+timestep. Only the image tokens are decoded. Image tokens carry 2D sin-cos positions
+computed for the input's grid, so one model runs at several resolutions; conditioning
+tokens carry a learned type embedding and no position (their order is already in the
+encoder's features).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from einops import rearrange
+from timm.layers import Attention, Mlp, RmsNorm
+from torch import Tensor, nn
+
+from kit.backbones.base import BACKBONES, Backbone
+from kit.backbones.layers import FinalLayer, PatchEmbed, TimestepEmbedder, modulate, sincos_2d
+from kit.layers import init_linear_xavier, key_padding_bias, zero_
+from kit.types import Conditioning
+
+
+class DiTBlock(nn.Module):
+    """adaLN-Zero transformer block over a joint sequence.
+
+    Args:
+        width: token width.
+        num_heads: attention heads.
+        mlp_ratio: MLP width multiple.
+    """
+
+    def __init__(self, width: int, num_heads: int, mlp_ratio: float = 4.0) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(width, num_heads=num_heads, qkv_bias=True, qk_norm=True, norm_layer=RmsNorm)
+        self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.mlp = Mlp(width, hidden_features=int(width * mlp_ratio), act_layer=partial(nn.GELU, approximate="tanh"))
+        self.adaLN = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
+
+    def forward(self, x: Tensor, c: Tensor, mask: Tensor | None) -> Tensor:
+        """x `(B, S, W)`, c `(B, W)`, mask `(B, S)` bool keys or None -> `(B, S, W)`."""
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.adaLN(c).chunk(6, dim=-1)  # (B, W) each
+        x = x + gate1[:, None] * self.attn(modulate(self.norm1(x), shift1, scale1), attn_mask=key_padding_bias(mask))
+        x = x + gate2[:, None] * self.mlp(modulate(self.norm2(x), shift2, scale2))
+        return x
+
+
+@BACKBONES.register("dit")
+class SingleStreamDiT(Backbone):
+    """DiT whose sequence is `[conditioning tokens, image tokens]`, timestep through adaLN-Zero.
+
+    Args:
+        in_channels: channels of the input (3 for pixels, the VAE's for latents).
+        input_size: side of the square input.
+        patch_size: patch side; `input_size` must be a multiple of it.
+        width: token width (also the conditioning width asked of the fusion head).
+        depth: number of blocks.
+        num_heads: attention heads.
+        mlp_ratio: MLP width multiple.
+        gradient_checkpointing: recompute block activations in the backward pass to save memory.
+    """
+
+    consumes = frozenset({"tokens"})
+
+    def __init__(
+        self,
+        in_channels: int,
+        input_size: int,
+        *,
+        patch_size: int = 2,
+        width: int = 384,
+        depth: int = 12,
+        num_heads: int = 6,
+        mlp_ratio: float = 4.0,
+        gradient_checkpointing: bool = False,
+    ) -> None:
+        super().__init__(in_channels, input_size)
+        if input_size % patch_size:
+            raise ValueError(f"input size {input_size} is not a multiple of the patch size {patch_size}")
+        self.patch_size = patch_size
+        self.width = width
+        self.gradient_checkpointing = gradient_checkpointing
+        self.x_embedder = PatchEmbed(in_channels, patch_size, width)
+        self.t_embedder = TimestepEmbedder(width)
+        self.cond_type = nn.Parameter(torch.zeros(1, 1, width))
+        self.cond_norm = RmsNorm(width)
+        self.blocks = nn.ModuleList(DiTBlock(width, num_heads, mlp_ratio) for _ in range(depth))
+        self.final = FinalLayer(width, patch_size, in_channels)
+        self.initialize_weights()
+
+    @property
+    def cond_dim(self) -> int:
+        return self.width
+
+    def initialize_weights(self) -> None:
+        """Xavier linears, normal(0.02) timestep MLP, and adaLN-Zero: every modulation and the output start at 0."""
+        init_linear_xavier(self)
+        w = self.x_embedder.proj.weight
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        nn.init.zeros_(self.x_embedder.proj.bias)
+        for layer in self.t_embedder.mlp:
+            if isinstance(layer, nn.Linear):
+                nn.init.normal_(layer.weight, std=0.02)
+        nn.init.normal_(self.cond_type, std=0.02)
+        for block in self.blocks:
+            zero_(block.adaLN[-1])
+        zero_(self.final.adaLN[-1])
+        zero_(self.final.linear)
+
+    def forward(self, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
+        """x `(B, C, H, W)`, t `(B,)` in [0, 1], cond.tokens `(B, M, W)` + mask -> `(B, C, H, W)`."""
+        b, _, h, w = x.shape
+        p = self.patch_size
+        img = self.x_embedder(x)  # (B, T, W)
+        img = img + sincos_2d(h // p, w // p, self.width, img.device).to(img.dtype)[None]  # (B, T, W)
+        txt = self.cond_norm(cond.tokens) + self.cond_type  # (B, M, W)
+        seq = torch.cat([txt, img], dim=1)  # (B, M + T, W)
+        mask = torch.cat([cond.mask, cond.mask.new_ones(b, img.shape[1])], dim=1)  # (B, M + T)
+        c = self.t_embedder(t)  # (B, W)
+        for block in self.blocks:
+            if self.gradient_checkpointing and self.training:
+                seq = torch.utils.checkpoint.checkpoint(block, seq, c, mask, use_reentrant=False)
+            else:
+                seq = block(seq, c, mask)  # (B, M + T, W)
+        out = self.final(seq[:, txt.shape[1] :], c)  # (B, T, p*p*C)
+        return rearrange(out, "b (h w) (p q c) -> b c (h p) (w q)", h=h // p, w=w // p, p=p, q=p)

@@ -1,0 +1,136 @@
+"""`python -m kit`: the Lightning CLI verbs (fit, validate, test, predict) plus the kit's own verbs.
+
+Recipes are YAML files of `class_path`/`init_args` blocks; `-c a.yaml -c b.yaml` composes
+them left to right. The data's geometry (image size, channels) is linked into the model at
+instantiation, and every run saves its resolved config beside its TensorBoard logs.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from importlib import import_module
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+import kit.backbones  # noqa: F401  (registers backbones so class names resolve)
+import kit.fusion  # noqa: F401  (registers fusion heads)
+import kit.tasks  # noqa: F401
+from kit.backbones import BACKBONES
+from kit.fusion import FUSION_HEADS
+
+LIGHTNING_VERBS = {
+    "fit": "train a model from a recipe: python -m kit fit --config recipes/lap.yaml",
+    "validate": "run the validation loop of a recipe (optionally --ckpt_path CKPT)",
+    "test": "run the test loop of a recipe (optionally --ckpt_path CKPT)",
+    "predict": "generate images for the datamodule's prompts (optionally --ckpt_path CKPT)",
+}
+
+KIT_VERBS = {
+    "sample": ("kit.verbs.sample", "draw images from a checkpoint into a PNG grid: --ckpt CKPT --prompt TEXT [--num N] --out grid.png"),
+    "registry": ("kit.verbs.registry", "list the registered fusion heads and backbones"),
+    "build-tiny-vlm": ("kit.verbs.build_tiny_vlm", "rebuild the shipped random tiny Qwen2-VL (kit:shapes-vlm-random)"),
+}
+
+
+def usage() -> str:
+    width = max(map(len, [*LIGHTNING_VERBS, *KIT_VERBS]))
+    lines = ["usage: python -m kit VERB [options]   (python -m kit VERB --help for a verb's options)", "", "Lightning verbs:"]
+    lines += [f"  {v:<{width}}  {h}" for v, h in LIGHTNING_VERBS.items()]
+    lines += ["", "kit verbs:"]
+    lines += [f"  {v:<{width}}  {h}" for v, (_, h) in KIT_VERBS.items()]
+    return "\n".join(lines)
+
+
+class KitArgumentParser(LightningArgumentParser):
+    """Lightning's parser, with errors that list the registered parts when a name is unknown."""
+
+    def error(self, message: str, ex: Exception | None = None):
+        hints = []
+        text = str(message)
+        if "fusion" in text:
+            hints.append(f"known fusion heads: {FUSION_HEADS.describe()}")
+        if "backbone" in text:
+            hints.append(f"known backbones: {BACKBONES.describe()}")
+        if hints:
+            message = f"{text}\n" + "\n".join(hints)
+        return super().error(message, ex)
+
+
+class ConfigurationError(Exception):
+    """A recipe whose parts cannot be built together; the message is the part's own reason."""
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return error
+
+
+class KitCLI(LightningCLI):
+    """LightningCLI with the kit's links: the data decides image size and channels of the model."""
+
+    def instantiate_classes(self) -> None:
+        """Build the parts; a part that refuses its configuration surfaces with its own message."""
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError, FileNotFoundError) as e:
+            cause = _root_cause(e)
+            raise ConfigurationError(f"{type(cause).__name__}: {cause}") from cause
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("data.image_size", "model.init_args.image_size", apply_on="instantiate")
+        parser.link_arguments("data.channels", "model.init_args.in_channels", apply_on="instantiate")
+
+
+def run_cli(args: list[str] | dict[str, Any] | None = None, run: bool = True) -> KitCLI:
+    """Build (and by default run) the Lightning CLI; `args` as on the command line or as a dict.
+
+    Notebooks call this to train a recipe in-process, e.g.
+    `run_cli(["fit", "-c", "recipes/lap.yaml", "--trainer.max_steps=200"])`. With
+    `run=False` the parts are only built (a leading verb is then ignored).
+    """
+    if not run and isinstance(args, list) and args and args[0] in LIGHTNING_VERBS:
+        args = args[1:]
+    with warnings.catch_warnings():
+        # args given on purpose while the host process (pytest, Jupyter) has its own argv
+        warnings.filterwarnings("ignore", message=".*not recommended to provide both args and command line arguments.*")
+        warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")  # the frozen encoder, by design
+        return _build_cli(args, run)
+
+
+def _build_cli(args: list[str] | dict[str, Any] | None, run: bool) -> KitCLI:
+    return KitCLI(
+        L.LightningModule,
+        L.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        parser_class=KitArgumentParser,
+        seed_everything_default=0,
+        save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,
+        args=args,
+        run=run,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch `python -m kit VERB ...` to a kit verb or to the Lightning CLI."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    verb = argv[0]
+    if verb in KIT_VERBS:
+        return int(import_module(KIT_VERBS[verb][0]).main(argv[1:]) or 0)
+    if verb in LIGHTNING_VERBS:
+        try:
+            run_cli(None if argv == sys.argv[1:] else argv)
+        except ConfigurationError as e:
+            print(f"error: the recipe cannot be built: {e}", file=sys.stderr)
+            return 2
+        return 0
+    print(f"unknown verb {verb!r}\n\n{usage()}", file=sys.stderr)
+    return 2

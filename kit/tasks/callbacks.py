@@ -1,0 +1,146 @@
+"""Callbacks that log what a researcher looks at: sample grids with their prompts and LAP's layer weights.
+
+Both write to the run's TensorBoard logger (and the sample grid also as PNG files beside
+the logs, so a run can be inspected without TensorBoard).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import lightning as L
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torchvision.utils import make_grid  # noqa: E402
+
+from kit.tasks.data import tensor_to_image  # noqa: E402
+
+
+def _tensorboard(trainer: L.Trainer):
+    """The SummaryWriter of the trainer's TensorBoard logger, or None."""
+    for logger in trainer.loggers:
+        if isinstance(logger, L.pytorch.loggers.TensorBoardLogger):
+            return logger.experiment
+    return None
+
+
+def prompt_figure(images: torch.Tensor, prompts: list[str], columns: int = 4) -> plt.Figure:
+    """A matplotlib figure of images `(B, C, H, W)` in [-1, 1], each titled with its prompt."""
+    rows = (len(prompts) + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 3.0 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, prompt in zip(axes.flat, images, prompts, strict=False):
+        ax.imshow(tensor_to_image(image), interpolation="nearest")
+        ax.set_title("\n".join(textwrap.wrap(prompt, 28)[:5]), fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+class SampleGrid(L.Callback):
+    """Every `every_n_steps` (and at the end of training) sample fixed prompts and log them.
+
+    Logs an image grid (`samples/grid`), a figure with each prompt above its image
+    (`samples/with_prompts`) and writes the figure to `<log_dir>/samples/step_XXXXXX.png`.
+
+    Args:
+        every_n_steps: optimizer steps between grids.
+        num_prompts: how many prompts (taken from the datamodule's `preview_prompts` when `prompts` is None).
+        prompts: explicit prompts to sample.
+        guidance_scale: CFG scale (the module's default when None).
+        num_steps: sampler steps (the sampler's own when None).
+        seed: noise seed, fixed so grids are comparable across steps and runs.
+    """
+
+    def __init__(
+        self,
+        every_n_steps: int = 500,
+        num_prompts: int = 8,
+        prompts: list[str] | None = None,
+        guidance_scale: float | None = None,
+        num_steps: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.every_n_steps = every_n_steps
+        self.num_prompts = num_prompts
+        self.prompts = prompts
+        self.guidance_scale = guidance_scale
+        self.num_steps = num_steps
+        self.seed = seed
+        self._last_step = -1
+
+    def _prompts(self, trainer: L.Trainer) -> list[str]:
+        if self.prompts is None:
+            self.prompts = trainer.datamodule.preview_prompts(self.num_prompts)
+        return self.prompts
+
+    def log_grid(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        step = trainer.global_step
+        if step == self._last_step or not trainer.is_global_zero:
+            return
+        self._last_step = step
+        prompts = self._prompts(trainer)
+        images = module.generate(prompts, guidance_scale=self.guidance_scale, num_steps=self.num_steps, seed=self.seed).cpu()
+        fig = prompt_figure(images, prompts)
+        if trainer.log_dir is not None:
+            out = Path(trainer.log_dir) / "samples"
+            out.mkdir(parents=True, exist_ok=True)
+            fig.savefig(out / f"step_{step:06d}.png", dpi=100)
+        writer = _tensorboard(trainer)
+        if writer is not None:
+            writer.add_image("samples/grid", make_grid((images + 1) / 2, nrow=4, padding=1), step)
+            writer.add_figure("samples/with_prompts", fig, step)
+            writer.add_text("samples/prompts", "\n\n".join(f"{i}. {p}" for i, p in enumerate(prompts)), step)
+        plt.close(fig)
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        if trainer.global_step > 0 and trainer.global_step % self.every_n_steps == 0:
+            self.log_grid(trainer, module)
+
+    def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.log_grid(trainer, module)
+
+
+class LayerWeightLogger(L.Callback):
+    """Log a fusion head's per-layer weights (`fusion.layer_weights()`) as scalars, a histogram and a bar plot.
+
+    Heads without a notion of layer weights are skipped silently.
+
+    Args:
+        every_n_steps: optimizer steps between logs.
+    """
+
+    def __init__(self, every_n_steps: int = 100) -> None:
+        self.every_n_steps = every_n_steps
+
+    def log_weights(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        weights = module.fusion.layer_weights()
+        writer = _tensorboard(trainer)
+        if weights is None or writer is None or not trainer.is_global_zero:
+            return
+        weights = weights.float().cpu()
+        taps = module.fusion.spec.taps
+        step = trainer.global_step
+        for layer, w in zip(taps, weights.tolist(), strict=False):
+            writer.add_scalar(f"fusion/layer_weight/L{layer:02d}", w, step)
+        writer.add_histogram("fusion/layer_weights", weights, step)
+        fig, ax = plt.subplots(figsize=(max(3.0, 0.35 * len(taps)), 2.4))
+        ax.bar([str(t) for t in taps], weights.numpy(), color=["tab:blue" if w >= 0 else "tab:red" for w in weights])
+        ax.axhline(0, color="black", lw=0.5)
+        ax.set_xlabel("encoder layer")
+        ax.set_ylabel("weight")
+        ax.set_title(f"{type(module.fusion).__name__} layer weights, step {step}", fontsize=8)
+        fig.tight_layout()
+        writer.add_figure("fusion/layer_weights_plot", fig, step)
+        plt.close(fig)
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        if trainer.global_step % self.every_n_steps == 0:
+            self.log_weights(trainer, module)
+
+    def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.log_weights(trainer, module)

@@ -1,0 +1,141 @@
+"""DataModules. `ShapesDataModule` serves the shapes world: rendered scenes with captions.
+
+Every item is a function of (seed, split, index), so runs are reproducible, workers need
+no shared state, and the validation set is fixed. Batches are dicts:
+`image (B, 3, H, W)` in [-1, 1] and `prompt` (a list of B strings).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from kit.world import STYLES, caption, render, sample_scene, scene_rng
+
+SPLITS = {"train": 0, "val": 1, "test": 2}
+
+
+def batch_size(batch: dict) -> int:
+    """Samples in a batch (for Lightning's `ThroughputMonitor`)."""
+    return len(batch["prompt"])
+
+
+def image_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """`(H, W, 3)` uint8 -> `(3, H, W)` float in [-1, 1]."""
+    return torch.from_numpy(image).permute(2, 0, 1).float().div(127.5).sub(1.0)
+
+
+def tensor_to_image(x: torch.Tensor) -> np.ndarray:
+    """`(3, H, W)` float in [-1, 1] -> `(H, W, 3)` uint8."""
+    return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+class ShapesDataset(Dataset):
+    """Scenes `index -> (image, caption)` of one split of the shapes world.
+
+    Args:
+        length: number of items.
+        split: 'train', 'val' or 'test'; splits draw from disjoint random streams.
+        seed: world seed.
+        image_size: render size in pixels.
+        caption_styles: caption registers to draw from.
+        caption_weights: probability of each register (uniform when None).
+    """
+
+    def __init__(
+        self,
+        length: int,
+        split: str = "train",
+        seed: int = 0,
+        image_size: int = 32,
+        caption_styles: Sequence[str] = STYLES,
+        caption_weights: Sequence[float] | None = None,
+    ) -> None:
+        unknown = set(caption_styles) - set(STYLES)
+        if unknown:
+            raise ValueError(f"unknown caption styles {sorted(unknown)}; known: {', '.join(STYLES)}")
+        if caption_weights is not None and len(caption_weights) != len(caption_styles):
+            raise ValueError(f"{len(caption_weights)} caption weights for {len(caption_styles)} styles")
+        self.length = length
+        self.split_id = SPLITS[split]
+        self.seed = seed
+        self.image_size = image_size
+        self.styles = list(caption_styles)
+        weights = np.ones(len(self.styles)) if caption_weights is None else np.asarray(caption_weights, dtype=float)
+        self.weights = weights / weights.sum()
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        rng = scene_rng(self.seed, self.split_id, index)
+        scene = sample_scene(rng)
+        style = self.styles[int(rng.choice(len(self.styles), p=self.weights))]
+        return {"image": image_to_tensor(render(scene, self.image_size)), "prompt": caption(scene, style, rng)}
+
+
+class ShapesDataModule(L.LightningDataModule):
+    """The shapes world as a LightningDataModule, with a fixed validation set.
+
+    Args:
+        image_size: render size in pixels (32 or 64 in the shipped recipes).
+        batch_size: samples per batch.
+        train_size: length of the training split (items are rendered on the fly, so this is cheap).
+        val_size: size of the fixed validation split.
+        seed: world seed.
+        caption_styles: registers used for training captions.
+        caption_weights: probability of each training register (uniform when None).
+        val_caption_style: the register of validation and preview captions.
+        num_workers: DataLoader worker processes.
+    """
+
+    def __init__(
+        self,
+        image_size: int = 32,
+        batch_size: int = 32,
+        train_size: int = 1_000_000,
+        val_size: int = 256,
+        seed: int = 0,
+        caption_styles: tuple[str, ...] = STYLES,
+        caption_weights: list[float] | None = None,
+        val_caption_style: str = "detailed",
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.image_size = image_size
+        self.channels = 3
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.train_set = ShapesDataset(train_size, "train", seed, image_size, caption_styles, caption_weights)
+        self.val_set = ShapesDataset(val_size, "val", seed, image_size, [val_caption_style])
+
+    def preview_prompts(self, n: int) -> list[str]:
+        """The first `n` validation prompts: fixed prompts for sample grids."""
+        return [self.val_set[i]["prompt"] for i in range(n)]
+
+    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            drop_last=shuffle,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)

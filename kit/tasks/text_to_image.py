@@ -1,0 +1,162 @@
+"""`TextToImage`: a frozen encoder, a fusion head and a backbone trained with a diffusion objective.
+
+The module composes the stages and alone owns what crosses them: condition dropout for
+classifier-free guidance, the optimizer over trainable parts only, logging, and sampling.
+It builds the backbone from the data's geometry and the head from the encoder's spec and
+the backbone's conditioning width, so no derived width appears in a recipe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import lightning as L
+import torch
+from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+from torch import Tensor, nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+from kit.backbones.base import Backbone
+from kit.diffusion import EulerSampler, Objective, RectifiedFlow, Sampler, classifier_free_guidance
+from kit.encoders import FrozenEncoder
+from kit.fusion.base import FusionHead
+from kit.types import Conditioning, EncoderSpec
+
+FusionFactory = Callable[[EncoderSpec, int], FusionHead]
+BackboneFactory = Callable[[int, int], Backbone]
+OptimizerFactory = Callable[[list], Optimizer]
+SchedulerFactory = Callable[[Optimizer, int], LRScheduler]
+
+
+class TextToImage(L.LightningModule):
+    """Text-to-image diffusion conditioned on a frozen encoder through a fusion head.
+
+    Args:
+        encoder: the frozen encoder (never trained, never checkpointed).
+        fusion: the fusion head, built by the module as `fusion(encoder.spec, backbone.cond_dim)`.
+        backbone: the denoiser, built by the module as `backbone(in_channels, image_size)`.
+        objective: the training objective (rectified flow when None).
+        sampler: the inference sampler (50-step Euler when None).
+        optimizer: builds the optimizer from parameter groups (AdamW when None).
+        lr_scheduler: builds a per-step schedule from the optimizer and the run's total steps.
+        cond_drop_prob: probability of replacing a sample's conditioning with the null conditioning.
+        guidance_scale: default classifier-free guidance scale for sampling.
+        weight_decay: weight decay of matrices (norms, biases and embeddings get none).
+        image_size: side of the training images (linked from the data by the CLI).
+        in_channels: channels of the training images (linked from the data by the CLI).
+    """
+
+    def __init__(
+        self,
+        encoder: FrozenEncoder,
+        fusion: FusionFactory,
+        backbone: BackboneFactory,
+        objective: Objective | None = None,
+        sampler: Sampler | None = None,
+        optimizer: OptimizerFactory | None = None,
+        lr_scheduler: SchedulerFactory | None = None,
+        cond_drop_prob: float = 0.1,
+        guidance_scale: float = 1.0,
+        weight_decay: float = 0.0,
+        image_size: int = 32,
+        in_channels: int = 3,
+    ) -> None:
+        super().__init__()
+        # Under the CLI, Lightning hands save_hyperparameters the parsed config (plain data that
+        # rebuilds every part on load); built by hand, the parts are objects and stay out.
+        under_cli = _given_hyperparameters.get() is not None
+        self.save_hyperparameters(ignore=None if under_cli else ["encoder", "fusion", "backbone", "objective", "sampler", "optimizer", "lr_scheduler"])
+        self.encoder = encoder
+        self.backbone = backbone(in_channels, image_size)
+        self.fusion = fusion(encoder.spec, self.backbone.cond_dim)
+        self.backbone.check_head(self.fusion)
+        self.objective = objective or RectifiedFlow()
+        self.sampler = sampler or EulerSampler()
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = lr_scheduler
+        self.cond_drop_prob = cond_drop_prob
+        self.guidance_scale = guidance_scale
+        self.weight_decay = weight_decay
+        self.image_shape = (in_channels, image_size, image_size)
+
+    # ----------------------------------------------------------------- conditioning
+    def condition(self, prompts: list[str]) -> Conditioning:
+        """Prompts -> conditioning through the frozen encoder and the fusion head."""
+        return self.fusion(self.encoder(prompts))
+
+    def drop_conditioning(self, cond: Conditioning, generator: torch.Generator | None = None) -> Conditioning:
+        """Replace each sample's conditioning by the null one with probability `cond_drop_prob`."""
+        b = cond.batch_size
+        drop = torch.rand(b, device=self.device, generator=generator) < self.cond_drop_prob  # (B,)
+        return cond.where(drop, self.fusion.null_conditioning(b))
+
+    # ----------------------------------------------------------------- steps
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        x0 = batch["image"]  # (B, C, H, W)
+        cond = self.drop_conditioning(self.condition(batch["prompt"]))
+        terms = self.objective.loss(self.backbone, x0, cond)
+        self.log("train/loss", terms["loss"], prog_bar=True)
+        return terms["loss"]
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        """Loss at fixed, evenly spread times and fixed noise, so validation curves are comparable."""
+        x0 = batch["image"]  # (B, C, H, W)
+        b = x0.shape[0]
+        generator = torch.Generator(device=self.device).manual_seed(batch_idx)
+        t = (torch.arange(b, device=self.device) + 0.5) / b  # (B,)
+        noise = torch.randn(x0.shape, device=self.device, generator=generator)
+        terms = self.objective.loss(self.backbone, x0, self.condition(batch["prompt"]), t=t, noise=noise)
+        self.log("val/loss", terms["loss"], prog_bar=True, batch_size=b)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self.validation_step(batch, batch_idx)
+
+    def predict_step(self, batch: dict, batch_idx: int) -> Tensor:
+        return self.generate(batch["prompt"], seed=batch_idx)
+
+    # ----------------------------------------------------------------- sampling
+    @torch.no_grad()
+    def generate(self, prompts: list[str], *, guidance_scale: float | None = None, num_steps: int | None = None, seed: int = 0) -> Tensor:
+        """Sample one image per prompt -> `(B, C, H, W)` in [-1, 1].
+
+        Args:
+            prompts: the text prompts.
+            guidance_scale: CFG scale (the module's default when None).
+            num_steps: sampler steps (the sampler's own when None).
+            seed: seed of the initial noise.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            scale = self.guidance_scale if guidance_scale is None else guidance_scale
+            cond = self.condition(prompts)
+            null = self.fusion.null_conditioning(len(prompts))
+            generator = torch.Generator(device=self.device).manual_seed(seed)
+            noise = torch.randn(len(prompts), *self.image_shape, device=self.device, generator=generator)
+            sampler = self.sampler if num_steps is None else type(self.sampler)(**{**vars(self.sampler), "num_steps": num_steps})
+            return sampler.sample(classifier_free_guidance(self.backbone, cond, null, scale), noise).clamp(-1, 1)
+        finally:
+            self.train(was_training)
+
+    # ----------------------------------------------------------------- optimisation
+    def trainable_parameter_groups(self) -> list[dict]:
+        """Trainable parameters in two groups: matrices with weight decay, the rest without."""
+        decay, no_decay = [], []
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            (decay if p.ndim >= 2 and "null_tokens" not in name and "cond_type" not in name else no_decay).append(p)
+        return [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+    def configure_optimizers(self):
+        groups = self.trainable_parameter_groups()
+        optimizer = self.optimizer_factory(groups) if self.optimizer_factory else torch.optim.AdamW(groups, lr=1e-4)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer, int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        """The parts that train, for parameter counts in logs."""
+        return {"fusion": self.fusion, "backbone": self.backbone}

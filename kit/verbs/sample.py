@@ -1,0 +1,47 @@
+"""`python -m kit sample --ckpt CKPT --prompt TEXT [--num N] --out grid.png`: images from a checkpoint."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+from jsonargparse import ArgumentParser
+from PIL import Image
+from torchvision.utils import make_grid
+
+from kit.tasks.checkpoint import load_checkpoint
+from kit.tasks.data import tensor_to_image
+
+
+def parser() -> ArgumentParser:
+    p = ArgumentParser(prog="python -m kit sample", description="Sample images from a trained checkpoint into a PNG grid (one row per prompt).")
+    p.add_argument("--ckpt", type=str, required=True, help="checkpoint written by `python -m kit fit`")
+    p.add_argument("--prompt", type=str, action="append", required=True, help="text prompt; repeat for several prompts")
+    p.add_argument("--num", type=int, default=4, help="images per prompt")
+    p.add_argument("--out", type=str, default="grid.png", help="output PNG path")
+    p.add_argument("--steps", type=int | None, default=None, help="sampler steps (the recipe's when omitted)")
+    p.add_argument("--guidance", type=float | None, default=None, help="classifier-free guidance scale (the recipe's when omitted)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed")
+    p.add_argument("--scale", type=int, default=4, help="nearest-neighbour upscaling of the saved grid")
+    p.add_argument("--device", type=str, default="cuda" if torch.cuda.is_available() else "cpu", help="device to sample on")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    try:
+        module = load_checkpoint(args.ckpt, map_location=args.device)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    prompts = [p for p in args.prompt for _ in range(args.num)]
+    images = module.generate(prompts, guidance_scale=args.guidance, num_steps=args.steps, seed=args.seed).cpu()
+    grid = make_grid(images, nrow=args.num, padding=1, pad_value=1.0)  # (3, H', W') in [-1, 1]
+    picture = Image.fromarray(tensor_to_image(grid))
+    picture = picture.resize((picture.width * args.scale, picture.height * args.scale), Image.NEAREST)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    picture.save(out)
+    print(f"wrote {out} ({len(args.prompt)} prompt(s) x {args.num} images)")
+    return 0

@@ -1,0 +1,77 @@
+"""Every registered fusion head and backbone honours its contract (registering a part enrols it here)."""
+
+import pytest
+import torch
+
+from kit.backbones import BACKBONES
+from kit.fusion import FUSION_HEADS, FusionHead
+from kit.testing import check_backbone, check_fusion_head
+from kit.types import Conditioning
+
+HEAD_VARIANTS = {"lap": [{}, {"width": 32, "layer_depth": 1, "refiner_depth": 0}], "last_layer": [{}, {"refiner_depth": 1, "tap": 0}]}
+BACKBONE_VARIANTS = {"dit": [{"patch_size": 2, "width": 32, "depth": 2, "num_heads": 2}]}
+
+
+@pytest.mark.parametrize("name", FUSION_HEADS.names())
+def test_fusion_head_contract(name):
+    for kwargs in HEAD_VARIANTS.get(name, [{}]):
+        check_fusion_head(FUSION_HEADS.get(name), **kwargs)
+
+
+@pytest.mark.parametrize("name", BACKBONES.names())
+def test_backbone_contract(name):
+    for kwargs in BACKBONE_VARIANTS.get(name, [{}]):
+        check_backbone(BACKBONES.get(name), **kwargs)
+
+
+def test_every_registered_part_has_test_settings():
+    assert set(FUSION_HEADS.names()) <= set(HEAD_VARIANTS), "give new heads small test settings in HEAD_VARIANTS"
+    assert set(BACKBONES.names()) <= set(BACKBONE_VARIANTS), "give new backbones small test settings in BACKBONE_VARIANTS"
+
+
+class LeakyMeanHead(FusionHead):
+    """A broken head: it averages over all tokens, padding included."""
+
+    def __init__(self, spec, cond_dim):
+        super().__init__(spec, cond_dim)
+        self.proj = torch.nn.Linear(spec.hidden_size, cond_dim)
+
+    def forward(self, enc):
+        x = self.proj(enc.hidden_states.mean(dim=(1, 2)))[:, None]  # (B, 1, C)
+        return Conditioning(tokens=x, mask=torch.ones(x.shape[:2], dtype=torch.bool))
+
+
+def test_contract_check_catches_a_head_that_reads_padding():
+    with pytest.raises(AssertionError, match="padding / dropped-kind invariance"):
+        check_fusion_head(LeakyMeanHead)
+
+
+def test_lap_starts_as_the_mean_over_layers_and_exposes_its_weights():
+    from kit.fusion import LAPHead
+    from kit.testing import TINY_SPEC
+
+    head = LAPHead(TINY_SPEC, 16)
+    w = head.layer_weights()
+    assert w.shape == (TINY_SPEC.num_taps,)
+    assert torch.allclose(w, torch.full_like(w, 1 / TINY_SPEC.num_taps))
+
+
+def test_registry_errors_list_the_known_names():
+    with pytest.raises(KeyError, match=r"unknown fusion head 'qformer'; known fusion heads: lap \(kit.fusion.lap.LAPHead\)"):
+        FUSION_HEADS.get("qformer")
+    assert FUSION_HEADS.get("LAPHead") is FUSION_HEADS.get("lap")
+
+
+def test_incompatible_head_is_refused_with_both_names():
+    from kit.backbones import IncompatibleHeadError, SingleStreamDiT
+    from kit.testing import TINY_SPEC
+
+    class PooledOnly(FusionHead):
+        provides = frozenset({"pooled"})
+
+        def forward(self, enc):
+            raise NotImplementedError
+
+    dit = SingleStreamDiT(3, 8, patch_size=2, width=32, depth=1, num_heads=2)
+    with pytest.raises(IncompatibleHeadError, match=r"PooledOnly provides \['pooled'\].*SingleStreamDiT consumes \['tokens'\]"):
+        dit.check_head(PooledOnly(TINY_SPEC, 32))

@@ -1,0 +1,66 @@
+import pytest
+import torch
+
+from kit.encoders import FrozenEncoder, parse_taps, resolve_model_path
+from kit.types import TokenKind
+
+
+def test_parse_taps():
+    assert parse_taps("all", 8) == tuple(range(1, 9))
+    assert parse_taps("last", 8) == (8,)
+    assert parse_taps("every:3", 8) == (2, 5, 8)
+    assert parse_taps([0, -1, 4], 8) == (0, 8, 4)
+    with pytest.raises(ValueError, match=r"taps \[9, -10\] do not exist: the encoder has 8 layers"):
+        parse_taps([1, 9, -10], 8)
+    with pytest.raises(ValueError, match="unknown taps"):
+        parse_taps("most", 8)
+
+
+def test_unknown_shipped_model_lists_the_shipped_ones():
+    with pytest.raises(FileNotFoundError, match="kit:shapes-vlm-random"):
+        resolve_model_path("kit:no-such-model")
+
+
+def test_taps_beyond_depth_fail_at_build():
+    with pytest.raises(ValueError, match="has 8 layers"):
+        FrozenEncoder("kit:shapes-vlm-random", taps=[4, 12])
+
+
+def test_encoder_output_shapes_and_kinds(encoder):
+    out = encoder(["a red circle", "two blue squares and a large green triangle on the left"])
+    b, n, s, d = out.hidden_states.shape
+    assert (b, n, d) == (2, 8, 128) and encoder.spec.taps == tuple(range(1, 9))
+    assert out.mask.shape == out.kinds.shape == (2, s)
+    prompt_tokens = (out.kinds == int(TokenKind.PROMPT)) & out.mask
+    assert 0 < prompt_tokens[0].sum() < prompt_tokens[1].sum()
+    assert ((out.kinds == int(TokenKind.SYSTEM)) & out.mask).any(), "chat-template scaffolding is marked SYSTEM"
+    assert out.mask[0].sum() < out.mask[1].sum(), "the shorter prompt is padded"
+    # padding must not change the real tokens' states (right padding under causal attention)
+    alone = encoder(["a red circle"])
+    k = int(alone.mask.sum())
+    assert torch.allclose(alone.hidden_states[0, :, :k], out.hidden_states[0, :, :k], atol=1e-5)
+
+
+def test_system_prompt_tokens_are_system_kind():
+    def system_tokens(**kwargs) -> int:
+        out = FrozenEncoder("kit:shapes-vlm-random", taps="last", **kwargs)(["a red circle"])
+        return int(((out.kinds == int(TokenKind.SYSTEM)) & out.mask).sum())
+
+    assert system_tokens(system_prompt="describe the scene") > system_tokens()
+
+
+def test_frozen_means_frozen(encoder):
+    assert not any(p.requires_grad for p in encoder.parameters())
+    encoder.train()
+    assert not encoder.model.training, "the wrapped model stays in eval mode"
+    assert encoder.state_dict() == {}, "frozen weights never enter a state dict"
+    encoder.load_state_dict({})  # loading a checkpoint without them keeps the weights
+    out = encoder(["a red circle"])
+    assert not out.hidden_states.requires_grad
+
+
+def test_overlong_prompt_is_truncated_with_a_warning():
+    enc = FrozenEncoder("kit:shapes-vlm-random", taps="last", max_length=16)
+    with pytest.warns(UserWarning, match=r"truncated by \d+ tokens"):
+        out = enc(["a large red circle in the top left and a small blue square in the center and a green triangle"])
+    assert out.mask.shape[1] == 16
