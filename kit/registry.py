@@ -50,6 +50,11 @@ class Registry(Generic[T]):
 
         return decorate
 
+    def unregister(self, name: str) -> None:
+        """Remove an entry (a notebook discarding its experiment); unknown names raise `UnknownNameError`."""
+        self.get(name)
+        del self._entries[name]
+
     def names(self) -> list[str]:
         return sorted(self._entries)
 

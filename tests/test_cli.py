@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from kit.cli import KIT_VERBS, LIGHTNING_VERBS, main, run_cli
@@ -26,12 +27,40 @@ def test_help_lists_every_verb():
         assert f"  {verb} " in out
 
 
-@pytest.mark.parametrize("overlay", [None, *OVERLAYS])
-def test_recipes_parse_and_build(overlay, tmp_path):
-    args = fit_args("recipes/lap.yaml", tmp_path) + ([] if overlay is None else ["-c", str(REPO / overlay)])
+def resolved_config(*configs: str, capsys) -> dict:
+    """The config `--print_config` resolves for `configs` (parsing only, nothing is built)."""
+    with pytest.raises(SystemExit) as info:
+        main(["fit", *[a for c in configs for a in ("-c", str(REPO / c))], "--print_config"])
+    assert info.value.code in (0, None)
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_overlay_composes_with_the_main_recipe(overlay, capsys):
+    config = resolved_config("recipes/lap.yaml", overlay, capsys=capsys)
+    expected = yaml.safe_load((REPO / overlay).read_text())["model"]["init_args"]
+    for part, block in expected.items():
+        assert config["model"]["init_args"][part]["class_path"] == block["class_path"], f"{overlay} did not set {part}"
+
+
+@pytest.mark.parametrize("recipe", FULL_RECIPES + ["recipes/fusion/last_layer.yaml"])
+def test_recipes_build(recipe, tmp_path):
+    recipes = [recipe] if recipe in FULL_RECIPES else ["recipes/lap.yaml", recipe]
+    args = ["fit", *[a for r in recipes for a in ("-c", str(REPO / r))], "-c", str(REPO / SMOKE), f"--trainer.logger.init_args.save_dir={tmp_path}"]
     cli = run_cli(args, run=False)
     assert cli.model.backbone.in_channels == 3 and cli.model.image_shape == (3, 32, 32), "data geometry is linked into the model"
     assert cli.model.fusion.cond_dim == cli.model.backbone.cond_dim
+
+
+def test_last_layer_recipe_is_lap_with_another_head(capsys):
+    lap = resolved_config("recipes/lap.yaml", capsys=capsys)
+    last = resolved_config("recipes/last_layer.yaml", capsys=capsys)
+    assert last["model"]["init_args"]["fusion"]["class_path"].endswith("LastLayerHead")
+    assert last["trainer"]["logger"]["init_args"]["name"] == "last_layer"
+    for config in (lap, last):
+        del config["model"]["init_args"]["fusion"]
+        config["trainer"]["logger"]["init_args"]["name"] = None
+    assert lap == last, "recipes/last_layer.yaml drifted from recipes/lap.yaml beyond the head"
 
 
 @pytest.mark.parametrize("recipe", FULL_RECIPES)

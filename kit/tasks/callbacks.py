@@ -31,12 +31,12 @@ def _tensorboard(trainer: L.Trainer):
 def prompt_figure(images: torch.Tensor, prompts: list[str], columns: int = 4) -> plt.Figure:
     """A matplotlib figure of images `(B, C, H, W)` in [-1, 1], each titled with its prompt."""
     rows = (len(prompts) + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 3.0 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 3.3 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, prompt in zip(axes.flat, images, prompts, strict=False):
         ax.imshow(tensor_to_image(image), interpolation="nearest")
-        ax.set_title("\n".join(textwrap.wrap(prompt, 28)[:5]), fontsize=7)
+        ax.set_title("\n".join(textwrap.wrap(prompt, 34)), fontsize=6, loc="left")
     fig.tight_layout()
     return fig
 
