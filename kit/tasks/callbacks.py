@@ -144,3 +144,58 @@ class LayerWeightLogger(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self.log_weights(trainer, module)
+
+
+class SuiteEvaluation(L.Callback):
+    """Every `every_n_steps` (and at the end of training) score the model on a prompt suite with the oracle.
+
+    Logs `eval/overall`, `eval/<category>` and `eval/dpg` (see `kit.analysis.scoring`).
+
+    Args:
+        every_n_steps: optimizer steps between evaluations.
+        per_category: prompts per category (the first ones of the suite), to keep it quick.
+        images_per_prompt: images generated per prompt.
+        suite: name of the shipped prompt suite.
+        version: suite version.
+        guidance_scale: CFG scale (the module's default when None).
+        num_steps: sampler steps (the sampler's own when None).
+    """
+
+    def __init__(
+        self,
+        every_n_steps: int = 1000,
+        per_category: int | None = 10,
+        images_per_prompt: int = 1,
+        suite: str = "t2i",
+        version: int = 1,
+        guidance_scale: float | None = None,
+        num_steps: int | None = None,
+    ) -> None:
+        from kit.analysis import subset
+        from kit.world.suites import load_suite
+
+        self.every_n_steps = every_n_steps
+        self.entries = subset(load_suite(suite, version), per_category)
+        self.images_per_prompt = images_per_prompt
+        self.generate_kwargs = {"guidance_scale": guidance_scale, "num_steps": num_steps}
+        self._last_step = -1
+
+    def evaluate(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        from kit.analysis import evaluate_module
+
+        if trainer.global_step == self._last_step or not trainer.is_global_zero:
+            return
+        self._last_step = trainer.global_step
+        results = evaluate_module(module, self.entries, self.images_per_prompt, **self.generate_kwargs)
+        metrics = {"eval/overall": results["overall"], **{f"eval/{k}": v for k, v in results["categories"].items()}}
+        if results["dpg"]["score"] is not None:
+            metrics["eval/dpg"] = results["dpg"]["score"]
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        if trainer.global_step > 0 and trainer.global_step % self.every_n_steps == 0:
+            self.evaluate(trainer, module)
+
+    def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.evaluate(trainer, module)

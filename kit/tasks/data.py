@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from kit.world import STYLES, caption, render, sample_scene, scene_rng
+from kit.world import STYLES, caption, render, scene_rng
+from kit.world.scene import sample_training_scene
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
 
@@ -73,7 +74,7 @@ class ShapesDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         rng = scene_rng(self.seed, self.split_id, index)
-        scene = sample_scene(rng)
+        scene = sample_training_scene(rng)  # never a held-out (evaluation) scene
         style = self.styles[int(rng.choice(len(self.styles), p=self.weights))]
         return {"image": image_to_tensor(render(scene, self.image_size)), "prompt": caption(scene, style, rng)}
 

@@ -11,6 +11,7 @@ nothing in this file depends on NumPy beyond the random generator used for sampl
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -134,6 +135,29 @@ def sample_scene(
             )
         )
     return Scene(tuple(objects))
+
+
+HELD_OUT_MODULUS = 10
+"""One scene in HELD_OUT_MODULUS (by a hash of its facts) is held out: training never draws it."""
+
+
+def is_held_out(scene: Scene) -> bool:
+    """Whether a scene belongs to the held-out split (decided by its facts, not by how it was drawn).
+
+    The evaluation suites are built from held-out scenes only, so no suite scene, with all its
+    objects, attributes and places, is ever a training image. (Short prompts such as 'a red
+    circle' still describe many training scenes: the held-out unit is the scene.)
+    """
+    key = repr(sorted(scene.facts())).encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") % HELD_OUT_MODULUS == 0
+
+
+def sample_training_scene(rng: np.random.Generator, num_objects: int | None = None) -> Scene:
+    """`sample_scene`, redrawing held-out scenes."""
+    while True:
+        scene = sample_scene(rng, num_objects)
+        if not is_held_out(scene):
+            return scene
 
 
 def scene_rng(seed: int, split: int, index: int) -> np.random.Generator:

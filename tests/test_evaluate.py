@@ -1,0 +1,43 @@
+"""`kit evaluate` and `kit oracle-check` end to end, and the anchors the issue fixes."""
+
+import json
+
+import pytest
+
+from kit.cli import main
+
+REPO_SMOKE = ["-c", "recipes/lap.yaml", "-c", "recipes/smoke.yaml"]
+
+
+@pytest.mark.parametrize("source, check", [("gt", lambda r: r["overall"] >= 0.99), ("noise", lambda r: r["overall"] <= 0.05)])
+def test_anchor_scores_on_the_whole_suite(source, check, tmp_path):
+    out = tmp_path / f"{source}.json"
+    assert main(["evaluate", "--suite", source, "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert results["num_prompts"] >= 500 and set(results["categories"]) >= {"counting", "position", "dense"}
+    assert check(results), results
+
+
+def test_evaluate_a_checkpoint_and_bad_arguments(tmp_path, capsys, repo):
+    from kit.cli import run_cli
+
+    run_cli(["fit", *[str(repo / a) if a.endswith(".yaml") else a for a in REPO_SMOKE], f"--trainer.logger.init_args.save_dir={tmp_path}"])
+    ckpt = next(tmp_path.glob("*/version_0/checkpoints/last.ckpt"))
+    out = tmp_path / "r.json"
+    assert main(["evaluate", "--ckpt", str(ckpt), "--per-category", "2", "--images-per-prompt", "2", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert results["num_images"] == 2 * 2 * 7 and 0.0 <= results["overall"] <= 1.0
+    assert results["steps"] == 2, "the recipe's sampler settings are recorded"
+
+    assert main(["evaluate", "--suite", "t2i", "--out", str(out)]) == 2
+    assert "--suite t2i needs --ckpt" in capsys.readouterr().err
+    assert main(["evaluate", "--suite", "gt", "--prompts", "nope", "--out", str(out)]) == 2
+    assert "shipped suites: t2i_v1" in capsys.readouterr().err
+
+
+def test_oracle_check_verb_writes_its_report(tmp_path):
+    out = tmp_path / "oracle.json"
+    assert main(["oracle-check", "--n", "20", "--sizes", "[32]", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["sizes"]["32"]["clean"]["exact_scene"] == 1.0
+    assert set(report["sizes"]["32"]) == {"clean", "noise", "blur", "colour_jitter", "all"}
