@@ -60,6 +60,9 @@ class SingleStreamDiT(Backbone):
         depth: number of blocks.
         num_heads: attention heads.
         mlp_ratio: MLP width multiple.
+        pool_conditioning: also add the masked mean of the conditioning tokens (through an MLP) to
+            the timestep embedding that drives adaLN, a global path beside joint attention (as SD3
+            and Flux add a pooled text vector). Off reproduces UniFusion's single-stream DiT.
         gradient_checkpointing: recompute block activations in the backward pass to save memory.
     """
 
@@ -75,6 +78,7 @@ class SingleStreamDiT(Backbone):
         depth: int = 12,
         num_heads: int = 6,
         mlp_ratio: float = 4.0,
+        pool_conditioning: bool = False,
         gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__(in_channels, input_size)
@@ -87,6 +91,7 @@ class SingleStreamDiT(Backbone):
         self.t_embedder = TimestepEmbedder(width)
         self.cond_type = nn.Parameter(torch.zeros(1, 1, width))
         self.cond_norm = RmsNorm(width)
+        self.pool_embedder = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width)) if pool_conditioning else None
         self.blocks = nn.ModuleList(DiTBlock(width, num_heads, mlp_ratio) for _ in range(depth))
         self.final = FinalLayer(width, patch_size, in_channels)
         self.initialize_weights()
@@ -120,6 +125,9 @@ class SingleStreamDiT(Backbone):
         seq = torch.cat([txt, img], dim=1)  # (B, M + T, W)
         mask = torch.cat([cond.mask, cond.mask.new_ones(b, img.shape[1])], dim=1)  # (B, M + T)
         c = self.t_embedder(t)  # (B, W)
+        if self.pool_embedder is not None:
+            weights = cond.mask[..., None].to(txt.dtype)  # (B, M, 1)
+            c = c + self.pool_embedder((txt * weights).sum(1) / weights.sum(1).clamp(min=1))  # (B, W)
         for block in self.blocks:
             if self.gradient_checkpointing and self.training:
                 seq = torch.utils.checkpoint.checkpoint(block, seq, c, mask, use_reentrant=False)
