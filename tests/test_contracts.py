@@ -9,7 +9,9 @@ from kit.testing import check_backbone, check_fusion_head
 from kit.types import Conditioning
 
 HEAD_VARIANTS = {"lap": [{}, {"width": 32, "layer_depth": 1, "refiner_depth": 0}], "last_layer": [{}, {"refiner_depth": 1, "tap": 0}]}
-BACKBONE_VARIANTS = {"dit": [{"patch_size": 2, "width": 32, "depth": 2, "num_heads": 2}, {"patch_size": 4, "width": 32, "depth": 1, "num_heads": 4, "pool_conditioning": True}]}
+BACKBONE_VARIANTS = {
+    "dit": [{"patch_size": 2, "width": 32, "depth": 2, "num_heads": 2}, {"patch_size": 4, "width": 32, "depth": 1, "num_heads": 4, "pool_conditioning": True}]
+}
 
 
 @pytest.mark.parametrize("name", FUSION_HEADS.names())
