@@ -100,6 +100,8 @@ def run_cli(args: list[str] | dict[str, Any] | None = None, run: bool = True) ->
         # args given on purpose while the host process (pytest, Jupyter) has its own argv
         warnings.filterwarnings("ignore", message=".*not recommended to provide both args and command line arguments.*")
         warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")  # the frozen encoder, by design
+        warnings.filterwarnings("ignore", message=r".*define a `flops_per_batch`.*")  # we log samples/s, not FLOPs
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")  # inside Lightning 2.6.6
         return _build_cli(args, run)
 
 

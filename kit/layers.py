@@ -13,8 +13,16 @@ from torch import Tensor, nn
 
 
 def key_padding_bias(mask: Tensor | None) -> Tensor | None:
-    """`(B, S)` bool key mask -> `(B, 1, 1, S)` bool mask for SDPA (True = attend)."""
-    return None if mask is None else mask[:, None, None, :]
+    """`(B, S)` bool key mask -> `(B, 1, 1, S)` bool mask for SDPA (True = attend).
+
+    A row with no real key at all (an empty prompt) would make softmax produce NaN that
+    leaks through later masking (NaN * 0 is NaN); such rows attend everywhere instead, and
+    their outputs are masked out downstream.
+    """
+    if mask is None:
+        return None
+    mask = mask | ~mask.any(dim=1, keepdim=True)
+    return mask[:, None, None, :]
 
 
 class TransformerBlock(nn.Module):

@@ -43,5 +43,5 @@ class Sampler(ABC):
     """Integrates a denoiser function from noise (t = 1) to data (t = 0)."""
 
     @abstractmethod
-    def sample(self, fn: DenoiserFn, noise: Tensor) -> Tensor:
-        """`noise (B, ...)` -> samples of the same shape."""
+    def sample(self, fn: DenoiserFn, noise: Tensor, num_steps: int | None = None) -> Tensor:
+        """`noise (B, ...)` -> samples of the same shape, in `num_steps` steps (the sampler's own when None)."""

@@ -75,13 +75,13 @@ class EulerSampler(Sampler):
         self.num_steps = num_steps
         self.shift = shift
 
-    def timesteps(self, device: torch.device | None = None) -> Tensor:
+    def timesteps(self, device: torch.device | None = None, num_steps: int | None = None) -> Tensor:
         """`(num_steps + 1,)` decreasing times from 1 to 0."""
-        return shift_time(torch.linspace(1.0, 0.0, self.num_steps + 1, device=device), self.shift)
+        return shift_time(torch.linspace(1.0, 0.0, (num_steps or self.num_steps) + 1, device=device), self.shift)
 
     @torch.no_grad()
-    def sample(self, fn: DenoiserFn, noise: Tensor) -> Tensor:
-        ts = self.timesteps(noise.device)
+    def sample(self, fn: DenoiserFn, noise: Tensor, num_steps: int | None = None) -> Tensor:
+        ts = self.timesteps(noise.device, num_steps)
         x = noise
         for t, t_next in zip(ts[:-1], ts[1:], strict=False):
             v = fn(x, t.expand(x.shape[0]))  # (B, C, H, W)

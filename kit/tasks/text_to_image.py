@@ -134,8 +134,7 @@ class TextToImage(L.LightningModule):
             null = self.fusion.null_conditioning(len(prompts))
             generator = torch.Generator(device=self.device).manual_seed(seed)
             noise = torch.randn(len(prompts), *self.image_shape, device=self.device, generator=generator)
-            sampler = self.sampler if num_steps is None else type(self.sampler)(**{**vars(self.sampler), "num_steps": num_steps})
-            return sampler.sample(classifier_free_guidance(self.backbone, cond, null, scale), noise).clamp(-1, 1)
+            return self.sampler.sample(classifier_free_guidance(self.backbone, cond, null, scale), noise, num_steps).clamp(-1, 1)
         finally:
             self.train(was_training)
 

@@ -93,6 +93,14 @@ def check_fusion_head(cls: type, spec: EncoderSpec = TINY_SPEC, cond_dim: int = 
     _assert_close({k: v[1:2] for k, v in _real(cond).items()}, _real(alone), "batch independence")
     _assert_close(_real(cond), _real(head(enc)), "determinism", atol=0.0)
 
+    # a sample with no kept token (an empty prompt) must not poison the batch with NaN
+    empty = random_encoder_output(spec, [3, 0])
+    for name, values in _real(head(empty)).items():
+        assert all(torch.isfinite(v).all() for v in values), f"{name} is not finite when a sample has no kept tokens"
+    if cond.tokens is not None:
+        out = head(empty)
+        assert torch.isfinite(out.tokens).all(), "tokens behind the mask must be finite too (they meet attention weights of 0)"
+
     # null conditioning: same fields, right batch size, mixes with real conditioning
     null = head.null_conditioning(b)
     assert null.provided() == cond.provided(), f"null_conditioning fills {sorted(null.provided())}, forward fills {sorted(cond.provided())}"
