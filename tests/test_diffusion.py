@@ -1,61 +1,167 @@
-"""Rectified flow against closed form: with the exact velocity of Gaussian data, sampling recovers the data law."""
+"""Objectives and samplers against closed form.
+
+For Gaussian (and Gaussian-mixture) data the exact denoiser E[x0 | x_t] is known, so every
+sampler can be run with a perfect model: what it produces then differs from the data law
+only by its own discretisation error.
+"""
 
 import math
 
 import pytest
 import torch
 
-from kit.diffusion import EulerSampler, RectifiedFlow, classifier_free_guidance
+from kit.diffusion import DDPM, DDIMSampler, DDPMSchedule, DPMSolverPP2M, EulerSampler, HeunSampler, RectifiedFlow, classifier_free_guidance
 from kit.optim import WarmupCosine
 from kit.types import Conditioning
 
-MU, SIGMA = 1.5, 0.5
+F64 = torch.float64
+MU = torch.tensor([1.5, -0.5], dtype=F64)
+SIGMA = torch.tensor([[0.5, 0.3], [0.3, 0.4]], dtype=F64)
+EYE = torch.eye(2, dtype=F64)
+MIXTURE = [
+    (0.3, torch.tensor([-2.0, 0.0], dtype=F64), 0.2 * EYE),
+    (0.7, torch.tensor([1.0, 1.0], dtype=F64), torch.tensor([[0.3, 0.1], [0.1, 0.2]], dtype=F64)),
+]
+
+OBJECTIVES = {
+    "flow": RectifiedFlow(),
+    "ddpm-eps-linear": DDPM("linear", "eps"),
+    "ddpm-v-cosine": DDPM("cosine", "v"),
+    "ddpm-x0-scaled": DDPM("scaled_linear", "x0"),
+}
 
 
-def exact_velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """E[eps - x0 | x_t] for x0 ~ N(MU, SIGMA^2), x_t = (1 - t) x0 + t eps."""
-    tb = t.view(-1, *([1] * (x.dim() - 1)))
-    var = (1 - tb) ** 2 * SIGMA**2 + tb**2
-    centred = x - (1 - tb) * MU
-    e_eps = tb / var * centred
-    e_x0 = MU + (1 - tb) * SIGMA**2 / var * centred
-    return e_eps - e_x0
+def exact_model(objective, components):
+    """The perfect denoiser for a Gaussian mixture, returning the objective's own parameterisation."""
+
+    def fn(x, t):
+        alpha, sigma = objective.schedule.alpha_sigma(t)
+        a, s = alpha[:, None], sigma[:, None]  # (B, 1)
+        log_w, means = [], []
+        for weight, mu, cov in components:
+            marginal = a[:, :, None] ** 2 * cov + s[:, :, None] ** 2 * EYE  # (B, 2, 2)
+            centred = x - a * mu  # (B, 2)
+            solved = torch.linalg.solve(marginal, centred)  # (B, 2)
+            log_w.append(math.log(weight) - 0.5 * (centred * solved).sum(-1) - 0.5 * torch.logdet(marginal))
+            means.append(mu + a * (solved @ cov))  # E[x0 | x_t, k]
+        w = torch.softmax(torch.stack(log_w, -1), -1)  # (B, K)
+        x0 = (w[..., None] * torch.stack(means, 1)).sum(1)  # (B, 2)
+        eps = (x - a * x0) / s
+        return objective.from_x0_eps(x0, eps, t)
+
+    return fn
 
 
-@pytest.mark.parametrize("shift", [1.0, 3.0])
-def test_euler_with_exact_velocity_recovers_gaussian(shift):
-    noise = torch.randn(20000, 1, 2, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    x = EulerSampler(num_steps=200, shift=shift).sample(exact_velocity, noise)
-    assert abs(x.mean().item() - MU) < 0.02
-    assert abs(x.std().item() - SIGMA) < 0.02
+def run(sampler, objective, components=((1.0, MU, SIGMA),), n=8000, steps=None):
+    """Sample with the exact model, starting from the exact marginal at t = 1 for a single Gaussian.
+
+    (Schedules whose alpha(1) > 0, such as scaled-linear, do not end in pure noise: starting
+    from N(0, I) would add that known bias to the sampler's own error.)
+    """
+    z = torch.randn(n, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    if len(components) == 1:
+        alpha, sigma = (v.item() for v in objective.schedule.alpha_sigma(torch.ones(1, dtype=F64)))
+        z = alpha * MU + z @ torch.linalg.cholesky(alpha**2 * SIGMA + sigma**2 * EYE).T
+    return sampler.sample(exact_model(objective, components), z, objective, steps)
 
 
-def test_exact_velocity_has_minimal_loss():
-    flow = RectifiedFlow(time_sampling="uniform")
-    x0 = MU + SIGMA * torch.randn(50000, 1, dtype=torch.float64)
-    exact = flow.loss(lambda x, t, c: exact_velocity(x, t), x0, None)["loss"]
-    worse = flow.loss(lambda x, t, c: 0.9 * exact_velocity(x, t), x0, None)["loss"]
+def moments_error(x, mu, cov):
+    return (x.mean(0) - mu).abs().max().item(), (torch.cov(x.T) - cov).abs().max().item()
+
+
+SAMPLERS = {"euler": (EulerSampler, 100), "heun": (HeunSampler, 40), "ddim": (DDIMSampler, 200), "dpm++2m": (DPMSolverPP2M, 50)}
+
+
+@pytest.mark.parametrize("objective_name", OBJECTIVES)
+@pytest.mark.parametrize("sampler_name", SAMPLERS)
+def test_every_sampler_recovers_a_gaussian(objective_name, sampler_name):
+    cls, steps = SAMPLERS[sampler_name]
+    spacing = "time" if objective_name == "flow" else "log_snr"  # what the recipes use
+    x = run(cls(num_steps=steps, spacing=spacing), OBJECTIVES[objective_name])
+    mean_err, cov_err = moments_error(x, MU, SIGMA)
+    assert mean_err < 0.03 and cov_err < 0.03, (mean_err, cov_err)
+
+
+@pytest.mark.parametrize("objective_name", ["flow", "ddpm-eps-linear"])
+def test_samplers_recover_a_gaussian_mixture(objective_name):
+    weights = torch.tensor([w for w, _, _ in MIXTURE])
+    mu = sum(w * m for w, m, _ in MIXTURE)
+    cov = sum(w * (c + torch.outer(m, m)) for w, m, c in MIXTURE) - torch.outer(mu, mu)
+    x = run(DPMSolverPP2M(num_steps=50), OBJECTIVES[objective_name], MIXTURE)
+    mean_err, cov_err = moments_error(x, mu, cov)
+    assert mean_err < 0.05 and cov_err < 0.08, (mean_err, cov_err)
+    left = (x[:, 0] < -0.5).double().mean()
+    assert abs(left - weights[0]) < 0.02, "the mixture weights are kept"
+
+
+@pytest.mark.parametrize("objective_name, spacing", [("flow", "time"), ("ddpm-eps-linear", "log_snr")])
+@pytest.mark.parametrize("steps", [10, 20])
+def test_dpm_solver_beats_first_order_at_few_steps(objective_name, spacing, steps):
+    """Covariance error at 10-20 steps, same noise for every sampler (the recipes' spacings)."""
+    objective = OBJECTIVES[objective_name]
+    samplers = [("dpm", DPMSolverPP2M), ("ddim", DDIMSampler), ("euler", EulerSampler)]
+    errors = {name: moments_error(run(cls(num_steps=steps, spacing=spacing), objective, n=16000), MU, SIGMA)[1] for name, cls in samplers}
+    assert errors["dpm"] < errors["ddim"] and errors["dpm"] < errors["euler"], errors
+
+
+def test_ddim_with_eta_one_matches_ancestral_sampling():
+    objective = OBJECTIVES["ddpm-eps-linear"]
+    noise = torch.randn(20000, 2, generator=torch.Generator().manual_seed(1), dtype=F64)
+    x = DDIMSampler(num_steps=200, eta=1.0).sample(exact_model(objective, ((1.0, MU, SIGMA),)), noise, objective, generator=torch.Generator().manual_seed(2))
+    mean_err, cov_err = moments_error(x, MU, SIGMA)
+    assert mean_err < 0.03 and cov_err < 0.04, (mean_err, cov_err)
+
+
+@pytest.mark.parametrize("name", OBJECTIVES)
+def test_prediction_round_trip_and_minimal_loss(name):
+    objective = OBJECTIVES[name]
+    x0, eps = torch.randn(64, 2, dtype=F64), torch.randn(64, 2, dtype=F64)
+    t = torch.rand(64, dtype=F64) * 0.98 + 0.01
+    alpha, sigma = objective.schedule.alpha_sigma(t)
+    x_t = alpha[:, None] * x0 + sigma[:, None] * eps
+    back_x0, back_eps = objective.to_x0_eps(objective.from_x0_eps(x0, eps, t), x_t, t)
+    assert torch.allclose(back_x0, x0, atol=1e-6) and torch.allclose(back_eps, eps, atol=1e-6)
+    data = MU + torch.randn(4096, 2, dtype=F64) @ torch.linalg.cholesky(SIGMA).T
+    model = exact_model(objective, ((1.0, MU, SIGMA),))
+    t, noise = objective.sample_time(4096, data.device).double(), torch.randn_like(data)
+    exact = objective.loss(lambda x, t, c: model(x, t), data, None, t=t, noise=noise)["loss"]
+    worse = objective.loss(lambda x, t, c: 0.9 * model(x, t), data, None, t=t, noise=noise)["loss"]
     assert exact < worse
 
 
-def test_time_sampling_ranges():
-    for sampling in ("uniform", "logit_normal"):
-        t = RectifiedFlow(time_sampling=sampling, shift=3.0).sample_time(1000, torch.device("cpu"))
-        assert t.min() >= 0 and t.max() <= 1
-    ts = EulerSampler(num_steps=4).timesteps()
-    assert ts[0] == 1 and ts[-1] == 0 and (ts[1:] < ts[:-1]).all()
+def test_schedules():
+    for kind in ("linear", "scaled_linear", "cosine"):
+        sched = DDPMSchedule(kind)
+        a, s = sched.alpha_sigma(torch.tensor([0.0, 0.5, 1.0], dtype=F64))
+        assert a[0] == 1 and s[0] == 0 and torch.allclose(a**2 + s**2, torch.ones(3, dtype=F64)), kind
+        assert a[2] < 0.1, f"{kind}: t = 1 is nearly pure noise"
+    t = RectifiedFlow(time_sampling="logit_normal", shift=3.0).sample_time(1000, torch.device("cpu"))
+    assert t.min() >= 0 and t.max() <= 1 and t.mean() > 0.6, "a shift > 1 moves training time towards noise"
+    steps = DDPM().sample_time(1000, torch.device("cpu"))
+    assert torch.allclose(steps * 1000, (steps * 1000).round()) and steps.min() >= 1e-3
 
 
-def test_classifier_free_guidance_combines_predictions():
+def test_classifier_free_guidance_scale_rescale_and_interval():
     def model(x, t, cond):  # prediction = first conditioning token's first feature
         return x * 0 + cond.tokens[:, 0, 0].view(-1, 1)
 
     cond = Conditioning(tokens=torch.full((2, 3, 1), 2.0), mask=torch.ones(2, 3, dtype=torch.bool))
     null = Conditioning(tokens=torch.full((2, 1, 1), 0.5), mask=torch.ones(2, 1, dtype=torch.bool))
-    x, t = torch.zeros(2, 1), torch.ones(2)
+    x, t = torch.zeros(2, 1), torch.tensor([0.2, 0.9])
     assert torch.allclose(classifier_free_guidance(model, cond, null, 3.0)(x, t), torch.full((2, 1), 0.5 + 3 * 1.5))
     assert torch.allclose(classifier_free_guidance(model, cond, null, 1.0)(x, t), torch.full((2, 1), 2.0))
     assert torch.allclose(classifier_free_guidance(model, cond, null, 0.0)(x, t), torch.full((2, 1), 0.5))
+    inside = classifier_free_guidance(model, cond, null, 3.0, interval=(0.5, 1.0))(x, t)
+    assert inside[0].item() == 2.0 and inside[1].item() == 5.0, "guidance applies only inside the interval"
+
+    def spread(x, t, cond):  # the conditional prediction is twice as spread as the unconditional one
+        base = torch.linspace(-1, 1, 8).expand(x.shape[0], 8)
+        return base * (1.0 + (cond.mask.sum(1, keepdim=True) == 3).double())
+
+    x8 = torch.zeros(2, 8)
+    plain = classifier_free_guidance(spread, cond, null, 4.0)(x8, t)
+    rescaled = classifier_free_guidance(spread, cond, null, 4.0, rescale=1.0)(x8, t)
+    assert torch.allclose(rescaled.std(dim=1), spread(x8, t, cond).std(dim=1)) and plain.std() > rescaled.std()
 
 
 def test_warmup_cosine_schedule():

@@ -1,7 +1,23 @@
-"""Objectives, samplers and guidance. Time is continuous in [0, 1]; t = 1 is noise."""
+"""Noise schedules, objectives, samplers and guidance. Time is continuous in [0, 1]; t = 1 is noise."""
 
 from kit.diffusion.base import Objective, Sampler
-from kit.diffusion.flow import EulerSampler, RectifiedFlow
 from kit.diffusion.guidance import classifier_free_guidance
+from kit.diffusion.objectives import DDPM, DiffusionObjective, RectifiedFlow
+from kit.diffusion.samplers import DDIMSampler, DPMSolverPP2M, EulerSampler, HeunSampler
+from kit.diffusion.schedules import DDPMSchedule, LinearFlow, NoiseSchedule
 
-__all__ = ["EulerSampler", "Objective", "RectifiedFlow", "Sampler", "classifier_free_guidance"]
+__all__ = [
+    "DDIMSampler",
+    "DDPM",
+    "DDPMSchedule",
+    "DPMSolverPP2M",
+    "DiffusionObjective",
+    "EulerSampler",
+    "HeunSampler",
+    "LinearFlow",
+    "NoiseSchedule",
+    "Objective",
+    "RectifiedFlow",
+    "Sampler",
+    "classifier_free_guidance",
+]

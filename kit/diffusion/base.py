@@ -42,6 +42,9 @@ class Objective(ABC):
 class Sampler(ABC):
     """Integrates a denoiser function from noise (t = 1) to data (t = 0)."""
 
+    num_steps: int
+
     @abstractmethod
-    def sample(self, fn: DenoiserFn, noise: Tensor, num_steps: int | None = None) -> Tensor:
-        """`noise (B, ...)` -> samples of the same shape, in `num_steps` steps (the sampler's own when None)."""
+    def sample(self, fn: DenoiserFn, noise: Tensor, objective: Objective, num_steps: int | None = None) -> Tensor:
+        """`noise (B, ...)` -> samples of the same shape, reading `fn`'s predictions through `objective`,
+        in `num_steps` steps (the sampler's own when None)."""

@@ -42,6 +42,8 @@ class TextToImage(L.LightningModule):
         lr_scheduler: builds a per-step schedule from the optimizer and the run's total steps.
         cond_drop_prob: probability of replacing a sample's conditioning with the null conditioning.
         guidance_scale: default classifier-free guidance scale for sampling.
+        guidance_rescale: guidance-rescale factor in [0, 1] (Lin et al. 2023); 0 is off.
+        guidance_interval: times `(low, high)` where guidance applies (Kynkaanniemi et al. 2024).
         weight_decay: weight decay of matrices (norms, biases and embeddings get none).
         image_size: side of the training images (linked from the data by the CLI).
         in_channels: channels of the training images (linked from the data by the CLI).
@@ -58,6 +60,8 @@ class TextToImage(L.LightningModule):
         lr_scheduler: SchedulerFactory | None = None,
         cond_drop_prob: float = 0.1,
         guidance_scale: float = 1.0,
+        guidance_rescale: float = 0.0,
+        guidance_interval: tuple[float, float] = (0.0, 1.0),
         weight_decay: float = 0.0,
         image_size: int = 32,
         in_channels: int = 3,
@@ -77,6 +81,8 @@ class TextToImage(L.LightningModule):
         self.scheduler_factory = lr_scheduler
         self.cond_drop_prob = cond_drop_prob
         self.guidance_scale = guidance_scale
+        self.guidance_rescale = guidance_rescale
+        self.guidance_interval = tuple(guidance_interval)
         self.weight_decay = weight_decay
         self.image_shape = (in_channels, image_size, image_size)
 
@@ -134,7 +140,8 @@ class TextToImage(L.LightningModule):
             null = self.fusion.null_conditioning(len(prompts))
             generator = torch.Generator(device=self.device).manual_seed(seed)
             noise = torch.randn(len(prompts), *self.image_shape, device=self.device, generator=generator)
-            return self.sampler.sample(classifier_free_guidance(self.backbone, cond, null, scale), noise, num_steps).clamp(-1, 1)
+            fn = classifier_free_guidance(self.backbone, cond, null, scale, self.guidance_rescale, self.guidance_interval)
+            return self.sampler.sample(fn, noise, self.objective, num_steps).clamp(-1, 1)
         finally:
             self.train(was_training)
 

@@ -1,0 +1,154 @@
+"""Training objectives over a noise schedule, with four parameterisations of the model's output.
+
+Every objective corrupts `x_t = alpha(t) x0 + sigma(t) eps` and regresses one of:
+
+    eps        the noise                                    (DDPM, Ho et al. 2020)
+    x0         the clean sample
+    v          alpha * eps - sigma * x0                     (Salimans & Ho 2022)
+    velocity   d x_t / dt = alpha' * x0 + sigma' * eps      (flow matching; eps - x0 on the straight path)
+
+`to_x0_eps` turns any prediction back into (x0, eps), which is all the samplers need, so
+every sampler runs with every objective.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from kit.diffusion.base import Denoiser, Objective
+from kit.diffusion.schedules import DDPMSchedule, LinearFlow, NoiseSchedule
+from kit.types import Conditioning
+
+Prediction = Literal["eps", "x0", "v", "velocity"]
+_TINY = 1e-8
+
+
+def _bcast(t: Tensor, like: Tensor) -> Tensor:
+    """`(B,)` -> `(B, 1, ..., 1)` to broadcast against `like`."""
+    return t.view(-1, *([1] * (like.dim() - 1)))
+
+
+def shift_time(t: Tensor, shift: float) -> Tensor:
+    """SD3's resolution shift: `shift * t / (1 + (shift - 1) * t)`; > 1 spends more time near noise."""
+    return shift * t / (1 + (shift - 1) * t)
+
+
+class DiffusionObjective(Objective):
+    """Regression of a parameterised prediction under a noise schedule.
+
+    Args:
+        schedule: the noise schedule.
+        prediction: what the model outputs: 'eps', 'x0', 'v' or 'velocity'.
+    """
+
+    def __init__(self, schedule: NoiseSchedule, prediction: Prediction) -> None:
+        if prediction not in ("eps", "x0", "v", "velocity"):
+            raise ValueError(f"unknown prediction {prediction!r}; known: eps, x0, v, velocity")
+        self.schedule = schedule
+        self.prediction = prediction
+
+    @property
+    def t_min(self) -> float:
+        """The smallest training time (samplers evaluate no later than this); 0 for continuous time."""
+        return 0.0
+
+    def coefficients(self, t: Tensor, like: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """alpha, sigma, alpha', sigma' at `t`, broadcast against `like`."""
+        alpha, sigma = self.schedule.alpha_sigma(t)
+        d_alpha, d_sigma = self.schedule.derivatives(t)
+        return tuple(_bcast(c.to(like.dtype), like) for c in (alpha, sigma, d_alpha, d_sigma))
+
+    def from_x0_eps(self, x0: Tensor, eps: Tensor, t: Tensor) -> Tensor:
+        """The prediction target for given clean data and noise."""
+        alpha, sigma, d_alpha, d_sigma = self.coefficients(t, x0)
+        if self.prediction == "eps":
+            return eps
+        if self.prediction == "x0":
+            return x0
+        if self.prediction == "v":
+            return alpha * eps - sigma * x0
+        return d_alpha * x0 + d_sigma * eps
+
+    def to_x0_eps(self, pred: Tensor, x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """Invert a prediction at `(x_t, t)` into `(x0, eps)`."""
+        alpha, sigma, d_alpha, d_sigma = self.coefficients(t, x_t)
+        if self.prediction == "eps":
+            return (x_t - sigma * pred) / alpha.clamp(min=_TINY), pred
+        if self.prediction == "x0":
+            return pred, (x_t - alpha * pred) / sigma.clamp(min=_TINY)
+        if self.prediction == "v":  # v = alpha eps - sigma x0
+            det = alpha**2 + sigma**2
+            return (alpha * x_t - sigma * pred) / det, (sigma * x_t + alpha * pred) / det
+        det = alpha * d_sigma - sigma * d_alpha  # velocity = alpha' x0 + sigma' eps
+        return (d_sigma * x_t - sigma * pred) / det, (alpha * pred - d_alpha * x_t) / det
+
+    def loss(self, model: Denoiser, x0: Tensor, cond: Conditioning, t: Tensor | None = None, noise: Tensor | None = None) -> dict[str, Tensor]:
+        """MSE between prediction and target. Returns `loss` (scalar) and `loss_per_sample` `(B,)`."""
+        t = self.sample_time(x0.shape[0], x0.device) if t is None else t  # (B,)
+        noise = torch.randn_like(x0) if noise is None else noise  # (B, C, H, W)
+        alpha, sigma, _, _ = self.coefficients(t, x0)
+        x_t = alpha * x0 + sigma * noise  # (B, C, H, W)
+        pred = model(x_t, t, cond)  # (B, C, H, W)
+        per_sample = (pred.float() - self.from_x0_eps(x0, noise, t).float()).pow(2).flatten(1).mean(dim=1)  # (B,)
+        return {"loss": per_sample.mean(), "loss_per_sample": per_sample}
+
+
+class RectifiedFlow(DiffusionObjective):
+    """Flow matching on the straight path with velocity prediction (Liu et al. 2022; Esser et al. 2024).
+
+    Args:
+        time_sampling: 'uniform' on [0, 1], or 'logit_normal' (sigmoid of a normal; SD3's default).
+        logit_mean: mean of the normal before the sigmoid.
+        logit_std: standard deviation of the normal before the sigmoid.
+        shift: time shift applied after sampling (1 = none; SD3 uses more for larger images).
+    """
+
+    def __init__(
+        self,
+        time_sampling: Literal["uniform", "logit_normal"] = "logit_normal",
+        logit_mean: float = 0.0,
+        logit_std: float = 1.0,
+        shift: float = 1.0,
+    ) -> None:
+        super().__init__(LinearFlow(), "velocity")
+        self.time_sampling = time_sampling
+        self.logit_mean = logit_mean
+        self.logit_std = logit_std
+        self.shift = shift
+
+    def sample_time(self, n: int, device: torch.device, generator: torch.Generator | None = None) -> Tensor:
+        if self.time_sampling == "uniform":
+            t = torch.rand(n, device=device, generator=generator)
+        else:
+            t = torch.sigmoid(self.logit_mean + self.logit_std * torch.randn(n, device=device, generator=generator))
+        return shift_time(t, self.shift)
+
+
+class DDPM(DiffusionObjective):
+    """Denoising diffusion on a discrete variance-preserving schedule, steps drawn uniformly.
+
+    Args:
+        schedule: beta schedule: 'linear', 'scaled_linear' or 'cosine'.
+        prediction: 'eps', 'v' or 'x0'.
+        num_train_steps: number of discrete steps T.
+    """
+
+    def __init__(
+        self,
+        schedule: Literal["linear", "scaled_linear", "cosine"] = "linear",
+        prediction: Literal["eps", "v", "x0"] = "eps",
+        num_train_steps: int = 1000,
+    ) -> None:
+        super().__init__(DDPMSchedule(schedule, num_train_steps), prediction)
+        self.num_train_steps = num_train_steps
+
+    @property
+    def t_min(self) -> float:
+        return 1.0 / self.num_train_steps
+
+    def sample_time(self, n: int, device: torch.device, generator: torch.Generator | None = None) -> Tensor:
+        steps = torch.randint(0, self.num_train_steps, (n,), device=device, generator=generator)
+        return (steps + 1).float() / self.num_train_steps
