@@ -124,3 +124,12 @@ def test_missing_checkpoint_says_so(tmp_path, capsys):
 def test_unknown_verb(capsys):
     assert main(["train"]) == 2
     assert "unknown verb 'train'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("overlay", sorted(str(p.relative_to(REPO)) for p in (REPO / "recipes" / "objectives").glob("*.yaml")))
+def test_objective_overlays_fit_and_sample(overlay, tmp_path):
+    cli = run_cli(
+        ["fit", "-c", str(REPO / "recipes/lap.yaml"), "-c", str(REPO / overlay), "-c", str(REPO / SMOKE), f"--trainer.logger.init_args.save_dir={tmp_path}"]
+    )
+    images = cli.model.generate(["a red circle"], num_steps=3)
+    assert images.shape == (1, 3, 32, 32) and torch.isfinite(images).all()
