@@ -8,6 +8,8 @@ patchify) live in `kit.backbones.layers`.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+from einops import rearrange
 from timm.layers import Attention, Mlp, RmsNorm
 from torch import Tensor, nn
 
@@ -48,6 +50,34 @@ class TransformerBlock(nn.Module):
         x = x + self.attn(self.norm1(x), attn_mask=key_padding_bias(mask))  # (B, S, dim)
         x = x + self.mlp(self.norm2(x))  # (B, S, dim)
         return x
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention from query tokens to context tokens of another width, with a key mask.
+
+    Args:
+        dim: query (and output) width.
+        context_dim: width of the context tokens (keys and values).
+        num_heads: attention heads; must divide `dim`.
+    """
+
+    def __init__(self, dim: int, context_dim: int, num_heads: int) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"width {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(context_dim, 2 * dim)
+        self.q_norm = RmsNorm(dim // num_heads)
+        self.k_norm = RmsNorm(dim // num_heads)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, context: Tensor, mask: Tensor | None = None) -> Tensor:
+        """x `(B, S, dim)`, context `(B, M, context_dim)`, mask `(B, M)` bool -> `(B, S, dim)`."""
+        q = rearrange(self.q(x), "b s (h d) -> b h s d", h=self.num_heads)  # (B, H, S, d)
+        k, v = rearrange(self.kv(context), "b m (two h d) -> two b h m d", two=2, h=self.num_heads)  # (B, H, M, d) each
+        out = F.scaled_dot_product_attention(self.q_norm(q), self.k_norm(k), v, attn_mask=key_padding_bias(mask))  # (B, H, S, d)
+        return self.proj(rearrange(out, "b h s d -> b s (h d)"))
 
 
 def init_linear_xavier(module: nn.Module) -> None:

@@ -102,7 +102,7 @@ def test_unknown_head_lists_known_heads(tmp_path, capsys):
 
 def test_unknown_backbone_lists_known_backbones(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        run_cli(fit_args("recipes/lap.yaml", tmp_path, "--model.init_args.backbone=kit.backbones.MMDiT"), run=False)
+        run_cli(fit_args("recipes/lap.yaml", tmp_path, "--model.init_args.backbone=kit.backbones.HourglassDiT"), run=False)
     assert "known backbones: dit (kit.backbones.dit.SingleStreamDiT)" in capsys.readouterr().err
 
 
@@ -133,3 +133,13 @@ def test_objective_overlays_fit_and_sample(overlay, tmp_path):
     )
     images = cli.model.generate(["a red circle"], num_steps=3)
     assert images.shape == (1, 3, 32, 32) and torch.isfinite(images).all()
+
+
+@pytest.mark.parametrize("overlay", sorted(str(p.relative_to(REPO)) for p in (REPO / "recipes" / "backbones").glob("*_shapes.yaml")))
+def test_backbone_recipes_fit_on_the_shapes_world(overlay, tmp_path):
+    # the preset's own sizes, shortened to a few steps (smoke.yaml would shrink the backbone too)
+    args = ["fit", "-c", str(REPO / "recipes/lap.yaml"), "-c", str(REPO / overlay), "--trainer.max_steps=2", "--trainer.limit_val_batches=1"]
+    args += ["--trainer.val_check_interval=2", "--data.init_args.batch_size=4", "--data.init_args.val_size=8", "--data.init_args.num_workers=0"]
+    cli = run_cli([*args, "--model.init_args.sampler.init_args.num_steps=2", f"--trainer.logger.init_args.save_dir={tmp_path}"])
+    assert type(cli.model.backbone).__name__ in open(REPO / overlay).read()
+    assert (next(tmp_path.glob("*/version_0")) / "checkpoints" / "last.ckpt").is_file()

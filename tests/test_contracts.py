@@ -10,7 +10,10 @@ from kit.types import Conditioning
 
 HEAD_VARIANTS = {"lap": [{}, {"width": 32, "layer_depth": 1, "refiner_depth": 0}], "last_layer": [{}, {"refiner_depth": 1, "tap": 0}]}
 BACKBONE_VARIANTS = {
-    "dit": [{"patch_size": 2, "width": 32, "depth": 2, "num_heads": 2}, {"patch_size": 4, "width": 32, "depth": 1, "num_heads": 4, "pool_conditioning": True}]
+    "dit": [{"patch_size": 2, "width": 32, "depth": 2, "num_heads": 2}, {"patch_size": 4, "width": 32, "depth": 1, "num_heads": 4, "pool_conditioning": True}],
+    "dit_xattn": [{"patch_size": 2, "width": 32, "depth": 2, "num_heads": 2}],
+    "mmdit": [{"patch_size": 2, "width": 32, "depth": 2, "num_heads": 2}],
+    "uvit": [{"patch_size": 2, "width": 32, "depth": 3, "num_heads": 2}, {"patch_size": 4, "width": 32, "depth": 5, "num_heads": 2, "post_norm": True}],
 }
 
 

@@ -2,5 +2,8 @@
 
 from kit.backbones.base import BACKBONES, Backbone, IncompatibleHeadError
 from kit.backbones.dit import SingleStreamDiT
+from kit.backbones.dit_xattn import CrossAttnDiT
+from kit.backbones.mmdit import MMDiT
+from kit.backbones.uvit import UViT
 
-__all__ = ["BACKBONES", "Backbone", "IncompatibleHeadError", "SingleStreamDiT"]
+__all__ = ["BACKBONES", "Backbone", "CrossAttnDiT", "IncompatibleHeadError", "MMDiT", "SingleStreamDiT", "UViT"]

@@ -1,0 +1,132 @@
+"""Cross-attention DiT (PixArt-alpha, Chen et al. 2023).
+
+Image tokens only in the sequence; every block cross-attends to the conditioning tokens.
+The timestep drives adaLN through one shared MLP ("adaLN-single"): it produces six
+modulation vectors once, and each block adds its own learned table to them, which saves
+most of DiT's per-block modulation parameters.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from einops import rearrange
+from timm.layers import Attention, Mlp, RmsNorm
+from torch import Tensor, nn
+
+from kit.backbones.base import BACKBONES, Backbone
+from kit.backbones.layers import PatchEmbed, TimestepEmbedder, modulate, sincos_2d
+from kit.layers import CrossAttention, init_linear_xavier, zero_
+from kit.types import Conditioning
+
+
+class CrossAttnDiTBlock(nn.Module):
+    """Self-attention and MLP modulated by adaLN-single, cross-attention to the conditioning between them.
+
+    Args:
+        width: token width.
+        num_heads: attention heads.
+        mlp_ratio: MLP width multiple.
+    """
+
+    def __init__(self, width: int, num_heads: int, mlp_ratio: float = 4.0) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(width, num_heads=num_heads, qkv_bias=True, qk_norm=True, norm_layer=RmsNorm)
+        self.norm_cross = nn.LayerNorm(width, eps=1e-6)
+        self.cross = CrossAttention(width, width, num_heads)
+        self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.mlp = Mlp(width, hidden_features=int(width * mlp_ratio), act_layer=partial(nn.GELU, approximate="tanh"))
+        self.table = nn.Parameter(torch.randn(6, width) / width**0.5)  # this block's offsets to the shared modulation
+
+    def forward(self, x: Tensor, t6: Tensor, context: Tensor, mask: Tensor) -> Tensor:
+        """x `(B, T, W)`, t6 `(B, 6, W)` shared modulation, context `(B, M, W)`, mask `(B, M)` -> `(B, T, W)`."""
+        shift1, scale1, gate1, shift2, scale2, gate2 = (t6 + self.table[None]).unbind(1)  # (B, W) each
+        x = x + gate1[:, None] * self.attn(modulate(self.norm1(x), shift1, scale1))
+        x = x + self.cross(self.norm_cross(x), context, mask)
+        x = x + gate2[:, None] * self.mlp(modulate(self.norm2(x), shift2, scale2))
+        return x
+
+
+@BACKBONES.register("dit_xattn")
+class CrossAttnDiT(Backbone):
+    """PixArt-alpha-style DiT: adaLN-single timestep modulation, cross-attention in every block.
+
+    Args:
+        in_channels: channels of the input.
+        input_size: side of the square input.
+        patch_size: patch side; `input_size` must be a multiple of it.
+        width: token width (also the conditioning width asked of the fusion head).
+        depth: number of blocks.
+        num_heads: attention heads.
+        mlp_ratio: MLP width multiple.
+        gradient_checkpointing: recompute block activations in the backward pass.
+    """
+
+    consumes = frozenset({"tokens"})
+
+    def __init__(
+        self,
+        in_channels: int,
+        input_size: int,
+        *,
+        patch_size: int = 2,
+        width: int = 384,
+        depth: int = 12,
+        num_heads: int = 6,
+        mlp_ratio: float = 4.0,
+        gradient_checkpointing: bool = False,
+    ) -> None:
+        super().__init__(in_channels, input_size)
+        if input_size % patch_size:
+            raise ValueError(f"input size {input_size} is not a multiple of the patch size {patch_size}")
+        self.patch_size = patch_size
+        self.width = width
+        self.gradient_checkpointing = gradient_checkpointing
+        self.x_embedder = PatchEmbed(in_channels, patch_size, width)
+        self.t_embedder = TimestepEmbedder(width)
+        self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))  # adaLN-single
+        self.cond_norm = RmsNorm(width)
+        self.blocks = nn.ModuleList(CrossAttnDiTBlock(width, num_heads, mlp_ratio) for _ in range(depth))
+        self.final_norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.final_table = nn.Parameter(torch.randn(2, width) / width**0.5)
+        self.final = nn.Linear(width, patch_size * patch_size * in_channels)
+        self.initialize_weights()
+
+    @property
+    def cond_dim(self) -> int:
+        return self.width
+
+    def initialize_weights(self) -> None:
+        """Xavier linears, zero adaLN-single and cross-attention outputs, zero output layer."""
+        init_linear_xavier(self)
+        w = self.x_embedder.proj.weight
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        nn.init.zeros_(self.x_embedder.proj.bias)
+        for layer in self.t_embedder.mlp:
+            if isinstance(layer, nn.Linear):
+                nn.init.normal_(layer.weight, std=0.02)
+        zero_(self.t_block[-1])
+        for block in self.blocks:
+            zero_(block.cross.proj)
+        zero_(self.final)
+
+    def _block(self, block: CrossAttnDiTBlock, x: Tensor, t6: Tensor, context: Tensor, mask: Tensor) -> Tensor:
+        if self.gradient_checkpointing and self.training:
+            return torch.utils.checkpoint.checkpoint(block, x, t6, context, mask, use_reentrant=False)
+        return block(x, t6, context, mask)
+
+    def forward(self, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
+        """x `(B, C, H, W)`, t `(B,)`, cond.tokens `(B, M, W)` + mask -> `(B, C, H, W)`."""
+        _, _, h, w = x.shape
+        p = self.patch_size
+        tokens = self.x_embedder(x) + sincos_2d(h // p, w // p, self.width, x.device).to(x.dtype)[None]  # (B, T, W)
+        t_emb = self.t_embedder(t)  # (B, W)
+        t6 = rearrange(self.t_block(t_emb), "b (six w) -> b six w", six=6)  # (B, 6, W)
+        context = self.cond_norm(cond.tokens)  # (B, M, W)
+        for block in self.blocks:
+            tokens = self._block(block, tokens, t6, context, cond.mask)  # (B, T, W)
+        shift, scale = (self.final_table[None] + t_emb[:, None]).unbind(1)  # (B, W) each
+        out = self.final(modulate(self.final_norm(tokens), shift, scale))  # (B, T, p*p*C)
+        return rearrange(out, "b (h w) (p q c) -> b c (h p) (w q)", h=h // p, w=w // p, p=p, q=p)

@@ -1,0 +1,125 @@
+"""U-ViT (Bao et al. 2023), the backbone of UniDiffuser: every input is a token, with long skips.
+
+The sequence is `[time token(s), conditioning tokens, image patch tokens]`, with learned
+position embeddings for the leading tokens and 2D sin-cos for the patches. The first half
+of the blocks stores its outputs; the second half concatenates each stored output with its
+input and projects back (long skip connections), as a U-Net does across resolutions.
+
+Time enters only as tokens, one per time input: `time_tokens` lists them, so a joint model
+(UniDiffuser: an image time and a text time) adds an entry and feeds one time per stream.
+"""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+
+from kit.backbones.base import BACKBONES, Backbone
+from kit.backbones.layers import PatchEmbed, TimestepEmbedder, sincos_2d
+from kit.layers import TransformerBlock, init_linear_trunc_normal, key_padding_bias, zero_
+from kit.types import Conditioning
+
+
+class PostNormBlock(TransformerBlock):
+    """The same block with the norms after each residual addition (post-LN, as in the original Transformer)."""
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """x `(B, S, W)`; mask `(B, S)` bool -> `(B, S, W)`."""
+        x = self.norm1(x + self.attn(x, attn_mask=key_padding_bias(mask)))  # (B, S, W)
+        return self.norm2(x + self.mlp(x))
+
+
+@BACKBONES.register("uvit")
+class UViT(Backbone):
+    """U-ViT: all inputs as tokens, in-blocks / mid-block / out-blocks with long skip connections.
+
+    Args:
+        in_channels: channels of the input.
+        input_size: side of the square input.
+        patch_size: patch side; `input_size` must be a multiple of it.
+        width: token width (also the conditioning width asked of the fusion head).
+        depth: blocks in total, an odd number: (depth - 1) / 2 in, one mid, (depth - 1) / 2 out.
+        num_heads: attention heads.
+        mlp_ratio: MLP width multiple.
+        post_norm: post-LN blocks instead of pre-LN (UniDiffuser found pre-LN unstable in fp16 at scale
+            and used post-LN; pre-LN is the U-ViT default).
+        max_cond_tokens: learned positions available for conditioning tokens.
+    """
+
+    consumes = frozenset({"tokens"})
+    time_tokens: tuple[str, ...] = ("t",)
+
+    def __init__(
+        self,
+        in_channels: int,
+        input_size: int,
+        *,
+        patch_size: int = 2,
+        width: int = 512,
+        depth: int = 13,
+        num_heads: int = 8,
+        mlp_ratio: float = 4.0,
+        post_norm: bool = False,
+        max_cond_tokens: int = 256,
+    ) -> None:
+        super().__init__(in_channels, input_size)
+        if input_size % patch_size:
+            raise ValueError(f"input size {input_size} is not a multiple of the patch size {patch_size}")
+        if depth % 2 == 0:
+            raise ValueError(f"U-ViT depth must be odd (in-blocks, a mid block, out-blocks), got {depth}")
+        self.patch_size = patch_size
+        self.width = width
+        self.max_cond_tokens = max_cond_tokens
+        block = PostNormBlock if post_norm else TransformerBlock
+        half = (depth - 1) // 2
+        self.x_embedder = PatchEmbed(in_channels, patch_size, width)
+        self.t_embedders = nn.ModuleDict({name: TimestepEmbedder(width) for name in self.time_tokens})
+        self.cond_proj = nn.Linear(width, width)
+        self.lead_pos = nn.Parameter(torch.zeros(1, len(self.time_tokens) + max_cond_tokens, width))
+        self.in_blocks = nn.ModuleList(block(width, num_heads, mlp_ratio) for _ in range(half))
+        self.mid_block = block(width, num_heads, mlp_ratio)
+        self.out_blocks = nn.ModuleList(block(width, num_heads, mlp_ratio) for _ in range(half))
+        self.skips = nn.ModuleList(nn.Linear(2 * width, width) for _ in range(half))
+        self.norm = nn.LayerNorm(width)
+        self.final = nn.Linear(width, patch_size * patch_size * in_channels)
+        self.initialize_weights()
+
+    @property
+    def cond_dim(self) -> int:
+        return self.width
+
+    def initialize_weights(self) -> None:
+        """Trunc-normal(0.02) linears and positions (U-ViT's init); the output layer at zero."""
+        init_linear_trunc_normal(self)
+        nn.init.trunc_normal_(self.lead_pos, std=0.02)
+        zero_(self.final)
+
+    def tokens(self, x: Tensor, times: dict[str, Tensor], cond: Conditioning) -> tuple[Tensor, Tensor, int]:
+        """Assemble `[time tokens, cond tokens, patches]` -> sequence `(B, S, W)`, key mask `(B, S)`, patch start."""
+        b, _, h, w = x.shape
+        p = self.patch_size
+        m = cond.tokens.shape[1]
+        if m > self.max_cond_tokens:
+            raise ValueError(f"{m} conditioning tokens exceed max_cond_tokens={self.max_cond_tokens}")
+        lead = [self.t_embedders[name](times[name])[:, None] for name in self.time_tokens] + [self.cond_proj(cond.tokens)]
+        lead = torch.cat(lead, dim=1) + self.lead_pos[:, : len(self.time_tokens) + m]  # (B, n_t + M, W)
+        patches = self.x_embedder(x) + sincos_2d(h // p, w // p, self.width, x.device).to(x.dtype)[None]  # (B, T, W)
+        ones = cond.mask.new_ones(b, 1)
+        mask = torch.cat([ones.expand(b, len(self.time_tokens)), cond.mask, ones.expand(b, patches.shape[1])], dim=1)
+        return torch.cat([lead, patches], dim=1), mask, lead.shape[1]
+
+    def forward(self, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
+        """x `(B, C, H, W)`, t `(B,)`, cond.tokens `(B, M, W)` + mask -> `(B, C, H, W)`."""
+        _, _, h, w = x.shape
+        p = self.patch_size
+        seq, mask, start = self.tokens(x, {"t": t}, cond)  # (B, S, W)
+        skips = []
+        for block in self.in_blocks:
+            seq = block(seq, mask)
+            skips.append(seq)
+        seq = self.mid_block(seq, mask)
+        for block, skip in zip(self.out_blocks, self.skips):
+            seq = block(skip(torch.cat([seq, skips.pop()], dim=-1)), mask)  # (B, S, W)
+        out = self.final(self.norm(seq[:, start:]))  # (B, T, p*p*C)
+        return rearrange(out, "b (h w) (p q c) -> b c (h p) (w q)", h=h // p, w=w // p, p=p, q=p)
