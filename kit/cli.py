@@ -32,6 +32,7 @@ KIT_VERBS = {
     "sample": ("kit.verbs.sample", "draw images from a checkpoint into a PNG grid: --ckpt CKPT --prompt TEXT [--num N] --out grid.png"),
     "evaluate": ("kit.verbs.evaluate", "score a checkpoint on a prompt suite with the oracle: --ckpt CKPT [--suite t2i|gt|noise] --out results.json"),
     "oracle-check": ("kit.verbs.oracle_check", "measure the oracle on clean and perturbed renders: --n 2000 --out oracle.json"),
+    "describe": ("kit.verbs.describe", "parameters and forward GMACs of a recipe's model, per part: --config RECIPE [--class-conditional N]"),
     "registry": ("kit.verbs.registry", "list the registered fusion heads and backbones"),
     "build-tiny-vlm": ("kit.verbs.build_tiny_vlm", "rebuild the shipped random tiny Qwen2-VL (kit:shapes-vlm-random)"),
 }
