@@ -85,9 +85,10 @@ def test_every_recipe_fits_and_samples(recipe, tmp_path, capsys):
 def test_checkpoint_round_trip_reproduces_samples(tmp_path):
     from kit.tasks.checkpoint import load_checkpoint
 
-    cli = run_cli(fit_args("recipes/lap.yaml", tmp_path))
+    cli = run_cli(fit_args("recipes/lap.yaml", tmp_path, "--model.init_args.ema_decay=0.9"))
     ckpt = next(tmp_path.glob("*/version_0/checkpoints/last.ckpt"))
     loaded = load_checkpoint(ckpt)
+    assert loaded.ema is not None and loaded.ema.updates == cli.model.ema.updates == 3, "the EMA is checkpointed"
     a = cli.model.generate(["a red circle"], seed=3)
     b = loaded.generate(["a red circle"], seed=3)
     assert torch.allclose(a, b, atol=1e-5)

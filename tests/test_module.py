@@ -42,3 +42,36 @@ def test_generate_is_deterministic_and_bounded(module):
     assert a.shape == (2, 3, 16, 16) and torch.equal(a, b)
     assert a.min() >= -1 and a.max() <= 1
     assert module.training, "generate restores the training mode"
+
+
+def test_ema_tracks_swaps_and_survives_a_checkpoint(encoder, tmp_path):
+    from kit.tasks.ema import EMA
+
+    backbone = partial(SingleStreamDiT, patch_size=8, width=32, depth=1, num_heads=2)
+    module = TextToImage(encoder, fusion=partial(LAPHead, layer_depth=1, refiner_depth=1), backbone=backbone, image_size=16, ema_decay=0.9)
+    assert module.ema is not None and not any(name.startswith("encoder.") for name in module.ema.params), "EMA never copies the frozen encoder"
+    p = module.backbone.final.linear.weight
+    before = p.detach().clone()
+    with torch.no_grad():
+        p.add_(1.0)
+    module.ema.update()
+    live = p.detach().clone()
+    with module.averaged():
+        averaged = p.detach().clone()
+        with module.averaged():  # re-entrant: still the averaged values
+            assert torch.equal(p, averaged)
+    assert torch.equal(p, live), "the live weights come back"
+    decay = min(0.9, 2 / 11)
+    assert torch.allclose(averaged, decay * before + (1 - decay) * live)
+    state = module.ema.state_dict()
+    other = EMA(module.named_parameters(), 0.9)
+    other.load_state_dict(state)
+    assert torch.equal(other.shadow["backbone.final.linear.weight"], averaged)
+
+
+def test_compile_flag_keeps_state_dict_keys(encoder):
+    backbone = partial(SingleStreamDiT, patch_size=8, width=32, depth=1, num_heads=2)
+    plain = TextToImage(encoder, fusion=partial(LAPHead, layer_depth=1), backbone=backbone, image_size=16)
+    compiled = TextToImage(encoder, fusion=partial(LAPHead, layer_depth=1), backbone=backbone, image_size=16, compile=True)
+    assert compiled.backbone._compiled_call_impl is not None
+    assert list(compiled.state_dict()) == list(plain.state_dict()), "checkpoints stay loadable either way"

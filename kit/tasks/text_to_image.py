@@ -9,6 +9,7 @@ the backbone's conditioning width, so no derived width appears in a recipe.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import lightning as L
 import torch
@@ -21,6 +22,7 @@ from kit.backbones.base import Backbone
 from kit.diffusion import EulerSampler, Objective, RectifiedFlow, Sampler, classifier_free_guidance
 from kit.encoders import FrozenEncoder
 from kit.fusion.base import FusionHead
+from kit.tasks.ema import EMA
 from kit.types import Conditioning, EncoderSpec
 
 FusionFactory = Callable[[EncoderSpec, int], FusionHead]
@@ -45,6 +47,9 @@ class TextToImage(L.LightningModule):
         guidance_rescale: guidance-rescale factor in [0, 1] (Lin et al. 2023); 0 is off.
         guidance_interval: times `(low, high)` where guidance applies (Kynkaanniemi et al. 2024).
         weight_decay: weight decay of matrices (norms, biases and embeddings get none).
+        ema_decay: keep an exponential moving average of the trainable weights with this decay
+            and use it for validation and sampling (0 turns it off).
+        compile: compile the backbone with `torch.compile` (in place: state-dict keys do not change).
         image_size: side of the training images (linked from the data by the CLI).
         in_channels: channels of the training images (linked from the data by the CLI).
     """
@@ -63,6 +68,8 @@ class TextToImage(L.LightningModule):
         guidance_rescale: float = 0.0,
         guidance_interval: tuple[float, float] = (0.0, 1.0),
         weight_decay: float = 0.0,
+        ema_decay: float = 0.0,
+        compile: bool = False,
         image_size: int = 32,
         in_channels: int = 3,
     ) -> None:
@@ -85,6 +92,33 @@ class TextToImage(L.LightningModule):
         self.guidance_interval = tuple(guidance_interval)
         self.weight_decay = weight_decay
         self.image_shape = (in_channels, image_size, image_size)
+        self.ema = EMA(self.named_parameters(), ema_decay) if ema_decay > 0 else None
+        if compile:
+            self.backbone.compile()
+
+    # ----------------------------------------------------------------- EMA
+    def averaged(self):
+        """Context in which the trainable weights are the EMA ones (a no-op without EMA)."""
+        return self.ema.swapped() if self.ema is not None else nullcontext()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if self.ema is not None:
+            self.ema.update()
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_weights = self.averaged()
+        self._val_weights.__enter__()
+
+    def on_validation_epoch_end(self) -> None:
+        self._val_weights.__exit__(None, None, None)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.ema is not None:
+            checkpoint["ema"] = self.ema.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if self.ema is not None and "ema" in checkpoint:
+            self.ema.load_state_dict(checkpoint["ema"])
 
     # ----------------------------------------------------------------- conditioning
     def condition(self, prompts: list[str]) -> Conditioning:
@@ -134,14 +168,15 @@ class TextToImage(L.LightningModule):
         """
         was_training = self.training
         self.eval()
+        scale = self.guidance_scale if guidance_scale is None else guidance_scale
         try:
-            scale = self.guidance_scale if guidance_scale is None else guidance_scale
-            cond = self.condition(prompts)
-            null = self.fusion.null_conditioning(len(prompts))
-            generator = torch.Generator(device=self.device).manual_seed(seed)
-            noise = torch.randn(len(prompts), *self.image_shape, device=self.device, generator=generator)
-            fn = classifier_free_guidance(self.backbone, cond, null, scale, self.guidance_rescale, self.guidance_interval)
-            return self.sampler.sample(fn, noise, self.objective, num_steps).clamp(-1, 1)
+            with self.averaged():  # EMA weights when the module keeps them
+                cond = self.condition(prompts)
+                null = self.fusion.null_conditioning(len(prompts))
+                generator = torch.Generator(device=self.device).manual_seed(seed)
+                noise = torch.randn(len(prompts), *self.image_shape, device=self.device, generator=generator)
+                fn = classifier_free_guidance(self.backbone, cond, null, scale, self.guidance_rescale, self.guidance_interval)
+                return self.sampler.sample(fn, noise, self.objective, num_steps).clamp(-1, 1)
         finally:
             self.train(was_training)
 
