@@ -75,3 +75,60 @@ def test_compile_flag_keeps_state_dict_keys(encoder):
     compiled = TextToImage(encoder, fusion=partial(LAPHead, layer_depth=1), backbone=backbone, image_size=16, compile=True)
     assert compiled.backbone._compiled_call_impl is not None
     assert list(compiled.state_dict()) == list(plain.state_dict()), "checkpoints stay loadable either way"
+
+
+@pytest.mark.parametrize("name", ["dit", "dit_xattn", "mmdit"])
+def test_gradient_checkpointing_gives_the_same_gradients(name):
+    from kit.backbones import BACKBONES
+    from kit.types import Conditioning
+
+    torch.manual_seed(0)
+    kwargs = {"patch_size": 4, "width": 32, "depth": 2, "num_heads": 2}
+    plain = BACKBONES.get(name)(3, 8, **kwargs)
+    with torch.no_grad():
+        for p in plain.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    ckpt = BACKBONES.get(name)(3, 8, gradient_checkpointing=True, **kwargs)
+    ckpt.load_state_dict(plain.state_dict())
+    x, t = torch.randn(2, 3, 8, 8), torch.tensor([0.3, 0.7])
+    cond = Conditioning(tokens=torch.randn(2, 4, 32), mask=torch.ones(2, 4, dtype=torch.bool))
+    for model in (plain, ckpt):
+        model.train()
+        model(x, t, cond).pow(2).mean().backward()
+    for (n, a), b in zip(plain.named_parameters(), ckpt.parameters()):
+        assert torch.allclose(a.grad, b.grad, atol=1e-6), n
+
+
+def test_bf16_mixed_precision_fit(tmp_path):
+    from kit.cli import run_cli
+
+    repo = __import__("pathlib").Path(__file__).resolve().parent.parent
+    args = ["fit", "-c", str(repo / "recipes/lap.yaml"), "-c", str(repo / "recipes/smoke.yaml"), "--trainer.precision=bf16-mixed"]
+    cli = run_cli([*args, f"--trainer.logger.init_args.save_dir={tmp_path}"])
+    assert torch.isfinite(cli.trainer.callback_metrics["train/loss"])
+
+
+def test_latent_diffusion_with_a_tiny_vae(tmp_path):
+    """Fit and sample on the latents of a tiny random AutoencoderKL, through the recipe overlay."""
+    from diffusers import AutoencoderKL
+
+    from kit.cli import run_cli
+
+    vae_dir = tmp_path / "vae"
+    AutoencoderKL(
+        block_out_channels=(16, 32), down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+        layers_per_block=1, latent_channels=4, norm_num_groups=8, sample_size=32,
+    ).save_pretrained(vae_dir)  # fmt: skip
+    repo = __import__("pathlib").Path(__file__).resolve().parent.parent
+    args = ["fit", "-c", str(repo / "recipes/lap.yaml"), "-c", str(repo / "recipes/latent/vae.yaml"), "-c", str(repo / "recipes/smoke.yaml")]
+    args += [f"--model.init_args.autoencoder.init_args.model={vae_dir}", f"--trainer.logger.init_args.save_dir={tmp_path}"]
+    args += ["--model.init_args.backbone.init_args.patch_size=4"]
+    cli = run_cli(args)
+    model = cli.model
+    assert model.backbone.in_channels == 4 and model.backbone.input_size == 16, "the backbone works on 4 x 16 x 16 latents"
+    assert model.sample_shape == (4, 16, 16)
+    images = model.generate(["a red circle"], num_steps=2)
+    assert images.shape == (1, 3, 32, 32), "samples are decoded back to pixels"
+    ckpt = next(tmp_path.glob("*/version_0/checkpoints/last.ckpt"))
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    assert not any(k.startswith("autoencoder.") for k in state), "the frozen VAE stays out of checkpoints"

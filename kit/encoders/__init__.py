@@ -1,5 +1,7 @@
-"""Frozen encoders: Hugging Face models wrapped to return tapped hidden states per token."""
+"""Frozen pretrained models: the layer-tapped encoder, the optional VAE, the tiny-VLM factory."""
 
+from kit.encoders.base import FrozenModel
 from kit.encoders.frozen import FrozenEncoder, parse_taps, resolve_model_path
+from kit.encoders.vae import VAELatents
 
-__all__ = ["FrozenEncoder", "parse_taps", "resolve_model_path"]
+__all__ = ["FrozenEncoder", "FrozenModel", "VAELatents", "parse_taps", "resolve_model_path"]

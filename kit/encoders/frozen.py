@@ -1,9 +1,6 @@
 """`FrozenEncoder`: any Hugging Face model as a frozen, layer-tapped text encoder.
 
-Frozen means: no parameter requires grad, the model stays in eval mode whatever
-`.train()` says, the forward runs under `torch.no_grad`, and the weights never enter a
-checkpoint (a state-dict hook drops them; loading tolerates their absence). The model is
-reloaded from its recorded name, so checkpoints stay small and the encoder cannot drift.
+Frozen as `kit.encoders.base.FrozenModel` defines it, and its forward runs under `torch.no_grad`.
 """
 
 from __future__ import annotations
@@ -14,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from kit.encoders.base import FrozenModel
 from kit.types import EncoderOutput, EncoderSpec, TokenKind
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -73,7 +71,7 @@ def _load_model(path: str, dtype: torch.dtype, revision: str | None, trust_remot
     raise ValueError(f"no transformers Auto class can load {path!r}:\n" + "\n".join(errors))
 
 
-class FrozenEncoder(nn.Module):
+class FrozenEncoder(FrozenModel):
     """A frozen Hugging Face model that returns the hidden states of chosen layers per token.
 
     Args:
@@ -119,21 +117,11 @@ class FrozenEncoder(nn.Module):
         self.use_chat_template = use_chat_template and getattr(self.tokenizer, "chat_template", None) is not None
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self._prefix, self._suffix = self._template_ids()
-        self.requires_grad_(False)
-        self.model.eval()
-        # keep the weights out of checkpoints: drop them on save, tolerate their absence on load
-        self.register_state_dict_post_hook(_drop_own_keys)
-        self.register_load_state_dict_pre_hook(_fill_own_keys)
+        self.freeze()
 
     @property
     def spec(self) -> EncoderSpec:
         return EncoderSpec(name=self.name, hidden_size=self.hidden_size, num_layers=self.num_layers, taps=self.taps)
-
-    def train(self, mode: bool = True) -> FrozenEncoder:
-        """The wrapped model stays in eval mode (no dropout) whatever the parent asks."""
-        super().train(mode)
-        self.model.eval()
-        return self
 
     def _template_ids(self) -> tuple[list[int], list[int]]:
         """Token ids of the chat template before and after the prompt (SYSTEM kind)."""
@@ -186,15 +174,3 @@ class FrozenEncoder(nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, layers={self.num_layers}, hidden={self.hidden_size}, taps={list(self.taps)}"
-
-
-def _drop_own_keys(module: nn.Module, state_dict: dict, prefix: str, local_metadata) -> None:
-    """Checkpoints never hold the frozen weights: they are reloaded from the recorded name."""
-    for key in [k for k in state_dict if k.startswith(prefix)]:
-        del state_dict[key]
-
-
-def _fill_own_keys(module: FrozenEncoder, state_dict: dict, prefix: str, *args) -> None:
-    """Loading a checkpoint (which has no encoder weights) keeps the weights already loaded."""
-    for key, value in module.model.state_dict().items():
-        state_dict.setdefault(f"{prefix}model.{key}", value)

@@ -20,7 +20,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from kit.backbones.base import Backbone
 from kit.diffusion import EulerSampler, Objective, RectifiedFlow, Sampler, classifier_free_guidance
-from kit.encoders import FrozenEncoder
+from kit.encoders import FrozenEncoder, VAELatents
 from kit.fusion.base import FusionHead
 from kit.tasks.ema import EMA
 from kit.types import Conditioning, EncoderSpec
@@ -50,6 +50,7 @@ class TextToImage(L.LightningModule):
         ema_decay: keep an exponential moving average of the trainable weights with this decay
             and use it for validation and sampling (0 turns it off).
         compile: compile the backbone with `torch.compile` (in place: state-dict keys do not change).
+        autoencoder: a frozen VAE: when given, diffusion runs on its latents (pixel space when None).
         image_size: side of the training images (linked from the data by the CLI).
         in_channels: channels of the training images (linked from the data by the CLI).
     """
@@ -70,6 +71,7 @@ class TextToImage(L.LightningModule):
         weight_decay: float = 0.0,
         ema_decay: float = 0.0,
         compile: bool = False,
+        autoencoder: VAELatents | None = None,
         image_size: int = 32,
         in_channels: int = 3,
     ) -> None:
@@ -79,6 +81,9 @@ class TextToImage(L.LightningModule):
         under_cli = _given_hyperparameters.get() is not None
         self.save_hyperparameters(ignore=None if under_cli else ["encoder", "fusion", "backbone", "objective", "sampler", "optimizer", "lr_scheduler"])
         self.encoder = encoder
+        self.autoencoder = autoencoder
+        if autoencoder is not None:  # diffusion on latents
+            in_channels, image_size = autoencoder.latent_channels, autoencoder.latent_size(image_size)
         self.backbone = backbone(in_channels, image_size)
         self.fusion = fusion(encoder.spec, self.backbone.cond_dim)
         self.backbone.check_head(self.fusion)
@@ -91,7 +96,7 @@ class TextToImage(L.LightningModule):
         self.guidance_rescale = guidance_rescale
         self.guidance_interval = tuple(guidance_interval)
         self.weight_decay = weight_decay
-        self.image_shape = (in_channels, image_size, image_size)
+        self.sample_shape = (in_channels, image_size, image_size)  # what the sampler draws: pixels or latents
         self.ema = EMA(self.named_parameters(), ema_decay) if ema_decay > 0 else None
         if compile:
             self.backbone.compile()
@@ -132,8 +137,12 @@ class TextToImage(L.LightningModule):
         return cond.where(drop, self.fusion.null_conditioning(b))
 
     # ----------------------------------------------------------------- steps
+    def to_model_space(self, images: Tensor) -> Tensor:
+        """Images -> what the backbone denoises: the images, or their VAE latents."""
+        return images if self.autoencoder is None else self.autoencoder.encode(images)
+
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
-        x0 = batch["image"]  # (B, C, H, W)
+        x0 = self.to_model_space(batch["image"])  # (B, C, H, W)
         cond = self.drop_conditioning(self.condition(batch["prompt"]))
         terms = self.objective.loss(self.backbone, x0, cond)
         self.log("train/loss", terms["loss"], prog_bar=True)
@@ -141,7 +150,7 @@ class TextToImage(L.LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         """Loss at fixed, evenly spread times and fixed noise, so validation curves are comparable."""
-        x0 = batch["image"]  # (B, C, H, W)
+        x0 = self.to_model_space(batch["image"])  # (B, C, H, W)
         b = x0.shape[0]
         generator = torch.Generator(device=self.device).manual_seed(batch_idx)
         t = (torch.arange(b, device=self.device) + 0.5) / b  # (B,)
@@ -174,9 +183,10 @@ class TextToImage(L.LightningModule):
                 cond = self.condition(prompts)
                 null = self.fusion.null_conditioning(len(prompts))
                 generator = torch.Generator(device=self.device).manual_seed(seed)
-                noise = torch.randn(len(prompts), *self.image_shape, device=self.device, generator=generator)
+                noise = torch.randn(len(prompts), *self.sample_shape, device=self.device, generator=generator)
                 fn = classifier_free_guidance(self.backbone, cond, null, scale, self.guidance_rescale, self.guidance_interval)
-                return self.sampler.sample(fn, noise, self.objective, num_steps).clamp(-1, 1)
+                x0 = self.sampler.sample(fn, noise, self.objective, num_steps)
+            return x0.clamp(-1, 1) if self.autoencoder is None else self.autoencoder.decode(x0)
         finally:
             self.train(was_training)
 

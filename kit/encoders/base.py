@@ -1,0 +1,41 @@
+"""`FrozenModel`: the base of every wrapper around a pretrained model the kit never trains.
+
+Frozen means: no parameter requires grad, the wrapped model stays in eval mode whatever
+`.train()` says, and its weights never enter a checkpoint (a state-dict hook drops them;
+loading tolerates their absence). Wrappers reload the model from its recorded name, so
+checkpoints stay small and the frozen part cannot drift.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+class FrozenModel(nn.Module):
+    """Holds a pretrained `self.model`; call `freeze()` once it is set."""
+
+    model: nn.Module
+
+    def freeze(self) -> None:
+        self.requires_grad_(False)
+        self.model.eval()
+        self.register_state_dict_post_hook(_drop_own_keys)
+        self.register_load_state_dict_pre_hook(_fill_own_keys)
+
+    def train(self, mode: bool = True) -> FrozenModel:
+        """The wrapped model stays in eval mode (no dropout) whatever the parent asks."""
+        super().train(mode)
+        self.model.eval()
+        return self
+
+
+def _drop_own_keys(module: nn.Module, state_dict: dict, prefix: str, local_metadata) -> None:
+    """Checkpoints never hold the frozen weights: they are reloaded from the recorded name."""
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        del state_dict[key]
+
+
+def _fill_own_keys(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    """Loading a checkpoint (which has no frozen weights) keeps the weights already loaded."""
+    for key, value in module.model.state_dict().items():
+        state_dict.setdefault(f"{prefix}model.{key}", value)
