@@ -96,13 +96,17 @@ class Conditioning:
         tokens: `(B, M, C)` conditioning tokens.
         mask: `(B, M)` bool, True for real tokens (required with `tokens`).
         pooled: `(B, C)` one vector per sample.
-        per_layer: `(B, L, M, C)` one token sequence per backbone block (KV fusion, injection).
+        per_layer: `(B, L, M, C)` one token sequence per backbone block (KV fusion, injection), masked by `mask`.
+        per_layer_mode: how a backbone uses `per_layer[:, i]` at block i: 'replace' its conditioning
+            tokens with them (key-value fusion: block i attends to encoder layer i) or 'add' them
+            to its conditioning tokens (hidden-state injection).
     """
 
     tokens: Tensor | None = None
     mask: Tensor | None = None
     pooled: Tensor | None = None
     per_layer: Tensor | None = None
+    per_layer_mode: str = "add"
 
     FIELDS = ("tokens", "pooled", "per_layer")
 
@@ -157,7 +161,7 @@ class Conditioning:
                 raise ValueError(f"cannot concatenate Conditioning where only some items have {f!r}")
             else:
                 out[f] = torch.cat(values, dim=0)
-        return Conditioning(**out)
+        return Conditioning(**out, per_layer_mode=items[0].per_layer_mode)
 
     def where(self, use_other: Tensor, other: Conditioning) -> Conditioning:
         """Row-wise choice: row i comes from `other` where `use_other[i]` is True (CFG dropout).
@@ -178,4 +182,4 @@ class Conditioning:
                 raise ValueError(f"cannot mix Conditioning where only one side has {f!r}")
             sel = use_other.view(-1, *([1] * (x.dim() - 1)))
             out[f] = torch.where(sel, y.to(x.dtype), x)
-        return Conditioning(**out)
+        return Conditioning(**out, per_layer_mode=self.per_layer_mode)

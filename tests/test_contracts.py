@@ -80,3 +80,19 @@ def test_incompatible_head_is_refused_with_both_names():
     dit = SingleStreamDiT(3, 8, patch_size=2, width=32, depth=1, num_heads=2)
     with pytest.raises(IncompatibleHeadError, match=r"PooledOnly provides \['pooled'\].*SingleStreamDiT consumes \['tokens'\]"):
         dit.check_head(PooledOnly(TINY_SPEC, 32))
+
+
+def test_per_layer_head_with_the_wrong_depth_is_refused_with_the_numbers():
+    from kit.backbones import IncompatibleHeadError, SingleStreamDiT
+    from kit.testing import TINY_SPEC
+
+    class FourLayerHead(FusionHead):
+        provides = frozenset({"per_layer"})
+        num_output_layers = 4
+
+        def forward(self, enc):
+            raise NotImplementedError
+
+    dit = SingleStreamDiT(3, 8, patch_size=2, width=32, depth=6, num_heads=2)
+    with pytest.raises(IncompatibleHeadError, match="FourLayerHead feeds 4 blocks but backbone SingleStreamDiT has 6"):
+        dit.check_head(FourLayerHead(TINY_SPEC, 32))

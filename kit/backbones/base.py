@@ -48,13 +48,25 @@ class Backbone(nn.Module, ABC):
     def forward(self, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
         """x: `(B, C, H, W)`, t: `(B,)` in [0, 1], cond -> prediction `(B, C, H, W)`."""
 
+    @property
+    def num_blocks(self) -> int | None:
+        """How many blocks per-layer conditioning must feed (None when the backbone takes none)."""
+        return None
+
     def check_head(self, head: nn.Module) -> None:
-        """Raise `IncompatibleHeadError` if `head` provides no field this backbone consumes."""
+        """Raise `IncompatibleHeadError` if `head` provides no field this backbone consumes, or
+        per-layer conditioning for a different number of blocks."""
         provides = frozenset(getattr(head, "provides", frozenset()))
         if not provides & self.consumes:
             raise IncompatibleHeadError(
                 f"fusion head {type(head).__name__} provides {sorted(provides)} but backbone {type(self).__name__} "
                 f"consumes {sorted(self.consumes)}: pick a head that provides one of them"
+            )
+        layers = getattr(head, "num_output_layers", None)
+        if "per_layer" in provides and "per_layer" in self.consumes and layers is not None and layers != self.num_blocks:
+            raise IncompatibleHeadError(
+                f"fusion head {type(head).__name__} feeds {layers} blocks but backbone {type(self).__name__} has {self.num_blocks}: "
+                "match the head's layers to the backbone's depth"
             )
 
 

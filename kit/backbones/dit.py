@@ -66,7 +66,7 @@ class SingleStreamDiT(Backbone):
         gradient_checkpointing: recompute block activations in the backward pass to save memory.
     """
 
-    consumes = frozenset({"tokens"})
+    consumes = frozenset({"tokens", "per_layer"})
 
     def __init__(
         self,
@@ -100,6 +100,10 @@ class SingleStreamDiT(Backbone):
     def cond_dim(self) -> int:
         return self.width
 
+    @property
+    def num_blocks(self) -> int:
+        return len(self.blocks)
+
     def initialize_weights(self) -> None:
         """Xavier linears, normal(0.02) timestep MLP, and adaLN-Zero: every modulation and the output start at 0."""
         init_linear_xavier(self)
@@ -116,22 +120,32 @@ class SingleStreamDiT(Backbone):
         zero_(self.final.linear)
 
     def forward(self, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
-        """x `(B, C, H, W)`, t `(B,)` in [0, 1], cond.tokens `(B, M, W)` + mask -> `(B, C, H, W)`."""
+        """x `(B, C, H, W)`, t `(B,)` in [0, 1], cond.tokens `(B, M, W)` and/or cond.per_layer `(B, L, M, W)`,
+        + mask -> `(B, C, H, W)`. Per-layer conditioning replaces or adds to the conditioning tokens before each block."""
         b, _, h, w = x.shape
         p = self.patch_size
         img = self.x_embedder(x)  # (B, T, W)
         img = img + sincos_2d(h // p, w // p, self.width, img.device).to(img.dtype)[None]  # (B, T, W)
-        txt = self.cond_norm(cond.tokens) + self.cond_type  # (B, M, W)
+        per_layer = cond.per_layer
+        if per_layer is not None and per_layer.shape[1] != len(self.blocks):
+            raise ValueError(f"per-layer conditioning has {per_layer.shape[1]} layers but the backbone has {len(self.blocks)} blocks")
+        tokens = cond.tokens if cond.tokens is not None else torch.zeros_like(per_layer[:, 0])
+        txt = self.cond_norm(tokens) + self.cond_type  # (B, M, W)
         seq = torch.cat([txt, img], dim=1)  # (B, M + T, W)
         mask = torch.cat([cond.mask, cond.mask.new_ones(b, img.shape[1])], dim=1)  # (B, M + T)
         c = self.t_embedder(t)  # (B, W)
         if self.pool_embedder is not None:
             weights = cond.mask[..., None].to(txt.dtype)  # (B, M, 1)
             c = c + self.pool_embedder((txt * weights).sum(1) / weights.sum(1).clamp(min=1))  # (B, W)
-        for block in self.blocks:
+        m = txt.shape[1]
+        for i, block in enumerate(self.blocks):
+            if per_layer is not None:
+                layer = self.cond_norm(per_layer[:, i])  # (B, M, W)
+                fed = layer + self.cond_type if cond.per_layer_mode == "replace" else seq[:, :m] + layer
+                seq = torch.cat([fed, seq[:, m:]], dim=1)  # (B, M + T, W)
             if self.gradient_checkpointing and self.training:
                 seq = torch.utils.checkpoint.checkpoint(block, seq, c, mask, use_reentrant=False)
             else:
                 seq = block(seq, c, mask)  # (B, M + T, W)
-        out = self.final(seq[:, txt.shape[1] :], c)  # (B, T, p*p*C)
+        out = self.final(seq[:, m:], c)  # (B, T, p*p*C)
         return rearrange(out, "b (h w) (p q c) -> b c (h p) (w q)", h=h // p, w=w // p, p=p, q=p)

@@ -168,6 +168,23 @@ def check_backbone(cls: type, in_channels: int = 3, input_size: int = 8, **kwarg
     missing = [n for n, p in perturbed.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing, f"no gradient reaches {missing}"
 
+    if "per_layer" in model.consumes:  # per-layer hooks: every block reads its own slice
+        per_layer = torch.randn(b, model.num_blocks, m, model.cond_dim)
+        for mode in ("add", "replace"):
+            layered = Conditioning(tokens=cond.tokens, mask=cond.mask, per_layer=per_layer, per_layer_mode=mode)
+            out_layered = perturbed.eval()(x, t, layered)
+            assert out_layered.shape == x.shape and torch.isfinite(out_layered).all()
+            changed = per_layer.clone()
+            changed[:, -1] += 1.0
+            other = Conditioning(tokens=cond.tokens, mask=cond.mask, per_layer=changed, per_layer_mode=mode)
+            assert not torch.allclose(perturbed(x, t, other), out_layered), f"the last block ignores its per-layer conditioning ({mode})"
+        try:
+            perturbed(x, t, Conditioning(tokens=cond.tokens, mask=cond.mask, per_layer=per_layer[:, :-1]))
+        except ValueError as e:
+            assert str(model.num_blocks) in str(e), f"a per-layer depth mismatch should name the depth: {e}"
+        else:
+            raise AssertionError("per-layer conditioning with the wrong number of layers was accepted")
+
     patch = getattr(model, "patch_size", 1)
     if patch > 1:
         try:
