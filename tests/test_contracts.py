@@ -78,7 +78,7 @@ def test_incompatible_head_is_refused_with_both_names():
             raise NotImplementedError
 
     dit = SingleStreamDiT(3, 8, patch_size=2, width=32, depth=1, num_heads=2)
-    with pytest.raises(IncompatibleHeadError, match=r"PooledOnly provides \['pooled'\].*SingleStreamDiT consumes \['tokens'\]"):
+    with pytest.raises(IncompatibleHeadError, match=r"PooledOnly provides \['pooled'\].*SingleStreamDiT consumes \['per_layer', 'tokens'\]"):
         dit.check_head(PooledOnly(TINY_SPEC, 32))
 
 
