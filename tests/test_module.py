@@ -77,13 +77,13 @@ def test_compile_flag_keeps_state_dict_keys(encoder):
     assert list(compiled.state_dict()) == list(plain.state_dict()), "checkpoints stay loadable either way"
 
 
-@pytest.mark.parametrize("name", ["dit", "dit_xattn", "mmdit"])
+@pytest.mark.parametrize("name", ["dit", "dit_xattn", "mmdit", "uvit"])
 def test_gradient_checkpointing_gives_the_same_gradients(name):
     from kit.backbones import BACKBONES
     from kit.types import Conditioning
 
     torch.manual_seed(0)
-    kwargs = {"patch_size": 4, "width": 32, "depth": 2, "num_heads": 2}
+    kwargs = {"patch_size": 4, "width": 32, "depth": 3 if name == "uvit" else 2, "num_heads": 2}
     plain = BACKBONES.get(name)(3, 8, **kwargs)
     with torch.no_grad():
         for p in plain.parameters():

@@ -45,6 +45,7 @@ class UViT(Backbone):
         post_norm: post-LN blocks instead of pre-LN (UniDiffuser found pre-LN unstable in fp16 at scale
             and used post-LN; pre-LN is the U-ViT default).
         max_cond_tokens: learned positions available for conditioning tokens.
+        gradient_checkpointing: recompute block activations in the backward pass.
     """
 
     consumes = frozenset({"tokens"})
@@ -62,6 +63,7 @@ class UViT(Backbone):
         mlp_ratio: float = 4.0,
         post_norm: bool = False,
         max_cond_tokens: int = 256,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__(in_channels, input_size)
         if input_size % patch_size:
@@ -71,6 +73,7 @@ class UViT(Backbone):
         self.patch_size = patch_size
         self.width = width
         self.max_cond_tokens = max_cond_tokens
+        self.gradient_checkpointing = gradient_checkpointing
         block = PostNormBlock if post_norm else TransformerBlock
         half = (depth - 1) // 2
         self.x_embedder = PatchEmbed(in_channels, patch_size, width)
@@ -109,6 +112,11 @@ class UViT(Backbone):
         mask = torch.cat([ones.expand(b, len(self.time_tokens)), cond.mask, ones.expand(b, patches.shape[1])], dim=1)
         return torch.cat([lead, patches], dim=1), mask, lead.shape[1]
 
+    def _run(self, block: nn.Module, seq: Tensor, mask: Tensor) -> Tensor:
+        if self.gradient_checkpointing and self.training:
+            return torch.utils.checkpoint.checkpoint(block, seq, mask, use_reentrant=False)
+        return block(seq, mask)
+
     def forward(self, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
         """x `(B, C, H, W)`, t `(B,)`, cond.tokens `(B, M, W)` + mask -> `(B, C, H, W)`."""
         _, _, h, w = x.shape
@@ -116,10 +124,10 @@ class UViT(Backbone):
         seq, mask, start = self.tokens(x, {"t": t}, cond)  # (B, S, W)
         skips = []
         for block in self.in_blocks:
-            seq = block(seq, mask)
+            seq = self._run(block, seq, mask)
             skips.append(seq)
-        seq = self.mid_block(seq, mask)
+        seq = self._run(self.mid_block, seq, mask)
         for block, skip in zip(self.out_blocks, self.skips):
-            seq = block(skip(torch.cat([seq, skips.pop()], dim=-1)), mask)  # (B, S, W)
+            seq = self._run(block, skip(torch.cat([seq, skips.pop()], dim=-1)), mask)  # (B, S, W)
         out = self.final(self.norm(seq[:, start:]))  # (B, T, p*p*C)
         return rearrange(out, "b (h w) (p q c) -> b c (h p) (w q)", h=h // p, w=w // p, p=p, q=p)
