@@ -53,6 +53,13 @@ class Backbone(nn.Module, ABC):
         """How many blocks per-layer conditioning must feed (None when the backbone takes none)."""
         return None
 
+    def per_layer_of(self, cond: Conditioning) -> Tensor | None:
+        """`cond.per_layer` `(B, L, M, W)` after checking that L is this backbone's depth (None if absent)."""
+        per_layer = cond.per_layer
+        if per_layer is not None and per_layer.shape[1] != self.num_blocks:
+            raise ValueError(f"per-layer conditioning has {per_layer.shape[1]} layers but {type(self).__name__} has {self.num_blocks} blocks")
+        return per_layer
+
     def check_head(self, head: nn.Module) -> None:
         """Raise `IncompatibleHeadError` if `head` provides no field this backbone consumes, or
         per-layer conditioning for a different number of blocks."""

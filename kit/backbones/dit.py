@@ -126,9 +126,7 @@ class SingleStreamDiT(Backbone):
         p = self.patch_size
         img = self.x_embedder(x)  # (B, T, W)
         img = img + sincos_2d(h // p, w // p, self.width, img.device).to(img.dtype)[None]  # (B, T, W)
-        per_layer = cond.per_layer
-        if per_layer is not None and per_layer.shape[1] != len(self.blocks):
-            raise ValueError(f"per-layer conditioning has {per_layer.shape[1]} layers but the backbone has {len(self.blocks)} blocks")
+        per_layer = self.per_layer_of(cond)  # (B, L, M, W) or None
         tokens = cond.tokens if cond.tokens is not None else torch.zeros_like(per_layer[:, 0])
         txt = self.cond_norm(tokens) + self.cond_type  # (B, M, W)
         seq = torch.cat([txt, img], dim=1)  # (B, M + T, W)

@@ -64,7 +64,7 @@ class CrossAttnDiT(Backbone):
         gradient_checkpointing: recompute block activations in the backward pass.
     """
 
-    consumes = frozenset({"tokens"})
+    consumes = frozenset({"tokens", "per_layer"})
 
     def __init__(
         self,
@@ -98,6 +98,10 @@ class CrossAttnDiT(Backbone):
     def cond_dim(self) -> int:
         return self.width
 
+    @property
+    def num_blocks(self) -> int:
+        return len(self.blocks)
+
     def initialize_weights(self) -> None:
         """Xavier linears, zero adaLN-single and cross-attention outputs, zero output layer."""
         init_linear_xavier(self)
@@ -118,14 +122,22 @@ class CrossAttnDiT(Backbone):
         return block(x, t6, context, mask)
 
     def forward(self, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
-        """x `(B, C, H, W)`, t `(B,)`, cond.tokens `(B, M, W)` + mask -> `(B, C, H, W)`."""
+        """x `(B, C, H, W)`, t `(B,)`, cond.tokens `(B, M, W)` and/or cond.per_layer `(B, L, M, W)`, + mask
+        -> `(B, C, H, W)`. Block i cross-attends to per_layer[:, i] ('replace') or to the tokens plus it ('add')."""
         _, _, h, w = x.shape
         p = self.patch_size
         tokens = self.x_embedder(x) + sincos_2d(h // p, w // p, self.width, x.device).to(x.dtype)[None]  # (B, T, W)
         t_emb = self.t_embedder(t)  # (B, W)
         t6 = rearrange(self.t_block(t_emb), "b (six w) -> b six w", six=6)  # (B, 6, W)
-        context = self.cond_norm(cond.tokens)  # (B, M, W)
-        for block in self.blocks:
+        per_layer = self.per_layer_of(cond)  # (B, L, M, W) or None
+        base = cond.tokens if cond.tokens is not None else torch.zeros_like(per_layer[:, 0])  # (B, M, W)
+        for i, block in enumerate(self.blocks):
+            if per_layer is None:
+                context = self.cond_norm(base)  # (B, M, W)
+            elif cond.per_layer_mode == "replace":
+                context = self.cond_norm(per_layer[:, i])
+            else:
+                context = self.cond_norm(base + per_layer[:, i])
             tokens = self._block(block, tokens, t6, context, cond.mask)  # (B, T, W)
         shift, scale = (self.final_table[None] + t_emb[:, None]).unbind(1)  # (B, W) each
         out = self.final(modulate(self.final_norm(tokens), shift, scale))  # (B, T, p*p*C)

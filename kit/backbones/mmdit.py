@@ -101,7 +101,7 @@ class MMDiT(Backbone):
         gradient_checkpointing: recompute block activations in the backward pass.
     """
 
-    consumes = frozenset({"tokens", "pooled"})
+    consumes = frozenset({"tokens", "pooled", "per_layer"})
 
     def __init__(
         self,
@@ -133,6 +133,10 @@ class MMDiT(Backbone):
     def cond_dim(self) -> int:
         return self.width
 
+    @property
+    def num_blocks(self) -> int:
+        return len(self.blocks)
+
     def initialize_weights(self) -> None:
         """Xavier linears, normal(0.02) timestep MLP, adaLN-Zero in both streams, zero output layer."""
         init_linear_xavier(self)
@@ -149,19 +153,26 @@ class MMDiT(Backbone):
         zero_(self.final.linear)
 
     def forward(self, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
-        """x `(B, C, H, W)`, t `(B,)`, cond.tokens `(B, M, W)` + mask (+ pooled `(B, W)`) -> `(B, C, H, W)`."""
+        """x `(B, C, H, W)`, t `(B,)`, cond.tokens `(B, M, W)` and/or cond.per_layer `(B, L, M, W)`, + mask
+        (+ pooled `(B, W)`) -> `(B, C, H, W)`. Before block i the text stream is replaced by per_layer[:, i]
+        ('replace', key-value fusion) or has it added ('add', hidden-state injection)."""
         b, _, h, w = x.shape
         p = self.patch_size
         img = self.x_embedder(x) + sincos_2d(h // p, w // p, self.width, x.device).to(x.dtype)[None]  # (B, T, W)
-        txt = self.context_embedder(cond.tokens)  # (B, M, W)
+        per_layer = self.per_layer_of(cond)  # (B, L, M, W) or None
+        tokens = cond.tokens if cond.tokens is not None else per_layer[:, -1]  # (B, M, W)
+        txt = self.context_embedder(tokens)  # (B, M, W)
         if cond.pooled is not None:
             pooled = cond.pooled  # (B, W)
         else:
-            weights = cond.mask[..., None].to(cond.tokens.dtype)
-            pooled = (cond.tokens * weights).sum(1) / weights.sum(1).clamp(min=1)  # (B, W)
+            weights = cond.mask[..., None].to(tokens.dtype)
+            pooled = (tokens * weights).sum(1) / weights.sum(1).clamp(min=1)  # (B, W)
         c = self.t_embedder(t) + self.pooled_embedder(pooled)  # (B, W)
         mask = torch.cat([cond.mask, cond.mask.new_ones(b, img.shape[1])], dim=1)  # (B, M + T)
-        for block in self.blocks:
+        for i, block in enumerate(self.blocks):
+            if per_layer is not None:
+                layer = self.context_embedder(per_layer[:, i])  # (B, M, W)
+                txt = layer if cond.per_layer_mode == "replace" else txt + layer
             if self.gradient_checkpointing and self.training:
                 txt, img = torch.utils.checkpoint.checkpoint(block, txt, img, c, mask, use_reentrant=False)
             else:
