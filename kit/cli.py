@@ -34,6 +34,8 @@ KIT_VERBS = {
     "oracle-check": ("kit.verbs.oracle_check", "measure the oracle on clean and perturbed renders: --n 2000 --out oracle.json"),
     "describe": ("kit.verbs.describe", "parameters and forward GMACs of a recipe's model, per part: --config RECIPE [--class-conditional N]"),
     "registry": ("kit.verbs.registry", "list the registered fusion heads and backbones"),
+    "pretrain-vlm": ("kit.verbs.pretrain_vlm", "train the shapes VLM from scratch: --config recipes/vlm/shapes_vlm.yaml (Lightning fit options)"),
+    "eval-vlm": ("kit.verbs.eval_vlm", "score a VLM on held-out scenes (descriptions, QA, rewrites, edits): [--model kit:shapes-vlm] --out vlm.json"),
     "build-tiny-vlm": ("kit.verbs.build_tiny_vlm", "rebuild the shipped random tiny Qwen2-VL (kit:shapes-vlm-random)"),
 }
 
@@ -88,7 +90,15 @@ class KitCLI(LightningCLI):
         parser.link_arguments("data.channels", "model.init_args.in_channels", apply_on="instantiate")
 
 
-def run_cli(args: list[str] | dict[str, Any] | None = None, run: bool = True) -> KitCLI:
+class StandaloneCLI(KitCLI):
+    """The kit's CLI without the data-to-model links, for modules that take no image geometry
+    (the shapes-VLM pretraining)."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        pass
+
+
+def run_cli(args: list[str] | dict[str, Any] | None = None, run: bool = True, cli_class: type[KitCLI] = KitCLI) -> KitCLI:
     """Build (and by default run) the Lightning CLI; `args` as on the command line or as a dict.
 
     Notebooks call this to train a recipe in-process, e.g.
@@ -103,11 +113,11 @@ def run_cli(args: list[str] | dict[str, Any] | None = None, run: bool = True) ->
         warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")  # the frozen encoder, by design
         warnings.filterwarnings("ignore", message=r".*define a `flops_per_batch`.*")  # we log samples/s, not FLOPs
         warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")  # inside Lightning 2.6.6
-        return _build_cli(args, run)
+        return _build_cli(args, run, cli_class)
 
 
-def _build_cli(args: list[str] | dict[str, Any] | None, run: bool) -> KitCLI:
-    return KitCLI(
+def _build_cli(args: list[str] | dict[str, Any] | None, run: bool, cli_class: type[KitCLI]) -> KitCLI:
+    return cli_class(
         L.LightningModule,
         L.LightningDataModule,
         subclass_mode_model=True,

@@ -26,6 +26,26 @@ def encoder():
     return FrozenEncoder("kit:shapes-vlm-random", taps="all", max_length=64)
 
 
+TINY_LAYERS, TINY_HIDDEN = 3, 48
+"""Size of the tiny family models built by `tiny_family` (not the defaults, so sizes are really read)."""
+
+
+@pytest.fixture(scope="session")
+def tiny_family(tmp_path_factory):
+    """`tiny_family(name)`: the directory of that family's tiny model, built once per session."""
+    from kit.testing.tiny_families import build_tiny_family
+
+    root = tmp_path_factory.mktemp("tiny_families")
+    built: dict[str, Path] = {}
+
+    def get(family: str) -> Path:
+        if family not in built:
+            built[family] = build_tiny_family(family, root / family, num_layers=TINY_LAYERS, hidden_size=TINY_HIDDEN)
+        return built[family]
+
+    return get
+
+
 @pytest.fixture
 def repo() -> Path:
     return REPO

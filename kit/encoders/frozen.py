@@ -1,21 +1,27 @@
-"""`FrozenEncoder`: any Hugging Face model as a frozen, layer-tapped text encoder.
+"""`FrozenEncoder`: any Hugging Face (vision-)language model as a frozen, layer-tapped encoder.
 
-Frozen as `kit.encoders.base.FrozenModel` defines it, and its forward runs under `torch.no_grad`.
+Frozen as `kit.encoders.base.FrozenModel` defines it; its forward runs under `torch.no_grad`.
+It takes prompts and, for VLMs, images per prompt, renders them through the model's own chat
+template and processor (`kit.encoders.chat.ChatInputs`), marks every token's kind, and
+returns the hidden states of the tapped layers. With a `Rewriter` it runs VERIFI: the VLM
+rewrites each prompt first and the rewrite's tokens are marked GENERATED.
 """
 
 from __future__ import annotations
 
-import warnings
+import hashlib
+import json
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from kit.encoders.base import FrozenModel
+from kit.encoders.chat import ChatInputs, Images, Row, kinds_tensor, pad_rows, to_pil
+from kit.encoders.verifi import Rewriter
 from kit.types import EncoderOutput, EncoderSpec, TokenKind
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-_SENTINEL = "\u2063KIT_PROMPT\u2063"
 
 
 def resolve_model_path(name: str) -> str:
@@ -71,6 +77,45 @@ def _load_model(path: str, dtype: torch.dtype, revision: str | None, trust_remot
     raise ValueError(f"no transformers Auto class can load {path!r}:\n" + "\n".join(errors))
 
 
+def _load_processor(path: str, revision: str | None, trust_remote_code: bool, kwargs: dict):
+    """`(tokenizer, processor or None)`: a multimodal processor when the checkpoint has one."""
+    from transformers import AutoProcessor, AutoTokenizer
+
+    try:
+        processor = AutoProcessor.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code, **kwargs)
+    except (OSError, ValueError, TypeError, KeyError):
+        processor = None
+    if processor is not None and hasattr(processor, "tokenizer") and hasattr(processor, "image_processor"):
+        return processor.tokenizer, processor
+    if kwargs:
+        raise ValueError(f"processor_kwargs {sorted(kwargs)} given, but {path!r} has no image processor to take them")
+    return AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code), None
+
+
+def image_token_id(config) -> int | None:
+    """The id of the token a VLM's processor expands into image features (None for text-only models)."""
+    for name in ("image_token_id", "image_token_index"):
+        value = getattr(config, name, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def _weights_digest(path: str) -> str:
+    """A digest of a local checkpoint's config and weights (names and sizes; whole contents below 64 MB)."""
+    root = Path(path)
+    if not root.is_dir():
+        return "hub"
+    h = hashlib.sha256()
+    for f in sorted(root.iterdir()):
+        if f.suffix in (".json", ".safetensors", ".bin", ".jinja", ".model"):
+            h.update(f.name.encode())
+            h.update(str(f.stat().st_size).encode())
+            if f.stat().st_size < 64 * 2**20:
+                h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 class FrozenEncoder(FrozenModel):
     """A frozen Hugging Face model that returns the hidden states of chosen layers per token.
 
@@ -78,13 +123,19 @@ class FrozenEncoder(FrozenModel):
         model: model name, local path, or `kit:<asset>` for a model shipped with the kit.
         taps: which hidden states to return: 'all', 'last', 'every:K' or a list of indices
             (0 = embeddings, num_layers = last layer, negatives count from the end).
-        system_prompt: system message placed before the prompt when the tokenizer has a chat
-            template; its tokens are marked SYSTEM so heads can drop them.
-        use_chat_template: wrap prompts in the tokenizer's chat template when it has one.
-        max_length: longest token sequence; longer prompts are truncated with a warning.
+        system_prompt: system message placed before the prompt when the model has a chat
+            template (without rewriting); its tokens are marked SYSTEM so heads can drop them.
+        use_chat_template: wrap prompts in the chat template when the model has one.
+        max_length: most text tokens per prompt (template included, image tokens not);
+            longer prompts are truncated with a warning.
         dtype: weight dtype ('float32', 'bfloat16', 'float16').
         revision: model revision on the hub (recorded for caches; ignored for local paths).
         trust_remote_code: run code shipped with the checkpoint; off unless a recipe turns it on.
+        processor_kwargs: image-processor settings passed to `AutoProcessor.from_pretrained`, e.g. a
+            pixel budget (`{"size": {"shortest_edge": MIN_PIXELS, "longest_edge": MAX_PIXELS}}` for Qwen-VL) or a tile count
+            (`{"max_patches": 6}` for InternVL, `{"do_image_splitting": false}` for Idefics3).
+        rewriter: VERIFI settings: the VLM rewrites each prompt and only its rewrite (and the
+            images) is marked for conditioning. None encodes the prompt itself.
     """
 
     def __init__(
@@ -97,16 +148,19 @@ class FrozenEncoder(FrozenModel):
         dtype: str = "float32",
         revision: str | None = None,
         trust_remote_code: bool = False,
+        processor_kwargs: dict | None = None,
+        rewriter: Rewriter | None = None,
     ) -> None:
         super().__init__()
-        from transformers import AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
         self.name = model
         self.revision = revision
+        self.dtype_name = dtype
+        self.processor_kwargs = dict(processor_kwargs or {})
         path = resolve_model_path(model)
-        self.tokenizer = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
+        self.tokenizer, self.processor = _load_processor(path, revision, trust_remote_code, self.processor_kwargs)
         self.model = _load_model(path, getattr(torch, dtype), revision, trust_remote_code)
         text_config = self.model.config.get_text_config()
         self.num_layers = int(text_config.num_hidden_layers)
@@ -114,63 +168,131 @@ class FrozenEncoder(FrozenModel):
         self.taps = parse_taps(taps, self.num_layers)
         self.max_length = max_length
         self.system_prompt = system_prompt
-        self.use_chat_template = use_chat_template and getattr(self.tokenizer, "chat_template", None) is not None
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        self._prefix, self._suffix = self._template_ids()
+        self.image_token_id = image_token_id(self.model.config) if self.processor is not None else None
+        self.chat = ChatInputs(self.tokenizer, self.processor, self.image_token_id, use_chat_template, max_length)
+        self.rewriter = rewriter
+        if rewriter is not None and not self.chat.use_chat_template:
+            raise ValueError(f"VERIFI rewriting needs a generative model with a chat template; {model!r} has none")
+        self._weights = _weights_digest(path)
         self.freeze()
 
     @property
     def spec(self) -> EncoderSpec:
         return EncoderSpec(name=self.name, hidden_size=self.hidden_size, num_layers=self.num_layers, taps=self.taps)
 
-    def _template_ids(self) -> tuple[list[int], list[int]]:
-        """Token ids of the chat template before and after the prompt (SYSTEM kind)."""
-        if not self.use_chat_template:
-            return [], []
-        messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
-        messages.append({"role": "user", "content": _SENTINEL})
-        text = self.tokenizer.apply_chat_template(messages, tokenize=False)
-        before, after = text.split(_SENTINEL)
-        encode = lambda s: self.tokenizer(s, add_special_tokens=False)["input_ids"]  # noqa: E731
-        return encode(before), encode(after)
+    @property
+    def takes_images(self) -> bool:
+        return self.image_token_id is not None
 
-    def tokenize(self, prompts: list[str]) -> tuple[Tensor, Tensor, Tensor]:
-        """Prompts -> right-padded `(B, S)` input ids, attention mask and token kinds."""
-        rows: list[tuple[list[int], list[int]]] = []
-        budget = self.max_length - len(self._prefix) - len(self._suffix)
-        for prompt in prompts:
-            if self.use_chat_template:
-                ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-                kinds = [TokenKind.PROMPT] * len(ids)
-            else:
-                enc = self.tokenizer(prompt, return_special_tokens_mask=True)
-                ids = enc["input_ids"]
-                kinds = [TokenKind.SYSTEM if s else TokenKind.PROMPT for s in enc["special_tokens_mask"]]
-            if len(ids) > budget:
-                warnings.warn(f"prompt truncated by {len(ids) - budget} tokens to fit max_length={self.max_length}: {prompt[:60]!r}...", stacklevel=3)
-                ids, kinds = ids[:budget], kinds[:budget]
-            rows.append((self._prefix + ids + self._suffix, [TokenKind.SYSTEM] * len(self._prefix) + kinds + [TokenKind.SYSTEM] * len(self._suffix)))
-        length = max(len(ids) for ids, _ in rows)
-        input_ids = torch.full((len(rows), length), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), length), dtype=torch.bool)
-        kinds = torch.full((len(rows), length), int(TokenKind.SYSTEM), dtype=torch.long)
-        for i, (ids, ks) in enumerate(rows):
-            input_ids[i, : len(ids)] = torch.tensor(ids)
-            mask[i, : len(ids)] = True
-            kinds[i, : len(ids)] = torch.tensor([int(k) for k in ks])
-        return input_ids, mask, kinds
+    @property
+    def rewriting(self) -> bool:
+        return self.rewriter is not None and self.rewriter.enabled
 
-    @torch.no_grad()
-    def forward(self, prompts: list[str]) -> EncoderOutput:
-        """Encode a batch of prompts. Returns hidden states `(B, N_taps, S, D)`, mask and kinds `(B, S)`."""
-        device = next(self.model.parameters()).device
-        input_ids, mask, kinds = (t.to(device) for t in self.tokenize(prompts))
-        out = self.model(input_ids=input_ids, attention_mask=mask.long(), output_hidden_states=True, use_cache=False)
+    def fingerprint(self) -> dict:
+        """Everything that changes the features: model, revision, weights, dtype, taps, template, rewriting."""
+        template = getattr(self.chat.template_owner, "chat_template", None) if self.chat.use_chat_template else None
+        template_digest = hashlib.sha256(json.dumps([template, self.system_prompt, self.max_length, self.processor_kwargs], sort_keys=True).encode()).hexdigest()[:16]
+        return {
+            "model": self.name,
+            "revision": self.revision,
+            "weights": self._weights,
+            "dtype": self.dtype_name,
+            "taps": list(self.taps),
+            "template": template_digest,
+            "rewrite": self.rewriter.fingerprint() if self.rewriting else None,
+        }
+
+    def _device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _hidden(self, batch: dict[str, Tensor]) -> Tensor:
+        """Forward with hidden states -> the tapped ones `(B, N, S, D)`."""
+        device = self._device()
+        inputs = {k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in batch.items()}
+        if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        out = self.model(**inputs, output_hidden_states=True, use_cache=False)
         hidden = getattr(out, "hidden_states", None)
         if hidden is None:
             raise TypeError(f"{type(self.model).__name__} returned no hidden_states; FrozenEncoder needs a model that supports output_hidden_states")
-        stacked = torch.stack([hidden[i] for i in self.taps], dim=1)  # (B, N, S, D)
-        return EncoderOutput(hidden_states=stacked, mask=mask, kinds=kinds)
+        if len(hidden) != self.num_layers + 1:
+            raise ValueError(f"{type(self.model).__name__} returned {len(hidden)} hidden states for {self.num_layers} layers (expected embeddings + one per layer)")
+        return torch.stack([hidden[i] for i in self.taps], dim=1)  # (B, N, S, D)
+
+    @torch.no_grad()
+    def forward(self, prompts: list[str], images: list[Images] | None = None) -> EncoderOutput:
+        """Encode prompts (and per-prompt images). Returns hidden states `(B, N_taps, S, D)`, mask and kinds `(B, S)`."""
+        if self.rewriting:
+            return self._forward_rewritten(prompts, images)
+        batch, rows = self.chat(prompts, images, system=self.system_prompt)
+        hidden = self._hidden(batch)
+        mask = batch["attention_mask"].bool().to(hidden.device)
+        return EncoderOutput(hidden_states=hidden, mask=mask, kinds=kinds_tensor(rows, mask.shape[1]).to(hidden.device))
+
+    # ------------------------------------------------------------------ VERIFI
+    def _generate(self, batch: dict[str, Tensor], rows: list[Row]) -> list[list[int]]:
+        """Greedy rewrites of right-padded generation prompts -> new token ids per row (end token excluded)."""
+        left = {}
+        lengths = [len(r.ids) for r in rows]
+        width = batch["input_ids"].shape[1]
+        for k, v in batch.items():
+            if isinstance(v, Tensor) and v.shape[:2] == batch["input_ids"].shape and k != "pixel_values":
+                rolled = torch.full_like(v, self.chat.pad_id if k == "input_ids" else 0)
+                for i, n in enumerate(lengths):
+                    rolled[i, width - n :] = v[i, :n]
+                left[k] = rolled
+            else:
+                left[k] = v
+        device = self._device()
+        left = {k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in left.items()}
+        if "pixel_values" in left and left["pixel_values"].is_floating_point():
+            left["pixel_values"] = left["pixel_values"].to(self.model.dtype)
+        stop = self.tokenizer.eos_token_id
+        out = self.model.generate(**left, max_new_tokens=self.rewriter.max_new_tokens, do_sample=False, pad_token_id=self.chat.pad_id, eos_token_id=stop)
+        new = out[:, width:].tolist()
+        specials = set(self.tokenizer.all_special_ids)
+        result = []
+        for ids in new:
+            kept = []
+            for t in ids:
+                if t == stop or t == self.chat.pad_id:
+                    break
+                if t not in specials:
+                    kept.append(t)
+            result.append(kept)
+        return result
+
+    def rewrite_ids(self, prompts: list[str], images: list[Images] | None = None) -> list[list[int]]:
+        """The VLM's rewrite of each prompt, as token ids (cached)."""
+        images = images if images is not None else [[] for _ in prompts]
+        keys = [self.rewriter.key(self.name + self._weights, p, [to_pil(im) for im in row]) for p, row in zip(prompts, images)]
+        found = [self.rewriter.get(k) for k in keys]
+        todo = [i for i, ids in enumerate(found) if ids is None]
+        if todo:
+            batch, rows = self.chat([prompts[i] for i in todo], [images[i] for i in todo], system=self.rewriter.system_prompt, generation=True)
+            for i, ids in zip(todo, self._generate(batch, rows)):
+                self.rewriter.put(keys[i], ids)
+                found[i] = ids
+        return found
+
+    @torch.no_grad()
+    def rewrite(self, prompts: list[str], images: list[Images] | None = None) -> list[str]:
+        """The VLM's rewrite of each prompt, as text."""
+        if self.rewriter is None:
+            raise ValueError("this encoder has no rewriter; build it with rewriter=Rewriter(...) to rewrite prompts")
+        return [self.tokenizer.decode(ids).strip() for ids in self.rewrite_ids(prompts, images)]
+
+    def _forward_rewritten(self, prompts: list[str], images: list[Images] | None) -> EncoderOutput:
+        """One teacher-forced pass over [system, images, instruction, rewrite]; the rewrite is GENERATED."""
+        generated = self.rewrite_ids(prompts, images)
+        batch, rows = self.chat(prompts, images, system=self.rewriter.system_prompt, text_kind=TokenKind.INSTRUCTION, generation=True)
+        full = [Row(r.ids + g, r.kinds + [int(TokenKind.GENERATED)] * len(g)) for r, g in zip(rows, generated)]
+        per_token = {k: [v[i, : len(r.ids)].tolist() for i, r in enumerate(rows)] for k, v in batch.items() if k.endswith("token_type_ids")}
+        padded = pad_rows(full, self.chat.pad_id, per_token)
+        inputs = {**{k: v for k, v in batch.items() if k not in padded}, **padded}
+        hidden = self._hidden(inputs)
+        mask = padded["attention_mask"].bool().to(hidden.device)
+        return EncoderOutput(hidden_states=hidden, mask=mask, kinds=kinds_tensor(full, mask.shape[1]).to(hidden.device))
 
     def extra_repr(self) -> str:
-        return f"name={self.name!r}, layers={self.num_layers}, hidden={self.hidden_size}, taps={list(self.taps)}"
+        return f"name={self.name!r}, layers={self.num_layers}, hidden={self.hidden_size}, taps={list(self.taps)}, rewriter={self.rewriter!r}"

@@ -13,11 +13,15 @@ The kit ships the result under `kit/assets/`; recipes refer to it as `kit:<name>
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from kit.world import STYLES, caption, sample_scene, scene_rng
+
+if TYPE_CHECKING:
+    from tokenizers.processors import PostProcessor
 
 SPECIAL_TOKENS = [
     "<|endoftext|>",
@@ -55,28 +59,54 @@ def caption_corpus(num_scenes: int, seed: int = 0) -> list[str]:
     return texts
 
 
-def train_tokenizer(texts: list[str], vocab_size: int = 1024):
-    """A byte-level BPE tokenizer wrapped for transformers, with the chat template set."""
+def train_tokenizer(
+    texts: list[str],
+    vocab_size: int = 1024,
+    *,
+    special_tokens: list[str] | None = None,
+    chat_template: str | None = CHAT_TEMPLATE,
+    post_processor: PostProcessor | None = None,
+    **named_tokens: Any,
+):
+    """A byte-level BPE tokenizer wrapped for transformers, with the chat template set.
+
+    With only `texts` and `vocab_size` it is the Qwen ChatML tokenizer of the shipped tiny VLM.
+
+    Args:
+        texts: training sentences.
+        vocab_size: BPE target vocabulary size (special tokens included).
+        special_tokens: every control token, each kept whole as a special token; defaults to
+            `SPECIAL_TOKENS` (Qwen's), and then `named_tokens` default to Qwen's too.
+        chat_template: Jinja chat template stored on the tokenizer (None: none).
+        post_processor: optional `tokenizers` post-processor (e.g. BERT's `[CLS] $A [SEP]`).
+        **named_tokens: `PreTrainedTokenizerFast` keyword arguments naming special tokens
+            (`bos_token`, `eos_token`, `pad_token`, `extra_special_tokens={...}`, ...).
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
+    if special_tokens is None:
+        special_tokens = SPECIAL_TOKENS
+        named_tokens = named_tokens or dict(
+            eos_token="<|im_end|>",
+            pad_token="<|endoftext|>",
+            extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"},
+        )
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=list(special_tokens),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     bpe.train_from_iterator(texts, trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"},
-    )
-    tokenizer.chat_template = CHAT_TEMPLATE
+    if post_processor is not None:
+        bpe.post_processor = post_processor
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, **named_tokens)
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
     return tokenizer
 
 

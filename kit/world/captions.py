@@ -96,6 +96,24 @@ def detailed(scene: Scene, rng: np.random.Generator) -> str:
     return _pick(rng, DETAILED_PREFIXES) + join(parts)
 
 
+def canonical_place(obj: SceneObject | tuple[int, int]) -> str:
+    """The first phrasing of `place` for an object or a cell: 'in the top left', 'at the top', 'on the left', 'in the center'."""
+    name = CELL_NAMES[obj if isinstance(obj, tuple) else obj.cell]
+    kind = "corner" if " " in name else name
+    return PLACE_PHRASES[kind][0].format(name)
+
+
+def describe(scene: Scene) -> str:
+    """The one canonical detailed description of a scene (no prefix, first phrasings, reading order).
+
+    What the shapes VLM is trained to write: a deterministic target is easier to learn than a
+    random phrasing, and the parser reads it back as an exhaustive specification.
+    """
+    if not scene.objects:
+        return "an empty scene"
+    return join([f"{noun_phrase([o.size, o.colour, o.shape])} {canonical_place(o)}" for o in scene.objects])
+
+
 def short(scene: Scene, rng: np.random.Generator) -> str:
     """Colours and shapes, identical objects grouped and counted, in a random order."""
     groups = Counter((o.colour, o.shape) for o in scene.objects)

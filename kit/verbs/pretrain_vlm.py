@@ -1,0 +1,21 @@
+"""`python -m kit pretrain-vlm --config recipes/vlm/shapes_vlm.yaml`: train the shapes VLM from scratch.
+
+A Lightning `fit` of `kit.vlm.ShapesVLMPretraining` on `kit.vlm.VLMTaskData`; every
+Lightning and recipe option works as with `fit` (`--trainer.max_steps=...`, `-c overlay.yaml`).
+The trained model and its processor are saved to the recipe's `model.export_to`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from kit.cli import ConfigurationError, StandaloneCLI, run_cli
+
+
+def main(argv: list[str]) -> int:
+    try:
+        run_cli(["fit", *argv], cli_class=StandaloneCLI)
+    except ConfigurationError as e:
+        print(f"error: the recipe cannot be built: {e}", file=sys.stderr)
+        return 2
+    return 0

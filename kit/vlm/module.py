@@ -1,0 +1,133 @@
+"""`ShapesVLMPretraining`: train the tiny Qwen2-VL of the shapes world from scratch.
+
+The module builds tokenizer, processor and model (`kit.vlm.model.build_shapes_vlm`), learns
+next-token prediction on the answers of `VLMTaskData`'s conversations, scores generations on
+held-out scenes every `eval_every_n_steps`, and at the end of training saves model and
+processor in Hugging Face format to `export_to`, from where `FrozenEncoder` loads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+from kit.vlm.evaluate import evaluate_vlm
+from kit.vlm.model import build_shapes_vlm, encode
+from kit.vlm.tasks import TASKS, Conversation, make_conversation
+
+OptimizerFactory = Callable[[list], Optimizer]
+SchedulerFactory = Callable[[Optimizer, int], LRScheduler]
+
+
+class ShapesVLMPretraining(L.LightningModule):
+    """Pretraining of the shapes VLM on describe / QA / rewrite / edit conversations.
+
+    Args:
+        hidden_size: text width.
+        num_layers: text decoder depth.
+        num_heads: text attention heads.
+        intermediate_size: text MLP width.
+        vision_width: vision transformer width.
+        vision_depth: vision transformer depth.
+        vision_heads: vision attention heads.
+        vocab_size: tokenizer vocabulary size.
+        image_size: render side the processor keeps.
+        optimizer: builds the optimizer from parameter groups (AdamW at 1e-3 when None).
+        lr_scheduler: builds a per-step schedule from the optimizer and the run's total steps.
+        weight_decay: weight decay of matrices (norms, biases and embeddings get none).
+        eval_every_n_steps: steps between generation-based scores on held-out scenes (0: only at the end).
+        eval_per_task: held-out conversations per task in those scores.
+        export_to: directory where model and processor are saved (Hugging Face format) when training ends.
+        seed: seed of the tokenizer corpus, of the weights and of the evaluation conversations.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int = 128,
+        num_layers: int = 8,
+        num_heads: int = 4,
+        intermediate_size: int = 512,
+        vision_width: int = 128,
+        vision_depth: int = 4,
+        vision_heads: int = 4,
+        vocab_size: int = 1024,
+        image_size: int = 32,
+        optimizer: OptimizerFactory | None = None,
+        lr_scheduler: SchedulerFactory | None = None,
+        weight_decay: float = 0.01,
+        eval_every_n_steps: int = 1000,
+        eval_per_task: int = 32,
+        export_to: str | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        self.tokenizer, self.processor, self.model = build_shapes_vlm(
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            intermediate_size=intermediate_size,
+            vision_width=vision_width,
+            vision_depth=vision_depth,
+            vision_heads=vision_heads,
+            vocab_size=vocab_size,
+            image_size=image_size,
+            seed=seed,
+        )
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = lr_scheduler
+        self.weight_decay = weight_decay
+        self.eval_every_n_steps = eval_every_n_steps
+        self.export_to = export_to
+        rng = np.random.default_rng([seed, 12])
+        self.eval_set: list[Conversation] = [make_conversation(t, rng, image_size, held_out=True) for t in TASKS for _ in range(eval_per_task)]
+
+    def training_step(self, batch: list[Conversation], batch_idx: int) -> torch.Tensor:
+        inputs = {k: v.to(self.device) for k, v in encode(self.processor, batch).items()}
+        loss = self.model(**inputs).loss
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
+        self.log("train/answer_tokens", (inputs["labels"] != -100).sum().float(), batch_size=len(batch))
+        if self.eval_every_n_steps and self.global_step and self.global_step % self.eval_every_n_steps == 0 and batch_idx >= 0:
+            self.log_generation_scores()
+        return loss
+
+    def validation_step(self, batch: list[Conversation], batch_idx: int) -> None:
+        inputs = {k: v.to(self.device) for k, v in encode(self.processor, batch).items()}
+        self.log("val/loss", self.model(**inputs).loss, prog_bar=True, batch_size=len(batch))
+
+    def log_generation_scores(self) -> dict:
+        """Generate on the held-out evaluation conversations and log the headline scores."""
+        scores, _ = evaluate_vlm(self.model, self.processor, self.eval_set)
+        headline = {"describe": "exact", "qa": "accuracy", "rewrite": "consistency", "edit": "exact"}
+        for task, key in headline.items():
+            if task in scores:
+                self.log(f"vlm/{task}_{key}", scores[task][key], batch_size=1)
+        return scores
+
+    def on_train_end(self) -> None:
+        if self.export_to:
+            self.export(self.export_to)
+
+    def export(self, path: str | Path) -> Path:
+        """Save model, tokenizer and processor in Hugging Face format."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(path)
+        self.processor.save_pretrained(path)
+        return path
+
+    def configure_optimizers(self):
+        decay = [p for n, p in self.model.named_parameters() if p.ndim >= 2 and "embed" not in n]
+        rest = [p for n, p in self.model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
+        groups = [{"params": decay, "weight_decay": self.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+        optimizer = self.optimizer_factory(groups) if self.optimizer_factory else torch.optim.AdamW(groups, lr=1e-3)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer, int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
