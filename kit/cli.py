@@ -32,6 +32,7 @@ KIT_VERBS = {
     "sample": ("kit.verbs.sample", "draw images from a checkpoint into a PNG grid: --ckpt CKPT --prompt TEXT [--num N] --out grid.png"),
     "evaluate": ("kit.verbs.evaluate", "score a checkpoint on a prompt suite with the oracle: --ckpt CKPT [--suite t2i|gt|noise] --out results.json"),
     "oracle-check": ("kit.verbs.oracle_check", "measure the oracle on clean and perturbed renders: --n 2000 --out oracle.json"),
+    "cache": ("kit.verbs.cache", "encode a recipe's prompts once with its frozen encoder into a feature cache: --config RECIPE --out DIR"),
     "describe": ("kit.verbs.describe", "parameters and forward GMACs of a recipe's model, per part: --config RECIPE [--class-conditional N]"),
     "registry": ("kit.verbs.registry", "list the registered fusion heads and backbones"),
     "pretrain-vlm": ("kit.verbs.pretrain_vlm", "train the shapes VLM from scratch: --config recipes/vlm/shapes_vlm.yaml (Lightning fit options)"),
@@ -141,10 +142,15 @@ def main(argv: list[str] | None = None) -> int:
     if verb in KIT_VERBS:
         return int(import_module(KIT_VERBS[verb][0]).main(argv[1:]) or 0)
     if verb in LIGHTNING_VERBS:
+        from kit.encoders.cache import CacheMismatchError
+
         try:
             run_cli(None if argv == sys.argv[1:] else argv)
         except ConfigurationError as e:
             print(f"error: the recipe cannot be built: {e}", file=sys.stderr)
+            return 2
+        except CacheMismatchError as e:
+            print(f"error: {e}", file=sys.stderr)
             return 2
         return 0
     print(f"unknown verb {verb!r}\n\n{usage()}", file=sys.stderr)

@@ -2,7 +2,9 @@
 
 Every item is a function of (seed, split, index), so runs are reproducible, workers need
 no shared state, and the validation set is fixed. Batches are dicts:
-`image (B, 3, H, W)` in [-1, 1] and `prompt` (a list of B strings).
+`image (B, 3, H, W)` in [-1, 1] and `prompt` (a list of B strings); with a feature cache
+(`python -m kit cache`) also `encoded`, the frozen encoder's output read from the cache, so
+training never runs the encoder.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from collections.abc import Sequence
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
+from kit.encoders.cache import FeatureCache, collate_entries
 from kit.world import STYLES, caption, render, scene_rng
-from kit.world.scene import sample_training_scene
+from kit.world.scene import Scene, sample_training_scene
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
 
@@ -72,11 +75,16 @@ class ShapesDataset(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> dict:
+    def scene_and_prompt(self, index: int) -> tuple[Scene, str]:
+        """Item `index` without its render."""
         rng = scene_rng(self.seed, self.split_id, index)
         scene = sample_training_scene(rng)  # never a held-out (evaluation) scene
         style = self.styles[int(rng.choice(len(self.styles), p=self.weights))]
-        return {"image": image_to_tensor(render(scene, self.image_size)), "prompt": caption(scene, style, rng)}
+        return scene, caption(scene, style, rng)
+
+    def __getitem__(self, index: int) -> dict:
+        scene, prompt = self.scene_and_prompt(index)
+        return {"image": image_to_tensor(render(scene, self.image_size)), "prompt": prompt}
 
 
 class ShapesDataModule(L.LightningDataModule):
@@ -92,6 +100,8 @@ class ShapesDataModule(L.LightningDataModule):
         caption_weights: probability of each training register (uniform when None).
         val_caption_style: the register of validation and preview captions.
         num_workers: DataLoader worker processes.
+        feature_cache: a feature-cache directory built by `python -m kit cache` for this recipe:
+            batches then carry the encoder's outputs, and training covers the cached items.
     """
 
     def __init__(
@@ -105,6 +115,7 @@ class ShapesDataModule(L.LightningDataModule):
         caption_weights: list[float] | None = None,
         val_caption_style: str = "detailed",
         num_workers: int = 0,
+        feature_cache: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -112,12 +123,23 @@ class ShapesDataModule(L.LightningDataModule):
         self.channels = 3
         self.batch_size = batch_size
         self.num_workers = num_workers
+        self.feature_cache = FeatureCache(feature_cache) if feature_cache else None
+        if self.feature_cache is not None:
+            cached = self.feature_cache.manifest.get("data", {}).get("train_items", train_size)
+            train_size = min(train_size, cached)  # train on the items whose prompts are cached
         self.train_set = ShapesDataset(train_size, "train", seed, image_size, caption_styles, caption_weights)
         self.val_set = ShapesDataset(val_size, "val", seed, image_size, [val_caption_style])
 
     def preview_prompts(self, n: int) -> list[str]:
         """The first `n` validation prompts: fixed prompts for sample grids."""
         return [self.val_set[i]["prompt"] for i in range(n)]
+
+    def collate(self, items: list[dict]) -> dict:
+        """Default collation, plus the cached encoder outputs of the prompts when there is a cache."""
+        batch = default_collate(items)
+        if self.feature_cache is not None:
+            batch["encoded"] = collate_entries([self.feature_cache.get(p) for p in batch["prompt"]])
+        return batch
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
         return DataLoader(
@@ -127,7 +149,13 @@ class ShapesDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             drop_last=shuffle,
+            collate_fn=self.collate,
         )
+
+    def cache_keys(self, train_items: int) -> list[str]:
+        """The prompts of the first `train_items` training items and of the validation set: what `python -m kit cache` encodes."""
+        train = [self.train_set.scene_and_prompt(i)[1] for i in range(min(train_items, len(self.train_set)))]
+        return train + [self.val_set.scene_and_prompt(i)[1] for i in range(len(self.val_set))]
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)

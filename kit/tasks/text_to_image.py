@@ -21,9 +21,10 @@ from torch.optim.lr_scheduler import LRScheduler
 from kit.backbones.base import Backbone
 from kit.diffusion import EulerSampler, Objective, RectifiedFlow, Sampler, classifier_free_guidance
 from kit.encoders import FrozenEncoder, VAELatents
+from kit.encoders.cache import FeatureCache
 from kit.fusion.base import FusionHead
 from kit.tasks.ema import EMA
-from kit.types import Conditioning, EncoderSpec
+from kit.types import Conditioning, EncoderOutput, EncoderSpec
 
 FusionFactory = Callable[[EncoderSpec, int], FusionHead]
 BackboneFactory = Callable[[int, int], Backbone]
@@ -126,9 +127,16 @@ class TextToImage(L.LightningModule):
             self.ema.load_state_dict(checkpoint["ema"])
 
     # ----------------------------------------------------------------- conditioning
-    def condition(self, prompts: list[str]) -> Conditioning:
-        """Prompts -> conditioning through the frozen encoder and the fusion head."""
-        return self.fusion(self.encoder(prompts))
+    def condition(self, prompts: list[str], encoded: EncoderOutput | None = None) -> Conditioning:
+        """Prompts -> conditioning through the frozen encoder (or its cached output) and the fusion head."""
+        return self.fusion(encoded if encoded is not None else self.encoder(prompts))
+
+    def setup(self, stage: str) -> None:
+        """Refuse a feature cache built by another encoder configuration, before any step runs."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        cache = getattr(datamodule, "feature_cache", None)
+        if cache is not None and cache.fingerprint != self.encoder.fingerprint():
+            FeatureCache(cache.path, self.encoder.fingerprint())  # raises CacheMismatchError with both fingerprints
 
     def drop_conditioning(self, cond: Conditioning, generator: torch.Generator | None = None) -> Conditioning:
         """Replace each sample's conditioning by the null one with probability `cond_drop_prob`."""
@@ -143,7 +151,7 @@ class TextToImage(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         x0 = self.to_model_space(batch["image"])  # (B, C, H, W)
-        cond = self.drop_conditioning(self.condition(batch["prompt"]))
+        cond = self.drop_conditioning(self.condition(batch["prompt"], batch.get("encoded")))
         terms = self.objective.loss(self.backbone, x0, cond)
         self.log("train/loss", terms["loss"], prog_bar=True)
         return terms["loss"]
@@ -155,7 +163,7 @@ class TextToImage(L.LightningModule):
         generator = torch.Generator(device=self.device).manual_seed(batch_idx)
         t = (torch.arange(b, device=self.device) + 0.5) / b  # (B,)
         noise = torch.randn(x0.shape, device=self.device, generator=generator)
-        terms = self.objective.loss(self.backbone, x0, self.condition(batch["prompt"]), t=t, noise=noise)
+        terms = self.objective.loss(self.backbone, x0, self.condition(batch["prompt"], batch.get("encoded")), t=t, noise=noise)
         self.log("val/loss", terms["loss"], prog_bar=True, batch_size=b)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:

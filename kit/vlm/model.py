@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from kit.encoders.tiny_vlm import train_tokenizer, tiny_qwen2_vl_config
+from kit.encoders.tiny_vlm import tiny_qwen2_vl_config, train_tokenizer
 from kit.vlm.tasks import Conversation, corpus
 
 IGNORE = -100

@@ -1,0 +1,183 @@
+"""The feature cache: a frozen encoder's outputs computed once, stored as safetensors shards.
+
+A cache is a directory:
+
+    manifest.json          format version, the encoder's fingerprint, storage dtype, shard list
+    shard_00000.safetensors   hidden (T, N, D), kinds (T,), offsets (K+1,): K entries packed along tokens
+    shard_00000.json          the K keys, in order
+
+A key is a prompt (plus the digests of its images, when it has any). Entries keep every
+token (system and instruction ones too), so any head's choice of kinds can read them.
+The fingerprint (`FrozenEncoder.fingerprint`: model, revision, weights, dtype, taps,
+template, rewrite settings) is written once; opening a cache for an encoder with another
+fingerprint fails with both shown. Writing is resumable: shards are written whole and the
+manifest is replaced atomically after each, so an interrupted run loses at most one shard.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import Tensor
+
+from kit.types import EncoderOutput
+
+FORMAT = 1
+
+
+class CacheMismatchError(ValueError):
+    """A cache built by another encoder configuration than the one asking for it."""
+
+
+def _describe_difference(have: dict, want: dict) -> str:
+    keys = sorted(set(have) | set(want))
+    return "; ".join(f"{k}: cache has {have.get(k)!r}, recipe has {want.get(k)!r}" for k in keys if have.get(k) != want.get(k))
+
+
+class FeatureCache:
+    """Read (and append to) a feature cache directory.
+
+    Args:
+        path: the cache directory.
+        fingerprint: the fingerprint of the encoder that will read it; a cache with another one is refused.
+        storage_dtype: dtype of stored hidden states ('bfloat16', 'float16' or 'float32'), for new caches.
+    """
+
+    def __init__(self, path: str | Path, fingerprint: dict | None = None, storage_dtype: str = "bfloat16") -> None:
+        self.path = Path(path)
+        manifest = self.path / "manifest.json"
+        if manifest.is_file():
+            self.manifest = json.loads(manifest.read_text())
+            if self.manifest.get("format") != FORMAT:
+                raise CacheMismatchError(f"cache {self.path} has format {self.manifest.get('format')}, this kit reads format {FORMAT}: rebuild it")
+            if fingerprint is not None and self.manifest["fingerprint"] != fingerprint:
+                raise CacheMismatchError(
+                    f"the feature cache {self.path} was built by another encoder configuration "
+                    f"({_describe_difference(self.manifest['fingerprint'], fingerprint)}).\n"
+                    f"  cache fingerprint:  {json.dumps(self.manifest['fingerprint'], sort_keys=True)}\n"
+                    f"  recipe fingerprint: {json.dumps(fingerprint, sort_keys=True)}\n"
+                    "Rebuild it with `python -m kit cache --config RECIPE --out DIR` or point the recipe at a matching cache."
+                )
+        elif fingerprint is None:
+            raise FileNotFoundError(f"no feature cache at {self.path} (no manifest.json); build one with `python -m kit cache --config RECIPE --out {self.path}`")
+        else:
+            self.manifest = {"format": FORMAT, "fingerprint": fingerprint, "storage_dtype": storage_dtype, "shards": [], "items": 0}
+        self.index: dict[str, tuple[int, int]] = {}
+        for s, shard in enumerate(self.manifest["shards"]):
+            for i, key in enumerate(json.loads((self.path / shard["keys"]).read_text())):
+                self.index[key] = (s, i)
+        self._open: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
+
+    @property
+    def fingerprint(self) -> dict:
+        return self.manifest["fingerprint"]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.index
+
+    def _shard(self, s: int) -> tuple[Tensor, Tensor, Tensor]:
+        if s not in self._open:
+            with safe_open(self.path / self.manifest["shards"][s]["file"], framework="pt") as f:
+                self._open[s] = (f.get_tensor("hidden"), f.get_tensor("kinds"), f.get_tensor("offsets"))
+        return self._open[s]
+
+    def get(self, key: str) -> tuple[Tensor, Tensor]:
+        """The entry of `key`: hidden states `(N, S, D)` and kinds `(S,)`."""
+        try:
+            s, i = self.index[key]
+        except KeyError:
+            raise KeyError(f"{key!r} is not in the feature cache {self.path} ({len(self)} entries); rebuild the cache for this data") from None
+        hidden, kinds, offsets = self._shard(s)
+        a, b = int(offsets[i]), int(offsets[i + 1])
+        return hidden[a:b].transpose(0, 1), kinds[a:b]
+
+    def add_shard(self, keys: Sequence[str], entries: Sequence[tuple[Tensor, Tensor]]) -> None:
+        """Write one shard of entries (hidden `(N, S, D)`, kinds `(S,)`) and update the manifest atomically."""
+        s = len(self.manifest["shards"])
+        name = f"shard_{s:05d}"
+        lengths = torch.tensor([0] + [k.shape[0] for _, k in entries])
+        dtype = getattr(torch, self.manifest["storage_dtype"])
+        tensors = {
+            "hidden": torch.cat([h.transpose(0, 1) for h, _ in entries]).to(dtype).contiguous(),  # (T, N, D)
+            "kinds": torch.cat([k for _, k in entries]).to(torch.uint8),
+            "offsets": lengths.cumsum(0),
+        }
+        self.path.mkdir(parents=True, exist_ok=True)
+        save_file(tensors, self.path / f"{name}.safetensors")
+        (self.path / f"{name}.json").write_text(json.dumps(list(keys)))
+        self.manifest["shards"].append({"file": f"{name}.safetensors", "keys": f"{name}.json", "entries": len(keys)})
+        for i, key in enumerate(keys):
+            self.index[key] = (s, i)
+        self._write_manifest()
+
+    def record(self, **info) -> None:
+        """Note facts about the cached data in the manifest (e.g. how many training items it covers)."""
+        self.manifest.setdefault("data", {}).update(info)
+        self._write_manifest()
+
+    def _write_manifest(self) -> None:
+        tmp = self.path / "manifest.json.tmp"
+        tmp.write_text(json.dumps(self.manifest, indent=2))
+        os.replace(tmp, self.path / "manifest.json")
+
+    def batch(self, keys: Sequence[str], device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> EncoderOutput:
+        """Entries of `keys`, right-padded into an `EncoderOutput` `(B, N, S, D)`."""
+        items = [self.get(k) for k in keys]
+        return collate_entries(items, device, dtype)
+
+
+def collate_entries(items: Sequence[tuple[Tensor, Tensor]], device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> EncoderOutput:
+    """Entries (hidden `(N, S_i, D)`, kinds `(S_i,)`) -> a right-padded `EncoderOutput`."""
+    n, _, d = items[0][0].shape
+    length = max(k.shape[0] for _, k in items)
+    hidden = torch.zeros(len(items), n, length, d, dtype=dtype)
+    kinds = torch.zeros(len(items), length, dtype=torch.long)
+    mask = torch.zeros(len(items), length, dtype=torch.bool)
+    for i, (h, k) in enumerate(items):
+        s = k.shape[0]
+        hidden[i, :, :s] = h.to(dtype)
+        kinds[i, :s] = k.long()
+        mask[i, :s] = True
+    return EncoderOutput(hidden.to(device), mask.to(device), kinds.to(device))
+
+
+def build_cache(encoder, keys: Iterable[str], out: str | Path, *, shard_size: int = 2048, batch_size: int = 64, storage_dtype: str = "bfloat16", log=print) -> FeatureCache:
+    """Encode every key not yet in the cache at `out` (prompts; resumable) and write shards.
+
+    Args:
+        encoder: a `FrozenEncoder` (its fingerprint keys the cache).
+        keys: the prompts to encode; duplicates are encoded once.
+        out: the cache directory (created, or resumed when it holds a cache of the same fingerprint).
+        shard_size: entries per shard.
+        batch_size: prompts per encoder batch.
+        storage_dtype: dtype of the stored hidden states.
+        log: where progress lines go.
+    """
+    cache = FeatureCache(out, encoder.fingerprint(), storage_dtype)
+    todo, seen = [], set(cache.index)
+    for key in keys:
+        if key not in seen:
+            seen.add(key)
+            todo.append(key)
+    if len(cache):
+        log(f"resuming: {len(cache)} entries already cached, {len(todo)} to encode")
+    for start in range(0, len(todo), shard_size):
+        chunk = todo[start : start + shard_size]
+        entries = []
+        for b in range(0, len(chunk), batch_size):
+            out_b = encoder(chunk[b : b + batch_size])
+            for i in range(out_b.hidden_states.shape[0]):
+                m = out_b.mask[i]
+                entries.append((out_b.hidden_states[i][:, m].cpu(), out_b.kinds[i][m].cpu()))
+        cache.add_shard(chunk, entries)
+        log(f"shard {len(cache.manifest['shards']) - 1}: {len(chunk)} entries ({len(cache)} cached)")
+    return cache
