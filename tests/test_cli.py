@@ -111,7 +111,9 @@ def test_incompatible_pair_fails_before_training(tmp_path):
     from kit.backbones import IncompatibleHeadError
     from kit.cli import ConfigurationError
 
-    with pytest.raises(ConfigurationError, match=r"PooledOnlyHead provides \['pooled'\] but backbone SingleStreamDiT consumes \['per_layer', 'tokens'\]") as info:
+    with pytest.raises(
+        ConfigurationError, match=r"PooledOnlyHead provides \['pooled'\] but backbone SingleStreamDiT consumes \['per_layer', 'tokens'\]"
+    ) as info:
         run_cli(fit_args("recipes/lap.yaml", tmp_path, "--model.init_args.fusion=parts_for_tests.PooledOnlyHead"))
     assert isinstance(info.value.__cause__, IncompatibleHeadError)
     assert not list(tmp_path.glob("**/*.ckpt")), "nothing was trained"

@@ -65,7 +65,9 @@ class FeatureCache:
                     "Rebuild it with `python -m kit cache --config RECIPE --out DIR` or point the recipe at a matching cache."
                 )
         elif fingerprint is None:
-            raise FileNotFoundError(f"no feature cache at {self.path} (no manifest.json); build one with `python -m kit cache --config RECIPE --out {self.path}`")
+            raise FileNotFoundError(
+                f"no feature cache at {self.path} (no manifest.json); build one with `python -m kit cache --config RECIPE --out {self.path}`"
+            )
         else:
             self.manifest = {"format": FORMAT, "fingerprint": fingerprint, "storage_dtype": storage_dtype, "shards": [], "items": 0}
         self.index: dict[str, tuple[int, int]] = {}
@@ -150,7 +152,9 @@ def collate_entries(items: Sequence[tuple[Tensor, Tensor]], device: torch.device
     return EncoderOutput(hidden.to(device), mask.to(device), kinds.to(device))
 
 
-def build_cache(encoder, keys: Iterable[str], out: str | Path, *, shard_size: int = 2048, batch_size: int = 64, storage_dtype: str = "bfloat16", log=print) -> FeatureCache:
+def build_cache(
+    encoder, keys: Iterable[str], out: str | Path, *, shard_size: int = 2048, batch_size: int = 64, storage_dtype: str = "bfloat16", log=print
+) -> FeatureCache:
     """Encode every key not yet in the cache at `out` (prompts; resumable) and write shards.
 
     Args:

@@ -112,7 +112,12 @@ class ChatInputs:
 
     # ------------------------------------------------------------------ batches
     def __call__(
-        self, prompts: list[str], images: list[Images] | None = None, system: str | None = None, text_kind: TokenKind = TokenKind.PROMPT, generation: bool = False
+        self,
+        prompts: list[str],
+        images: list[Images] | None = None,
+        system: str | None = None,
+        text_kind: TokenKind = TokenKind.PROMPT,
+        generation: bool = False,
     ) -> tuple[dict[str, Tensor], list[Row]]:
         """Render a batch; returns the processor's tensors (right-padded) and each row's ids and kinds.
 

@@ -170,11 +170,16 @@ class FrozenEncoder(FrozenModel):
         self.system_prompt = system_prompt
         self.image_token_id = image_token_id(self.model.config) if self.processor is not None else None
         self.chat = ChatInputs(self.tokenizer, self.processor, self.image_token_id, use_chat_template, max_length)
-        self.rewriter = rewriter
-        if rewriter is not None and not self.chat.use_chat_template:
-            raise ValueError(f"VERIFI rewriting needs a generative model with a chat template; {model!r} has none")
+        self.rewriter: Rewriter | None = None
+        self.set_rewriter(rewriter)
         self._weights = _weights_digest(path)
         self.freeze()
+
+    def set_rewriter(self, rewriter: Rewriter | None) -> None:
+        """Rewrite prompts with VERIFI (None: encode them as they are)."""
+        if rewriter is not None and not (self.chat.use_chat_template and hasattr(self.model, "generate")):
+            raise ValueError(f"VERIFI rewriting needs a generative model with a chat template; {self.name!r} is not one")
+        self.rewriter = rewriter
 
     @property
     def spec(self) -> EncoderSpec:
@@ -191,7 +196,9 @@ class FrozenEncoder(FrozenModel):
     def fingerprint(self) -> dict:
         """Everything that changes the features: model, revision, weights, dtype, taps, template, rewriting."""
         template = getattr(self.chat.template_owner, "chat_template", None) if self.chat.use_chat_template else None
-        template_digest = hashlib.sha256(json.dumps([template, self.system_prompt, self.max_length, self.processor_kwargs], sort_keys=True).encode()).hexdigest()[:16]
+        template_digest = hashlib.sha256(
+            json.dumps([template, self.system_prompt, self.max_length, self.processor_kwargs], sort_keys=True).encode()
+        ).hexdigest()[:16]
         return {
             "model": self.name,
             "revision": self.revision,
@@ -216,7 +223,9 @@ class FrozenEncoder(FrozenModel):
         if hidden is None:
             raise TypeError(f"{type(self.model).__name__} returned no hidden_states; FrozenEncoder needs a model that supports output_hidden_states")
         if len(hidden) != self.num_layers + 1:
-            raise ValueError(f"{type(self.model).__name__} returned {len(hidden)} hidden states for {self.num_layers} layers (expected embeddings + one per layer)")
+            raise ValueError(
+                f"{type(self.model).__name__} returned {len(hidden)} hidden states for {self.num_layers} layers (expected embeddings + one per layer)"
+            )
         return torch.stack([hidden[i] for i in self.taps], dim=1)  # (B, N, S, D)
 
     @torch.no_grad()

@@ -34,7 +34,14 @@ class Rewriter:
         cache_file: a JSON-lines file that keeps rewrites across runs (read at start, appended to).
     """
 
-    def __init__(self, system_prompt: str = DEFAULT_SYSTEM_PROMPT, max_new_tokens: int = 96, enabled: bool = True, cache_size: int = 100_000, cache_file: str | None = None) -> None:
+    def __init__(
+        self,
+        system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+        max_new_tokens: int = 96,
+        enabled: bool = True,
+        cache_size: int = 100_000,
+        cache_file: str | None = None,
+    ) -> None:
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
         self.system_prompt = system_prompt
@@ -82,3 +89,25 @@ class Rewriter:
 
     def __repr__(self) -> str:
         return f"Rewriter(enabled={self.enabled}, system_prompt={self.system_prompt!r}, max_new_tokens={self.max_new_tokens})"
+
+
+def configure_rewriting(encoder, rewrite: str | None = None, system_prompt: str | None = None) -> None:
+    """Flexible inference: turn an encoder's VERIFI rewriting on or off and/or change its system prompt.
+
+    Args:
+        encoder: a `FrozenEncoder`.
+        rewrite: 'on', 'off', or None to keep what the recipe trained with.
+        system_prompt: a different rewriting system prompt (None keeps the recipe's).
+    """
+    if rewrite not in (None, "on", "off"):
+        raise ValueError(f"rewrite must be 'on' or 'off', got {rewrite!r}")
+    if rewrite == "on" and encoder.rewriter is None:
+        encoder.set_rewriter(Rewriter())
+    if encoder.rewriter is None:
+        if system_prompt is not None:
+            raise ValueError("--system-prompt changes the rewriting system prompt, but this model does not rewrite (add --rewrite on)")
+        return
+    if rewrite is not None:
+        encoder.rewriter.enabled = rewrite == "on"
+    if system_prompt is not None:
+        encoder.rewriter.system_prompt = system_prompt

@@ -2,6 +2,7 @@
 
 from kit.tasks.callbacks import LayerWeightLogger, SampleGrid, SuiteEvaluation
 from kit.tasks.data import ShapesDataModule, ShapesDataset
+from kit.tasks.folder import ImageFolderData
 from kit.tasks.text_to_image import TextToImage
 
-__all__ = ["LayerWeightLogger", "SampleGrid", "SuiteEvaluation", "ShapesDataModule", "ShapesDataset", "TextToImage"]
+__all__ = ["ImageFolderData", "LayerWeightLogger", "SampleGrid", "SuiteEvaluation", "ShapesDataModule", "ShapesDataset", "TextToImage"]

@@ -98,6 +98,7 @@ class TextToImage(L.LightningModule):
         self.guidance_interval = tuple(guidance_interval)
         self.weight_decay = weight_decay
         self.sample_shape = (in_channels, image_size, image_size)  # what the sampler draws: pixels or latents
+        self.skipped_images = 0
         self.ema = EMA(self.named_parameters(), ema_decay) if ema_decay > 0 else None
         if compile:
             self.backbone.compile()
@@ -149,7 +150,12 @@ class TextToImage(L.LightningModule):
         """Images -> what the backbone denoises: the images, or their VAE latents."""
         return images if self.autoencoder is None else self.autoencoder.encode(images)
 
-    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor | None:
+        if "skipped" in batch:  # undecodable images dropped by the data (kit.tasks.folder)
+            self.skipped_images += int(batch["skipped"])
+            self.log("data/skipped_images", float(self.skipped_images), reduce_fx="max")
+            if len(batch["prompt"]) == 0:
+                return None  # nothing decodable in this batch: skip the step
         x0 = self.to_model_space(batch["image"])  # (B, C, H, W)
         cond = self.drop_conditioning(self.condition(batch["prompt"], batch.get("encoded")))
         terms = self.objective.loss(self.backbone, x0, cond)
@@ -158,6 +164,8 @@ class TextToImage(L.LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         """Loss at fixed, evenly spread times and fixed noise, so validation curves are comparable."""
+        if len(batch["prompt"]) == 0:
+            return
         x0 = self.to_model_space(batch["image"])  # (B, C, H, W)
         b = x0.shape[0]
         generator = torch.Generator(device=self.device).manual_seed(batch_idx)

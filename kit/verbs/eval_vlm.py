@@ -69,7 +69,12 @@ def main(argv: list[str]) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
-    line = [f"describe exact {results['describe']['exact']:.3f}", f"qa {results['qa']['accuracy']:.3f}", f"rewrite {results['rewrite']['consistency']:.3f}", f"edit {results['edit']['exact']:.3f}"]
+    line = [
+        f"describe exact {results['describe']['exact']:.3f}",
+        f"qa {results['qa']['accuracy']:.3f}",
+        f"rewrite {results['rewrite']['consistency']:.3f}",
+        f"edit {results['edit']['exact']:.3f}",
+    ]
     if args.suite:
         line.append(f"suite rewrite {results['rewrite_suite']['consistency']:.3f}")
     print(f"{args.model}: " + "  ".join(line) + f" -> {out}")

@@ -33,6 +33,8 @@ def parser() -> ArgumentParser:
     p.add_argument("--guidance", type=float | None, default=None, help="CFG scale (the recipe's when omitted)")
     p.add_argument("--batch-size", type=int, default=64, help="prompts per generation batch")
     p.add_argument("--seed", type=int, default=0, help="noise seed")
+    p.add_argument("--rewrite", type=str | None, default=None, help="VERIFI rewriting at inference: on or off (the recipe's setting when omitted)")
+    p.add_argument("--system-prompt", type=str | None, default=None, help="a different VERIFI system prompt at inference")
     p.add_argument("--device", type=str, default="cuda" if torch.cuda.is_available() else "cpu", help="device to generate on")
     p.add_argument("--out", type=str, default="results.json", help="output JSON path")
     return p
@@ -54,17 +56,20 @@ def main(argv: list[str]) -> int:
         if args.ckpt is None:
             print("error: --suite t2i needs --ckpt (or use --suite gt / --suite noise for the anchors)", file=sys.stderr)
             return 2
+        from kit.encoders.verifi import configure_rewriting
         from kit.tasks.checkpoint import load_checkpoint
 
         try:
             module = load_checkpoint(args.ckpt, map_location=args.device)
-        except FileNotFoundError as e:
+            configure_rewriting(module.encoder, args.rewrite, args.system_prompt)
+        except (FileNotFoundError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
         images = generate_suite(
             module, entries, args.images_per_prompt, batch_size=args.batch_size, seed=args.seed, guidance_scale=args.guidance, num_steps=args.steps
         )
         meta.update(checkpoint=str(args.ckpt), guidance_scale=args.guidance or module.guidance_scale, steps=args.steps or module.sampler.num_steps)
+        meta.update(rewrite=module.encoder.rewriter.fingerprint() if module.encoder.rewriting else None)
     else:
         size = args.image_size or 32
         images = anchor_images(entries, args.suite, size, args.images_per_prompt, args.seed)

@@ -10,6 +10,7 @@ from jsonargparse import ArgumentParser
 from PIL import Image
 from torchvision.utils import make_grid
 
+from kit.encoders.verifi import configure_rewriting
 from kit.tasks.checkpoint import load_checkpoint
 from kit.tasks.data import tensor_to_image
 
@@ -23,6 +24,8 @@ def parser() -> ArgumentParser:
     p.add_argument("--steps", type=int | None, default=None, help="sampler steps (the recipe's when omitted)")
     p.add_argument("--guidance", type=float | None, default=None, help="classifier-free guidance scale (the recipe's when omitted)")
     p.add_argument("--seed", type=int, default=0, help="noise seed")
+    p.add_argument("--rewrite", type=str | None, default=None, help="VERIFI rewriting at inference: on or off (the recipe's setting when omitted)")
+    p.add_argument("--system-prompt", type=str | None, default=None, help="a different VERIFI system prompt at inference")
     p.add_argument("--scale", type=int, default=4, help="nearest-neighbour upscaling of the saved grid")
     p.add_argument("--device", type=str, default="cuda" if torch.cuda.is_available() else "cpu", help="device to sample on")
     return p
@@ -32,9 +35,13 @@ def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     try:
         module = load_checkpoint(args.ckpt, map_location=args.device)
-    except FileNotFoundError as e:
+        configure_rewriting(module.encoder, args.rewrite, args.system_prompt)
+    except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if module.encoder.rewriting:
+        for prompt, rewrite in zip(args.prompt, module.encoder.rewrite(args.prompt)):
+            print(f"rewrite: {prompt!r} -> {rewrite!r}")
     prompts = [p for p in args.prompt for _ in range(args.num)]
     images = module.generate(prompts, guidance_scale=args.guidance, num_steps=args.steps, seed=args.seed).cpu()
     grid = make_grid(images, nrow=args.num, padding=1, pad_value=1.0)  # (3, H', W') in [-1, 1]

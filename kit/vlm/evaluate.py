@@ -1,12 +1,12 @@
 """Score the shapes VLM exactly with the world's parser: descriptions, answers, rewrites, edits.
 
-    describe  the description parses to the exact scene (exact-scene accuracy), and per
-              attribute: count, and for each true object the shape, colour and size of the
-              described object in its cell, and whether its cell is described at all
-    qa        the answer equals the true answer, per question kind
-    rewrite   the rewrite parses to a complete scene that satisfies the prompt (consistency),
-              per prompt register; also on the text-to-image suite's prompts
-    edit      the description of the edited scene is exact, per edit kind
+describe  the description parses to the exact scene (exact-scene accuracy), and per
+          attribute: count, and for each true object the shape, colour and size of the
+          described object in its cell, and whether its cell is described at all
+qa        the answer equals the true answer, per question kind
+rewrite   the rewrite parses to a complete scene that satisfies the prompt (consistency),
+          per prompt register; also on the text-to-image suite's prompts
+edit      the description of the edited scene is exact, per edit kind
 """
 
 from __future__ import annotations

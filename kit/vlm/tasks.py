@@ -129,7 +129,13 @@ def make_conversation(task: str, rng: np.random.Generator, image_size: int = 32,
     if task == "edit":
         edit = sample_edit(rng, draw_scene(rng, held_out))
         return Conversation(
-            task, edit.instruction, describe(edit.target), system=EDIT_SYSTEM_PROMPT, images=[render(edit.source, image_size)], scene=edit.target, kind=edit.kind
+            task,
+            edit.instruction,
+            describe(edit.target),
+            system=EDIT_SYSTEM_PROMPT,
+            images=[render(edit.source, image_size)],
+            scene=edit.target,
+            kind=edit.kind,
         )
     raise ValueError(f"unknown VLM task {task!r}; known: {', '.join(TASKS)}")
 
