@@ -13,7 +13,7 @@ from kit.cli import KIT_VERBS, LIGHTNING_VERBS, main, run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 FULL_RECIPES = sorted(str(p.relative_to(REPO)) for p in (REPO / "recipes").glob("*.yaml") if p.name != "smoke.yaml")
-OVERLAYS = sorted(str(p.relative_to(REPO)) for p in (REPO / "recipes").glob("*/*.yaml"))
+OVERLAYS = sorted(str(p.relative_to(REPO)) for p in (REPO / "recipes").glob("*/*.yaml") if p.parent.name != "vlm")  # vlm/: pretrain-vlm's own recipes
 SMOKE = "recipes/smoke.yaml"
 
 
@@ -80,6 +80,18 @@ def test_every_recipe_fits_and_samples(recipe, tmp_path, capsys):
     assert main(["sample", "--ckpt", str(ckpt), "--prompt", "a red circle", "--prompt", "a blue square", "--num", "3", "--out", str(out), "--scale", "1"]) == 0
     grid = Image.open(out)
     assert grid.size == (3 * 33 + 1, 2 * 33 + 1)  # 32-px images with 1-px padding
+
+
+def test_sampling_with_rewriting_switched_at_inference(tmp_path, capsys):
+    run_cli(fit_args("recipes/lap.yaml", tmp_path))
+    ckpt = str(next(tmp_path.glob("*/version_0/checkpoints/last.ckpt")))
+    out = str(tmp_path / "grid.png")
+    args = ["sample", "--ckpt", ckpt, "--prompt", "a red circle", "--num", "1", "--out", out, "--steps", "2"]
+    assert main([*args, "--system-prompt", "Describe a scene."]) == 2
+    assert "this model does not rewrite (add --rewrite on)" in capsys.readouterr().err
+    assert main([*args, "--rewrite", "on", "--system-prompt", "Describe a scene."]) == 0
+    assert "rewrite: 'a red circle' -> " in capsys.readouterr().out
+    assert main([*args, "--rewrite", "maybe"]) == 2
 
 
 def test_checkpoint_round_trip_reproduces_samples(tmp_path):

@@ -56,7 +56,7 @@ def load_image(path: Path, size: int) -> np.ndarray:
         scale = size / min(im.size)
         im = im.resize((max(size, round(im.width * scale)), max(size, round(im.height * scale))), Image.Resampling.BICUBIC)
         left, top = (im.width - size) // 2, (im.height - size) // 2
-        return np.asarray(im.crop((left, top, left + size, top + size)))
+        return np.array(im.crop((left, top, left + size, top + size)))
 
 
 class ImageFolderDataset(Dataset):

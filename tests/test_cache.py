@@ -1,0 +1,91 @@
+"""The feature cache: exact round trip, resuming, refusal of a mismatched cache, and training from
+it giving the same losses as encoding on the fly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kit.encoders.cache import CacheMismatchError, FeatureCache, build_cache
+
+PROMPTS = ["a red circle", "two blue squares", "a red circle", "a small green triangle on the left"]
+
+
+def test_round_trip_is_exact_in_float32(encoder, tmp_path):
+    cache = build_cache(encoder, PROMPTS, tmp_path / "c", storage_dtype="float32", log=lambda _: None)
+    assert len(cache) == 3, "duplicates are encoded once"
+    fresh = encoder(PROMPTS)
+    read = FeatureCache(tmp_path / "c", encoder.fingerprint()).batch(PROMPTS)
+    assert torch.equal(read.mask, fresh.mask) and torch.equal(read.kinds[read.mask], fresh.kinds[fresh.mask])
+    assert torch.equal(read.hidden_states.transpose(1, 2)[read.mask], fresh.hidden_states.transpose(1, 2)[fresh.mask])
+
+
+def test_resume_encodes_only_what_is_missing(encoder, tmp_path):
+    calls = []
+
+    def counting(prompts):
+        calls.append(len(prompts))
+        return encoder(prompts)
+
+    counting.fingerprint = encoder.fingerprint
+    build_cache(counting, PROMPTS[:2], tmp_path / "c", shard_size=1, log=lambda _: None)
+    assert sum(calls) == 2 and len(FeatureCache(tmp_path / "c")) == 2
+    calls.clear()
+    lines = []
+    build_cache(counting, PROMPTS, tmp_path / "c", log=lines.append)
+    assert sum(calls) == 1 and "resuming: 2 entries already cached, 1 to encode" in lines[0]
+    assert len(FeatureCache(tmp_path / "c")) == 3
+
+
+def test_a_cache_of_another_encoder_is_refused_with_both_fingerprints(encoder, tmp_path):
+    build_cache(encoder, PROMPTS[:1], tmp_path / "c", log=lambda _: None)
+    other = dict(encoder.fingerprint(), taps=[8])
+    with pytest.raises(
+        CacheMismatchError, match=r"taps: cache has \[1, 2, 3, 4, 5, 6, 7, 8\], recipe has \[8\][\s\S]*cache fingerprint:[\s\S]*recipe fingerprint:"
+    ):
+        FeatureCache(tmp_path / "c", other)
+    with pytest.raises(FileNotFoundError, match="no feature cache"):
+        FeatureCache(tmp_path / "nothing")
+    with pytest.raises(KeyError, match="not in the feature cache"):
+        FeatureCache(tmp_path / "c").get("a prompt never cached")
+
+
+def _fit_losses(repo, tmp_path, *extra) -> list[float]:
+    from kit.cli import run_cli
+
+    args = [
+        "fit",
+        "-c",
+        str(repo / "recipes/lap.yaml"),
+        "-c",
+        str(repo / "recipes/smoke.yaml"),
+        "--trainer.max_steps=4",
+        f"--trainer.logger.init_args.save_dir={tmp_path}",
+    ]
+    args += ["--trainer.callbacks=[]", "--trainer.enable_checkpointing=false", "--trainer.limit_val_batches=0", *extra]
+    losses: list[float] = []
+
+    import lightning as L
+
+    class Record(L.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            losses.append(float(outputs["loss"]))
+
+    cli = run_cli(args, run=False)
+    cli.trainer.callbacks.append(Record())
+    cli.trainer.fit(cli.model, cli.datamodule)
+    return losses
+
+
+def test_training_from_the_cache_matches_encoding_on_the_fly(repo, tmp_path):
+    from kit.cli import main
+
+    assert (
+        main(["cache", "-c", str(repo / "recipes/lap.yaml"), "-c", str(repo / "recipes/smoke.yaml"), "--out", str(tmp_path / "c"), "--dtype", "float32"]) == 0
+    )
+    manifest = FeatureCache(tmp_path / "c").manifest
+    assert manifest["data"]["train_items"] == 3 * 4, "max_steps x batch size of the recipe"
+    on_the_fly = _fit_losses(repo, tmp_path, "--trainer.max_steps=3", "--data.init_args.train_size=12")  # the items the cache covers
+    cached = _fit_losses(repo, tmp_path, "--trainer.max_steps=3", f"--data.init_args.feature_cache={tmp_path / 'c'}")
+    assert len(on_the_fly) == len(cached) == 3
+    assert cached == pytest.approx(on_the_fly, rel=1e-5, abs=1e-6)

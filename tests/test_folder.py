@@ -1,0 +1,61 @@
+"""Real-image folders: captions read from a JSON-lines index or sidecar files; an image that cannot
+be decoded is skipped and counted, not a crash."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kit.tasks.folder import ImageFolderData, collate_skipping
+
+
+def _folder(root, n_good: int = 5, corrupt: bool = True):
+    root.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i in range(n_good):
+        Image.fromarray(np.full((40, 48, 3), 30 * i, np.uint8)).save(root / f"img{i}.png")
+        lines.append({"file": f"img{i}.png", "caption": f"a picture number {i}"})
+    if corrupt:
+        (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+        lines.insert(1, {"file": "broken.png", "caption": "a broken picture"})
+    (root / "captions.jsonl").write_text("\n".join(json.dumps(entry) for entry in lines))
+    return root
+
+
+def test_corrupt_images_are_skipped_and_counted(tmp_path):
+    data = ImageFolderData(str(_folder(tmp_path / "d")), image_size=32, batch_size=8, val_fraction=0.2)
+    with pytest.warns(UserWarning, match=r"skipping an image that cannot be decoded: .*broken.png"):
+        batch = next(iter(data.train_dataloader()))
+    assert batch["skipped"] == 1 and batch["image"].shape == (4, 3, 32, 32) and len(batch["prompt"]) == 4
+    assert "a broken picture" not in batch["prompt"]
+    assert collate_skipping([None, None])["skipped"] == 2
+
+
+def test_sidecar_captions_and_clear_errors(tmp_path):
+    root = tmp_path / "s"
+    root.mkdir()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(root / "a.png")
+    (root / "a.txt").write_text("a black square\n")
+    data = ImageFolderData(str(root), image_size=8)
+    assert data.train_set.pairs == [(root / "a.png", "a black square")] and len(data.val_set) == 0
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        ImageFolderData(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no captioned images"):
+        ImageFolderData(str(tmp_path / "empty"))
+
+
+def test_fit_on_a_folder_logs_the_skipped_images(tmp_path, repo):
+    from kit.cli import run_cli
+
+    root = _folder(tmp_path / "d", n_good=7)
+    args = ["fit", "-c", str(repo / "recipes/lap.yaml"), "-c", str(repo / "recipes/smoke.yaml"), f"--trainer.logger.init_args.save_dir={tmp_path}"]
+    args += ["--data=kit.tasks.ImageFolderData", f"--data.root={root}", "--data.image_size=32", "--data.batch_size=8", "--data.val_fraction=0.2"]
+    args += ["--trainer.max_steps=1", "--trainer.callbacks=[]", "--trainer.enable_checkpointing=false", "--trainer.limit_val_batches=0"]
+    with pytest.warns(UserWarning, match="cannot be decoded"):
+        cli = run_cli(args)
+    assert cli.model.skipped_images == 1
+    assert cli.trainer.callback_metrics["data/skipped_images"] == 1
