@@ -27,6 +27,7 @@ def parser() -> ArgumentParser:
     p.add_argument("--n", type=int, default=200, help="held-out conversations per task")
     p.add_argument("--suite", type=bool, default=True, help="also score rewrites of every prompt of the t2i suite")
     p.add_argument("--seed", type=int, default=1, help="seed of the held-out conversations")
+    p.add_argument("--image-size", type=int | None, default=None, help="render side (the processor's pixel budget when omitted)")
     p.add_argument("--batch-size", type=int, default=64, help="conversations per generation batch")
     p.add_argument("--device", type=str, default="cuda" if torch.cuda.is_available() else "cpu", help="device to generate on")
     p.add_argument("--out", type=str, default="vlm.json", help="output JSON path")
@@ -37,6 +38,12 @@ def held_out_conversations(n: int, seed: int, image_size: int = 32) -> list[Conv
     """`n` conversations of every task, all on held-out scenes."""
     rng = np.random.default_rng([seed, 13])
     return [make_conversation(task, rng, image_size, held_out=True) for task in TASKS for _ in range(n)]
+
+
+def native_size(processor) -> int:
+    """The side of the square images a Qwen-VL processor keeps at their size (its pixel budget)."""
+    size = processor.image_processor.size
+    return int(round(size["longest_edge"] ** 0.5))
 
 
 def suite_rewrites() -> list[Conversation]:
@@ -59,7 +66,7 @@ def main(argv: list[str]) -> int:
     started = time.perf_counter()
     processor = AutoProcessor.from_pretrained(path)
     model = AutoModelForImageTextToText.from_pretrained(path).to(args.device).eval()
-    conversations = held_out_conversations(args.n, args.seed)
+    conversations = held_out_conversations(args.n, args.seed, args.image_size or native_size(processor))
     results, _ = evaluate_vlm(model, processor, conversations, batch_size=args.batch_size)
     if args.suite:
         suite = suite_rewrites()

@@ -1,8 +1,8 @@
 """`VLMTaskData`: the shapes VLM's training and validation conversations as a LightningDataModule.
 
-An item is a whole batch: `batch_size` conversations of one task, a pure function of
-(seed, split, batch index). Conversations of one task have similar lengths, so batches
-carry little padding (mixing tasks would pad one-word answers to full descriptions). The
+An item is a whole batch of `batch_size` conversations, a pure function of (seed, split,
+batch index); each conversation's task is drawn by the task weights (one task per batch
+learned markedly slower: the gradient of each step then pulls towards a single task). The
 module that trains the VLM owns its processor and turns a batch into tensors.
 """
 
@@ -20,7 +20,7 @@ SPLITS = {"train": 10, "val": 11}
 
 
 class VLMTaskBatches(Dataset):
-    """`index -> list[Conversation]`: batches of one task each, tasks drawn with the given weights.
+    """`index -> list[Conversation]`: batches of conversations whose tasks are drawn with the given weights.
 
     Args:
         num_batches: number of batches.
@@ -59,11 +59,8 @@ class VLMTaskBatches(Dataset):
 
     def __getitem__(self, index: int) -> list[Conversation]:
         rng = np.random.default_rng([self.seed, SPLITS[self.split], index])
-        if self.split == "val":  # the validation set cycles through the tasks
-            task = self.tasks[index % len(self.tasks)]
-        else:
-            task = self.tasks[int(rng.choice(len(self.tasks), p=self.weights))]
-        return [make_conversation(task, rng, self.image_size, held_out=self.split == "val") for _ in range(self.batch_size)]
+        tasks = rng.choice(len(self.tasks), size=self.batch_size, p=self.weights)
+        return [make_conversation(self.tasks[int(t)], rng, self.image_size, held_out=self.split == "val") for t in tasks]
 
 
 class VLMTaskData(L.LightningDataModule):
@@ -75,7 +72,7 @@ class VLMTaskData(L.LightningDataModule):
         batch_size: conversations per batch.
         image_size: render side.
         num_batches: length of the training split in batches (rendered on the fly).
-        val_batches: batches in the fixed validation split (held-out scenes, tasks in turn).
+        val_batches: batches in the fixed validation split (held-out scenes).
         seed: world seed.
         num_workers: DataLoader worker processes.
     """

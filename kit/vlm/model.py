@@ -47,6 +47,7 @@ def build_shapes_vlm(
     vocab_size: int = 1024,
     tokenizer_scenes: int = 4000,
     image_size: int = 32,
+    patch_size: int = 4,
     seed: int = 0,
 ):
     """Tokenizer, processor and a freshly initialised tiny Qwen2-VL for the shapes world.
@@ -62,6 +63,7 @@ def build_shapes_vlm(
         vocab_size: BPE vocabulary size (special tokens included).
         tokenizer_scenes: scenes whose task texts train the tokenizer.
         image_size: render side the processor keeps.
+        patch_size: vision patch side; 2x2 patches merge into one LLM token.
         seed: seed of the corpus and of the weights.
     """
     from transformers import Qwen2VLForConditionalGeneration
@@ -70,10 +72,10 @@ def build_shapes_vlm(
     config = tiny_qwen2_vl_config(tokenizer, hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads)
     config.text_config.intermediate_size = intermediate_size
     vision = config.vision_config
-    vision.embed_dim, vision.depth, vision.num_heads = vision_width, vision_depth, vision_heads
+    vision.embed_dim, vision.depth, vision.num_heads, vision.patch_size = vision_width, vision_depth, vision_heads, patch_size
     torch.manual_seed(seed)
     model = Qwen2VLForConditionalGeneration(config)
-    return tokenizer, build_processor(tokenizer, image_size), model
+    return tokenizer, build_processor(tokenizer, image_size, patch_size), model
 
 
 def encode(processor, conversations: list[Conversation], with_answer: bool = True) -> dict[str, Tensor]:

@@ -37,7 +37,9 @@ class ShapesVLMPretraining(L.LightningModule):
         vision_depth: vision transformer depth.
         vision_heads: vision attention heads.
         vocab_size: tokenizer vocabulary size.
-        image_size: render side the processor keeps.
+        image_size: render side the processor keeps (36 px with 6-px patches merged 2x2: one LLM
+            image token per grid cell of the world).
+        patch_size: vision patch side.
         optimizer: builds the optimizer from parameter groups (AdamW at 1e-3 when None).
         lr_scheduler: builds a per-step schedule from the optimizer and the run's total steps.
         weight_decay: weight decay of matrices (norms, biases and embeddings get none).
@@ -57,7 +59,8 @@ class ShapesVLMPretraining(L.LightningModule):
         vision_depth: int = 4,
         vision_heads: int = 4,
         vocab_size: int = 1024,
-        image_size: int = 32,
+        image_size: int = 36,
+        patch_size: int = 6,
         optimizer: OptimizerFactory | None = None,
         lr_scheduler: SchedulerFactory | None = None,
         weight_decay: float = 0.01,
@@ -78,6 +81,7 @@ class ShapesVLMPretraining(L.LightningModule):
             vision_heads=vision_heads,
             vocab_size=vocab_size,
             image_size=image_size,
+            patch_size=patch_size,
             seed=seed,
         )
         self.optimizer_factory = optimizer
@@ -92,8 +96,7 @@ class ShapesVLMPretraining(L.LightningModule):
         inputs = {k: v.to(self.device) for k, v in encode(self.processor, batch).items()}
         loss = self.model(**inputs).loss
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
-        self.log("train/answer_tokens", (inputs["labels"] != -100).sum().float(), batch_size=len(batch))
-        if self.eval_every_n_steps and self.global_step and self.global_step % self.eval_every_n_steps == 0 and batch_idx >= 0:
+        if self.eval_every_n_steps and self.global_step and self.global_step % self.eval_every_n_steps == 0:
             self.log_generation_scores()
         return loss
 
@@ -102,15 +105,18 @@ class ShapesVLMPretraining(L.LightningModule):
         self.log("val/loss", self.model(**inputs).loss, prog_bar=True, batch_size=len(batch))
 
     def log_generation_scores(self) -> dict:
-        """Generate on the held-out evaluation conversations and log the headline scores."""
+        """Generate on the held-out evaluation conversations and log the headline scores at this step."""
         scores, _ = evaluate_vlm(self.model, self.processor, self.eval_set)
         headline = {"describe": "exact", "qa": "accuracy", "rewrite": "consistency", "edit": "exact"}
-        for task, key in headline.items():
-            if task in scores:
-                self.log(f"vlm/{task}_{key}", scores[task][key], batch_size=1)
+        metrics = {f"vlm/{task}_{key}": scores[task][key] for task, key in headline.items() if task in scores}
+        metrics.update({f"vlm/describe_{k[5:]}": v for k, v in scores.get("describe", {}).items() if k.startswith("attr/")})
+        for logger in self.loggers:
+            logger.log_metrics(metrics, step=self.global_step)
         return scores
 
     def on_train_end(self) -> None:
+        if self.eval_every_n_steps:
+            self.log_generation_scores()
         if self.export_to:
             self.export(self.export_to)
 
