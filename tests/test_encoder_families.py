@@ -73,7 +73,10 @@ def test_rewrites_teacher_forced_match_batched_and_alone(tiny_family):
     assert torch.allclose(alone.hidden_states[0, :, :k], both.hidden_states[0, :, :k], atol=1e-5), "right padding leaves real tokens alone"
 
 
-@pytest.mark.parametrize(("family", "kwargs"), [("qwen2_vl", {"size": {"shortest_edge": 16 * 16, "longest_edge": 32 * 32}}), ("internvl", {"max_patches": 1})])
+@pytest.mark.parametrize(
+    ("family", "kwargs"),
+    [("qwen2_vl", {"size": {"shortest_edge": 16 * 16, "longest_edge": 32 * 32}}), ("internvl", {"max_patches": 1}), ("idefics3", {"do_image_splitting": False})],
+)
 def test_pixel_budget_and_tiles_are_configurable(family, kwargs, tiny_family):
     big = [[_image(0, 64)]]
 
