@@ -75,7 +75,11 @@ def test_rewrites_teacher_forced_match_batched_and_alone(tiny_family):
 
 @pytest.mark.parametrize(
     ("family", "kwargs"),
-    [("qwen2_vl", {"size": {"shortest_edge": 16 * 16, "longest_edge": 32 * 32}}), ("internvl", {"max_patches": 1}), ("idefics3", {"do_image_splitting": False})],
+    [
+        ("qwen2_vl", {"size": {"shortest_edge": 16 * 16, "longest_edge": 32 * 32}}),
+        ("internvl", {"max_patches": 1}),
+        ("idefics3", {"do_image_splitting": False}),
+    ],
 )
 def test_pixel_budget_and_tiles_are_configurable(family, kwargs, tiny_family):
     big = [[_image(0, 64)]]

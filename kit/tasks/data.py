@@ -87,7 +87,43 @@ class ShapesDataset(Dataset):
         return {"image": image_to_tensor(render(scene, self.image_size)), "prompt": prompt}
 
 
-class ShapesDataModule(L.LightningDataModule):
+class ImageTextData(L.LightningDataModule):
+    """Shared loaders of the image-text DataModules: subclasses set `train_set`, `val_set`,
+    `batch_size` and `num_workers`, and may override `collate`."""
+
+    train_set: Dataset
+    val_set: Dataset
+    batch_size: int
+    num_workers: int
+
+    def collate(self, items: list) -> dict:
+        return default_collate(items)
+
+    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            drop_last=shuffle and len(dataset) > self.batch_size,  # full training batches, unless there is only one
+            collate_fn=self.collate,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+
+class ShapesDataModule(ImageTextData):
     """The shapes world as a LightningDataModule, with a fixed validation set.
 
     Args:
@@ -141,30 +177,7 @@ class ShapesDataModule(L.LightningDataModule):
             batch["encoded"] = collate_entries([self.feature_cache.get(p) for p in batch["prompt"]])
         return batch
 
-    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            drop_last=shuffle,
-            collate_fn=self.collate,
-        )
-
     def cache_keys(self, train_items: int) -> list[str]:
         """The prompts of the first `train_items` training items and of the validation set: what `python -m kit cache` encodes."""
         train = [self.train_set.scene_and_prompt(i)[1] for i in range(min(train_items, len(self.train_set)))]
         return train + [self.val_set.scene_and_prompt(i)[1] for i in range(len(self.val_set))]
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)

@@ -15,13 +15,12 @@ import json
 import warnings
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset, default_collate
+from torch.utils.data import Dataset, default_collate
 
-from kit.tasks.data import image_to_tensor
+from kit.tasks.data import ImageTextData, image_to_tensor
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -94,7 +93,7 @@ def collate_skipping(items: list[dict | None]) -> dict:
     return batch
 
 
-class ImageFolderData(L.LightningDataModule):
+class ImageFolderData(ImageTextData):
     """A folder of captioned images as a LightningDataModule (undecodable images skipped and counted).
 
     Args:
@@ -120,18 +119,5 @@ class ImageFolderData(L.LightningDataModule):
         """The first `n` validation captions (for sample grids)."""
         return [c for _, c in self.val_set.pairs[:n]]
 
-    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            collate_fn=collate_skipping,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
+    def collate(self, items: list[dict | None]) -> dict:
+        return collate_skipping(items)
