@@ -91,14 +91,6 @@ class KitCLI(LightningCLI):
         parser.link_arguments("data.channels", "model.init_args.in_channels", apply_on="instantiate")
 
 
-class StandaloneCLI(KitCLI):
-    """The kit's CLI without the data-to-model links, for modules that take no image geometry
-    (the shapes-VLM pretraining)."""
-
-    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        pass
-
-
 def run_cli(args: list[str] | dict[str, Any] | None = None, run: bool = True, cli_class: type[KitCLI] = KitCLI) -> KitCLI:
     """Build (and by default run) the Lightning CLI; `args` as on the command line or as a dict.
 

@@ -158,3 +158,18 @@ def test_backbone_recipes_fit_on_the_shapes_world(overlay, tmp_path):
     cli = run_cli([*args, "--model.init_args.sampler.init_args.num_steps=2", f"--trainer.logger.init_args.save_dir={tmp_path}"])
     assert type(cli.model.backbone).__name__ in open(REPO / overlay).read()
     assert (next(tmp_path.glob("*/version_0")) / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_verifi_overlay_trains_with_rewrites_and_caches_them(tmp_path):
+    from kit.types import TokenKind
+
+    args = fit_args("recipes/lap.yaml", tmp_path, "--trainer.max_steps=2")
+    args[3:3] = ["-c", str(REPO / "recipes/encoders/verifi.yaml")]
+    cli = run_cli([*args, "--model.init_args.encoder.init_args.rewriter.init_args.max_new_tokens=12"])
+    encoder = cli.model.encoder
+    assert encoder.rewriting and encoder.rewriter.misses > 0
+    out = encoder(["a red circle"])
+    kinds = out.kinds[out.mask]
+    assert (kinds == int(TokenKind.GENERATED)).any() and (kinds == int(TokenKind.INSTRUCTION)).any()
+    assert not (kinds == int(TokenKind.PROMPT)).any(), "the raw prompt only enters as the instruction, which heads drop"
+    assert encoder.fingerprint()["rewrite"]["system_prompt"].startswith("Rewrite the prompt")

@@ -69,3 +69,24 @@ def test_describe_is_canonical_and_parses_exhaustively():
     spec = parse_caption(text)
     assert spec.exhaustive and spec.satisfied_by(scene)
     assert text == describe(Scene(tuple(reversed(scene.objects)))), "object order does not change the description"
+
+
+def test_cell_labels_and_probe():
+    import torch
+
+    from kit.vlm.cells import IGNORE, CellProbe, cell_labels
+
+    scene = Scene((SceneObject("triangle", "green", "small", 0, 2), SceneObject("circle", "red", "large", 2, 0)))
+    shape, colour, size = cell_labels(scene)
+    assert shape.tolist() == [0, 0, 3, 0, 0, 0, 1, 0, 0], "reading order; 0 is an empty cell, then 1 + SHAPES index"
+    assert colour[2] == 1 and colour[6] == 0 and (colour[[0, 1, 3, 4, 5, 7, 8]] == IGNORE).all()
+    assert size[2] == 0 and size[6] == 1
+    loss, accuracy = CellProbe(16)(torch.randn(18, 16), [scene, scene])
+    assert loss > 0 and set(accuracy) == {"shape", "colour", "size"}
+
+
+def test_cell_supervision_needs_one_token_per_cell():
+    from kit.vlm.module import ShapesVLMPretraining
+
+    with pytest.raises(ValueError, match="one merged token per grid cell"):
+        ShapesVLMPretraining(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=32, vision_width=32, vision_depth=1, vision_heads=2, image_size=48, patch_size=4, cell_supervision=1.0)

@@ -9,12 +9,21 @@ from __future__ import annotations
 
 import sys
 
-from kit.cli import ConfigurationError, StandaloneCLI, run_cli
+from lightning.pytorch.cli import LightningArgumentParser
+
+from kit.cli import ConfigurationError, KitCLI, run_cli
+
+
+class VLMPretrainCLI(KitCLI):
+    """The kit's CLI for VLM pretraining: the data's render size is the model's image size."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("data.init_args.image_size", "model.init_args.image_size")
 
 
 def main(argv: list[str]) -> int:
     try:
-        run_cli(["fit", *argv], cli_class=StandaloneCLI)
+        run_cli(["fit", *argv], cli_class=VLMPretrainCLI)
     except ConfigurationError as e:
         print(f"error: the recipe cannot be built: {e}", file=sys.stderr)
         return 2

@@ -82,7 +82,7 @@ class VLMTaskData(L.LightningDataModule):
         tasks: tuple[str, ...] = TASKS,
         weights: list[float] | None = None,
         batch_size: int = 64,
-        image_size: int = 32,
+        image_size: int = 48,
         num_batches: int = 1_000_000,
         val_batches: int = 4,
         seed: int = 0,

@@ -88,12 +88,11 @@ def encode(processor, conversations: list[Conversation], with_answer: bool = Tru
     tokenizer = processor.tokenizer
     texts = [processor.apply_chat_template(c.messages(with_answer=False), tokenize=False, add_generation_prompt=True) for c in conversations]
     images = [im for c in conversations for im in c.images]
-    tokenizer.padding_side = "right" if with_answer else "left"
     if not with_answer:
-        return dict(processor(text=texts, images=images or None, return_tensors="pt", padding=True))
+        return dict(processor(text=texts, images=images or None, return_tensors="pt", padding=True, padding_side="left"))
     end = tokenizer.eos_token  # '<|im_end|>' closes the answer
     full = [t + c.answer + end for t, c in zip(texts, conversations)]
-    batch = dict(processor(text=full, images=images or None, return_tensors="pt", padding=True))
+    batch = dict(processor(text=full, images=images or None, return_tensors="pt", padding=True, padding_side="right"))
     answer_lengths = [len(tokenizer(c.answer + end, add_special_tokens=False)["input_ids"]) for c in conversations]
     labels = batch["input_ids"].clone()
     lengths = batch["attention_mask"].sum(1)

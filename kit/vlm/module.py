@@ -17,9 +17,11 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from kit.vlm.cells import CellProbe
 from kit.vlm.evaluate import evaluate_vlm
 from kit.vlm.model import build_shapes_vlm, encode
 from kit.vlm.tasks import TASKS, Conversation, make_conversation
+from kit.world.scene import GRID
 
 OptimizerFactory = Callable[[list], Optimizer]
 SchedulerFactory = Callable[[Optimizer, int], LRScheduler]
@@ -37,14 +39,15 @@ class ShapesVLMPretraining(L.LightningModule):
         vision_depth: vision transformer depth.
         vision_heads: vision attention heads.
         vocab_size: tokenizer vocabulary size.
-        image_size: render side the processor keeps (36 px with 6-px patches merged 2x2: one LLM
-            image token per grid cell of the world).
+        image_size: render side the processor keeps (linked from the data by `pretrain-vlm`).
         patch_size: vision patch side.
         optimizer: builds the optimizer from parameter groups (AdamW at 1e-3 when None).
         lr_scheduler: builds a per-step schedule from the optimizer and the run's total steps.
         weight_decay: weight decay of matrices (norms, biases and embeddings get none).
         eval_every_n_steps: steps between generation-based scores on held-out scenes (0: only at the end).
         eval_per_task: held-out conversations per task in those scores.
+        cell_supervision: weight of the cell-probe loss on the vision tower's merged tokens (0: off;
+            needs renders whose merged tokens form a 3x3 grid, see `kit.vlm.cells`).
         export_to: directory where model and processor are saved (Hugging Face format) when training ends.
         seed: seed of the tokenizer corpus, of the weights and of the evaluation conversations.
     """
@@ -59,13 +62,14 @@ class ShapesVLMPretraining(L.LightningModule):
         vision_depth: int = 4,
         vision_heads: int = 4,
         vocab_size: int = 1024,
-        image_size: int = 36,
-        patch_size: int = 6,
+        image_size: int = 48,
+        patch_size: int = 4,
         optimizer: OptimizerFactory | None = None,
         lr_scheduler: SchedulerFactory | None = None,
         weight_decay: float = 0.01,
         eval_every_n_steps: int = 1000,
         eval_per_task: int = 32,
+        cell_supervision: float = 0.0,
         export_to: str | None = None,
         seed: int = 0,
     ) -> None:
@@ -89,13 +93,34 @@ class ShapesVLMPretraining(L.LightningModule):
         self.weight_decay = weight_decay
         self.eval_every_n_steps = eval_every_n_steps
         self.export_to = export_to
+        self.cell_supervision = cell_supervision
+        self.cell_probe = CellProbe(hidden_size) if cell_supervision > 0 else None
+        if self.cell_probe is not None:
+            merged = image_size // (patch_size * 2)
+            if merged != GRID:
+                raise ValueError(f"cell supervision needs one merged token per grid cell: image_size / (2 * patch_size) = {merged}, not {GRID}")
+            self._merged: list[torch.Tensor] = []
+            self.model.model.visual.merger.register_forward_hook(self._keep_merged)
         rng = np.random.default_rng([seed, 12])
         self.eval_set: list[Conversation] = [make_conversation(t, rng, image_size, held_out=True) for t in TASKS for _ in range(eval_per_task)]
 
+    def _keep_merged(self, module, inputs, output: torch.Tensor) -> None:
+        """Forward hook on the vision merger: keep the last batch's merged image tokens `(I * 9, W)`."""
+        self._merged[:] = [output]
+
     def training_step(self, batch: list[Conversation], batch_idx: int) -> torch.Tensor:
         inputs = {k: v.to(self.device) for k, v in encode(self.processor, batch).items()}
+        if self.cell_probe is not None:
+            self._merged.clear()
         loss = self.model(**inputs).loss
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
+        scenes = [s for c in batch for s in c.image_scenes]
+        if self.cell_probe is not None and scenes and self._merged:
+            probe_loss, accuracy = self.cell_probe(self._merged[-1], scenes)
+            loss = loss + self.cell_supervision * probe_loss
+            self.log("train/cell_loss", probe_loss, batch_size=len(scenes))
+            for name, value in accuracy.items():
+                self.log(f"train/cell_{name}_accuracy", value, batch_size=len(scenes))
         if self.eval_every_n_steps and self.global_step and self.global_step % self.eval_every_n_steps == 0:
             self.log_generation_scores()
         return loss
@@ -129,8 +154,9 @@ class ShapesVLMPretraining(L.LightningModule):
         return path
 
     def configure_optimizers(self):
-        decay = [p for n, p in self.model.named_parameters() if p.ndim >= 2 and "embed" not in n]
-        rest = [p for n, p in self.model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
+        named = list(self.named_parameters())
+        decay = [p for n, p in named if p.ndim >= 2 and "embed" not in n]
+        rest = [p for n, p in named if not (p.ndim >= 2 and "embed" not in n)]
         groups = [{"params": decay, "weight_decay": self.weight_decay}, {"params": rest, "weight_decay": 0.0}]
         optimizer = self.optimizer_factory(groups) if self.optimizer_factory else torch.optim.AdamW(groups, lr=1e-3)
         if self.scheduler_factory is None:

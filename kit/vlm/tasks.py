@@ -9,7 +9,8 @@ Each task turns a scene into one conversation with a single answer to learn:
 
 Rewrite prompts mention every object of their scene (with some attributes left out, or
 grouped and counted), so the detailed rewrite only fills in what the prompt left open and
-never has to invent objects. Training draws training scenes only; `held_out=True` draws
+never has to invent objects; it lists the objects in the order the prompt names them (a
+monotone copy that a small model learns far sooner than re-sorting them into reading order). Training draws training scenes only; `held_out=True` draws
 held-out scenes for evaluation.
 """
 
@@ -22,6 +23,7 @@ import numpy as np
 from kit.world import caption, render
 from kit.world.captions import describe, join, noun_phrase, place
 from kit.world.edits import sample_edit
+from kit.world.parser import parse_caption
 from kit.world.questions import QUESTION_KINDS, ask
 from kit.world.scene import Scene, is_held_out, sample_scene, sample_training_scene
 
@@ -48,6 +50,7 @@ class Conversation:
         images: `(H, W, 3)` uint8 renders shown before the user's text.
         scene: the scene the answer describes (the edited scene for edits), for scoring.
         kind: sub-kind (question kind, edit kind, prompt register), for per-kind scores.
+        image_scenes: the scene shown in each image (for cell supervision of the vision tower).
     """
 
     task: str
@@ -57,6 +60,7 @@ class Conversation:
     images: list[np.ndarray] = field(default_factory=list)
     scene: Scene | None = None
     kind: str = ""
+    image_scenes: list[Scene] = field(default_factory=list)
 
     def messages(self, with_answer: bool = True) -> list[dict]:
         """Chat messages in the transformers format (image items before the text)."""
@@ -118,14 +122,15 @@ def make_conversation(task: str, rng: np.random.Generator, image_size: int = 32,
     if task == "describe":
         scene = draw_scene(rng, held_out)
         instruction = DESCRIBE_INSTRUCTIONS[int(rng.integers(len(DESCRIBE_INSTRUCTIONS)))]
-        return Conversation(task, instruction, describe(scene), images=[render(scene, image_size)], scene=scene, kind=str(len(scene)))
+        return Conversation(task, instruction, describe(scene), images=[render(scene, image_size)], scene=scene, kind=str(len(scene)), image_scenes=[scene])
     if task == "qa":
         scene = draw_scene(rng, held_out)
         q = ask(scene, QUESTION_KINDS[int(rng.integers(len(QUESTION_KINDS)))], rng)
-        return Conversation(task, q.question, q.answer, images=[render(scene, image_size)], scene=scene, kind=q.kind)
+        return Conversation(task, q.question, q.answer, images=[render(scene, image_size)], scene=scene, kind=q.kind, image_scenes=[scene])
     if task == "rewrite":
         prompt, scene, register = rewrite_prompt(rng, held_out)
-        return Conversation(task, prompt, describe(scene), system=REWRITE_SYSTEM_PROMPT, scene=scene, kind=register)
+        order = parse_caption(prompt).match(scene)  # the scene's objects in the order the prompt names them
+        return Conversation(task, prompt, describe(scene, order), system=REWRITE_SYSTEM_PROMPT, scene=scene, kind=register)
     if task == "edit":
         edit = sample_edit(rng, draw_scene(rng, held_out))
         return Conversation(
@@ -136,6 +141,7 @@ def make_conversation(task: str, rng: np.random.Generator, image_size: int = 32,
             images=[render(edit.source, image_size)],
             scene=edit.target,
             kind=edit.kind,
+            image_scenes=[edit.source],
         )
     raise ValueError(f"unknown VLM task {task!r}; known: {', '.join(TASKS)}")
 

@@ -103,15 +103,17 @@ def canonical_place(obj: SceneObject | tuple[int, int]) -> str:
     return PLACE_PHRASES[kind][0].format(name)
 
 
-def describe(scene: Scene) -> str:
-    """The one canonical detailed description of a scene (no prefix, first phrasings, reading order).
+def describe(scene: Scene, order: list[SceneObject] | None = None) -> str:
+    """The canonical detailed description of a scene: no prefix, first phrasings, reading order
+    (or the given order of its objects).
 
     What the shapes VLM is trained to write: a deterministic target is easier to learn than a
     random phrasing, and the parser reads it back as an exhaustive specification.
     """
-    if not scene.objects:
+    objects = scene.objects if order is None else order
+    if not objects:
         return "an empty scene"
-    return join([f"{noun_phrase([o.size, o.colour, o.shape])} {canonical_place(o)}" for o in scene.objects])
+    return join([f"{noun_phrase([o.size, o.colour, o.shape])} {canonical_place(o)}" for o in objects])
 
 
 def short(scene: Scene, rng: np.random.Generator) -> str:

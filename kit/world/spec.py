@@ -142,6 +142,17 @@ class SceneSpec:
                 return True
         return False
 
+    def match(self, scene: Scene) -> list[SceneObject] | None:
+        """The scene objects that satisfy the spec, one per requested instance in the spec's order
+        (the first assignment that meets every constraint), or None when the scene does not satisfy it."""
+        if not self.satisfied_by(scene):
+            return None
+        for slots, chosen in self._assignments(scene, allow_missing=False):
+            first = self._first_of(slots)
+            if all(relation_holds(chosen[first[r.a]], r.rel, chosen[first[r.b]]) for r in self.relations):
+                return list(chosen)
+        return None
+
     def fact_breakdown(self, scene: Scene) -> dict[str, tuple[int, int]]:
         """Satisfied and total atomic facts per kind (object, colour, size, position, relation), DPG-style.
 
