@@ -20,7 +20,7 @@ def test_conversations_are_true_of_their_scenes(held_out):
     for task in TASKS:
         for _ in range(60):
             c = make_conversation(task, rng, held_out=held_out)
-            assert is_held_out(c.scene) == held_out or task == "edit", "training never sees held-out scenes"
+            assert is_held_out(c.scene) == held_out or task in ("edit", "rewrite"), "training never shows a held-out scene"
             if task == "qa":
                 continue
             assert read_description(c.answer).facts() == c.scene.facts(), "the canonical description reads back to its scene"
@@ -90,3 +90,17 @@ def test_cell_supervision_needs_one_token_per_cell():
 
     with pytest.raises(ValueError, match="one merged token per grid cell"):
         ShapesVLMPretraining(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=32, vision_width=32, vision_depth=1, vision_heads=2, image_size=48, patch_size=4, cell_supervision=1.0)
+
+
+def test_rewrites_list_objects_in_the_prompts_order():
+    scene = Scene((SceneObject("circle", "red", "large", 0, 0), SceneObject("square", "blue", "small", 2, 2)))
+    order = parse_caption("a blue square and a red circle").match(scene)
+    assert [o.shape for o in order] == ["square", "circle"]
+    assert describe(scene, order) == "a small blue square in the bottom right and a large red circle in the top left"
+    assert parse_caption("a green square").match(scene) is None
+    rng = np.random.default_rng(2)
+    for _ in range(100):
+        c = make_conversation("rewrite", rng)
+        mentioned = [o.shape for o in parse_caption(c.user).objects for _ in range(o.count)]
+        written = [o.shape for o in parse_caption(c.answer).objects]
+        assert written == mentioned, (c.user, c.answer)

@@ -9,8 +9,11 @@ Each task turns a scene into one conversation with a single answer to learn:
 
 Rewrite prompts mention every object of their scene (with some attributes left out, or
 grouped and counted), so the detailed rewrite only fills in what the prompt left open and
-never has to invent objects; it lists the objects in the order the prompt names them (a
-monotone copy that a small model learns far sooner than re-sorting them into reading order). Training draws training scenes only; `held_out=True` draws
+never has to invent objects. The rewrite is made easy to learn and always consistent: it
+lists the objects in the order the prompt names them (a monotone copy, which a small model
+learns far sooner than re-sorting them into reading order) and puts every object whose place
+the prompt leaves open in the first free cell in reading order (two objects in a relation go
+to fixed cells that satisfy it), so it never has to remember which cells it has used. Training draws training scenes only; `held_out=True` draws
 held-out scenes for evaluation.
 """
 
@@ -25,7 +28,7 @@ from kit.world.captions import describe, join, noun_phrase, place
 from kit.world.edits import sample_edit
 from kit.world.parser import parse_caption
 from kit.world.questions import QUESTION_KINDS, ask
-from kit.world.scene import Scene, is_held_out, sample_scene, sample_training_scene
+from kit.world.scene import GRID, Scene, SceneObject, is_held_out, sample_scene, sample_training_scene
 
 TASKS = ("describe", "qa", "rewrite", "edit")
 
@@ -117,6 +120,32 @@ def rewrite_prompt(rng: np.random.Generator, held_out: bool = False) -> tuple[st
     return caption(scene, "detailed", rng), scene, register
 
 
+RELATION_CELLS = {"left of": ((1, 0), (1, 2)), "right of": ((1, 2), (1, 0)), "above": ((0, 1), (2, 1)), "below": ((2, 1), (0, 1))}
+"""Where a rewrite puts the two objects of a relation (first, second) when the prompt gives no places."""
+
+
+def rewrite_target(prompt: str, scene: Scene) -> list[SceneObject]:
+    """The objects a rewrite of `prompt` (drawn from `scene`) describes, in the prompt's order.
+
+    Sizes and colours the prompt leaves open come from `scene`; places it leaves open are the
+    first free cells in reading order, or the fixed cells of `RELATION_CELLS` for a relation.
+    """
+    spec = parse_caption(prompt)
+    matched = spec.match(scene)
+    if matched is None:
+        raise ValueError(f"the prompt {prompt!r} does not describe its scene")
+    given = [spec.objects[s].cell for s in spec.slots()]
+    if spec.relations and not any(given):
+        r = spec.relations[0]
+        cells = [None, None]
+        cells[r.a], cells[r.b] = RELATION_CELLS[r.rel]
+    else:
+        taken = {c for c in given if c is not None}
+        free = iter([(row, col) for row in range(GRID) for col in range(GRID) if (row, col) not in taken])
+        cells = [c if c is not None else next(free) for c in given]
+    return [SceneObject(o.shape, o.colour, o.size, *cell) for o, cell in zip(matched, cells)]
+
+
 def make_conversation(task: str, rng: np.random.Generator, image_size: int = 32, held_out: bool = False) -> Conversation:
     """One conversation of `task` drawn from `rng`."""
     if task == "describe":
@@ -129,8 +158,8 @@ def make_conversation(task: str, rng: np.random.Generator, image_size: int = 32,
         return Conversation(task, q.question, q.answer, images=[render(scene, image_size)], scene=scene, kind=q.kind, image_scenes=[scene])
     if task == "rewrite":
         prompt, scene, register = rewrite_prompt(rng, held_out)
-        order = parse_caption(prompt).match(scene)  # the scene's objects in the order the prompt names them
-        return Conversation(task, prompt, describe(scene, order), system=REWRITE_SYSTEM_PROMPT, scene=scene, kind=register)
+        order = rewrite_target(prompt, scene)
+        return Conversation(task, prompt, describe(Scene(tuple(order)), order), system=REWRITE_SYSTEM_PROMPT, scene=Scene(tuple(order)), kind=register)
     if task == "edit":
         edit = sample_edit(rng, draw_scene(rng, held_out))
         return Conversation(
