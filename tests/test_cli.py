@@ -40,7 +40,15 @@ def test_every_overlay_composes_with_the_main_recipe(overlay, capsys):
     config = resolved_config("recipes/lap.yaml", overlay, capsys=capsys)
     expected = yaml.safe_load((REPO / overlay).read_text())["model"]["init_args"]
     for part, block in expected.items():
-        assert config["model"]["init_args"][part]["class_path"] == block["class_path"], f"{overlay} did not set {part}"
+        resolved = config["model"]["init_args"][part]
+        if "class_path" in block:
+            assert resolved["class_path"] == block["class_path"], f"{overlay} did not set {part}"
+        for name, value in block.get("init_args", {}).items():  # an overlay may only tune the part's arguments
+            got = resolved["init_args"][name]
+            if isinstance(value, dict) and "class_path" in value:
+                assert got["class_path"] == value["class_path"], f"{overlay} did not set {part}.{name}"
+            else:
+                assert got == value, f"{overlay} did not set {part}.{name}"
 
 
 @pytest.mark.parametrize("recipe", FULL_RECIPES + ["recipes/fusion/last_layer.yaml"])
