@@ -33,6 +33,7 @@ KIT_VERBS = {
     "evaluate": ("kit.verbs.evaluate", "score a checkpoint on a prompt suite with the oracle: --ckpt CKPT [--suite t2i|gt|noise] --out results.json"),
     "oracle-check": ("kit.verbs.oracle_check", "measure the oracle on clean and perturbed renders: --n 2000 --out oracle.json"),
     "cache": ("kit.verbs.cache", "encode a recipe's prompts once with its frozen encoder into a feature cache: --config RECIPE --out DIR"),
+    "compare": ("kit.verbs.compare", "table and plots of runs (variants x seeds) from their event files: RUNS_DIR [--metric NAME ...] --out report"),
     "describe": ("kit.verbs.describe", "parameters and forward GMACs of a recipe's model, per part: --config RECIPE [--class-conditional N]"),
     "registry": ("kit.verbs.registry", "list the registered fusion heads and backbones"),
     "pretrain-vlm": ("kit.verbs.pretrain_vlm", "train the shapes VLM from scratch: --config recipes/vlm/shapes_vlm.yaml (Lightning fit options)"),

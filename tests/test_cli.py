@@ -13,7 +13,7 @@ from kit.cli import KIT_VERBS, LIGHTNING_VERBS, main, run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 FULL_RECIPES = sorted(str(p.relative_to(REPO)) for p in (REPO / "recipes").glob("*.yaml") if p.name != "smoke.yaml")
-OVERLAYS = sorted(str(p.relative_to(REPO)) for p in (REPO / "recipes").glob("*/*.yaml") if p.parent.name != "vlm")  # vlm/: pretrain-vlm's own recipes
+OVERLAYS = sorted(str(p.relative_to(REPO)) for p in (REPO / "recipes").glob("*/**/*.yaml") if p.parent.name != "vlm")  # vlm/: pretrain-vlm's own recipes
 SMOKE = "recipes/smoke.yaml"
 
 
@@ -51,7 +51,7 @@ def test_every_overlay_composes_with_the_main_recipe(overlay, capsys):
                 assert got == value, f"{overlay} did not set {part}.{name}"
 
 
-@pytest.mark.parametrize("recipe", FULL_RECIPES + ["recipes/fusion/last_layer.yaml"])
+@pytest.mark.parametrize("recipe", FULL_RECIPES + ["recipes/ablations/fusion/last_layer.yaml"])
 def test_recipes_build(recipe, tmp_path):
     recipes = [recipe] if recipe in FULL_RECIPES else ["recipes/lap.yaml", recipe]
     args = ["fit", *[a for r in recipes for a in ("-c", str(REPO / r))], "-c", str(REPO / SMOKE), f"--trainer.logger.init_args.save_dir={tmp_path}"]

@@ -8,7 +8,21 @@ from kit.fusion import FUSION_HEADS, FusionHead
 from kit.testing import check_backbone, check_fusion_head
 from kit.types import Conditioning
 
-HEAD_VARIANTS = {"lap": [{}, {"width": 32, "layer_depth": 1, "refiner_depth": 0}], "last_layer": [{}, {"refiner_depth": 1, "tap": 0}]}
+HEAD_VARIANTS = {
+    "lap": [
+        {},
+        {"width": 32, "layer_depth": 1, "refiner_depth": 0},
+        {"taps": 2, "projector": "attention", "layer_dropout": 0.3},
+        {"taps": [2, 6], "projector": "flatten", "layer_depth": 0, "layer_dropout": 0.5},
+    ],
+    "last_layer": [{}, {"refiner_depth": 1, "tap": 0}],
+    "mean_layers": [{}, {"taps": [4, 6], "refiner_depth": 1}],
+    "scalar_mix": [{}, {"taps": 2}],
+    "resampler": [{"num_queries": 4, "width": 32, "depth": 2}, {"taps": [6], "num_queries": 1, "width": 16, "depth": 1, "num_heads": 2}],
+    "qformer": [{"num_queries": 4, "width": 32, "depth": 3}, {"tap": 0, "num_queries": 2, "width": 16, "depth": 2, "cross_attention_every": 1, "num_heads": 2}],
+    "kv_fusion": [{"num_blocks": 3}, {"num_blocks": 2, "layers": [2, 6]}],
+    "injection": [{"num_blocks": 4}, {"num_blocks": 1, "layers": [5]}],
+}
 BACKBONE_VARIANTS = {
     "dit": [{"patch_size": 2, "width": 32, "depth": 2, "num_heads": 2}, {"patch_size": 4, "width": 32, "depth": 1, "num_heads": 4, "pool_conditioning": True}],
     "dit_xattn": [{"patch_size": 2, "width": 32, "depth": 2, "num_heads": 2}],
@@ -62,8 +76,8 @@ def test_lap_starts_as_the_mean_over_layers_and_exposes_its_weights():
 
 
 def test_registry_errors_list_the_known_names():
-    with pytest.raises(KeyError, match=r"unknown fusion head 'qformer'; known fusion heads: lap \(kit.fusion.lap.LAPHead\)"):
-        FUSION_HEADS.get("qformer")
+    with pytest.raises(KeyError, match=r"unknown fusion head 'perceiver'; known fusion heads: injection \(kit.fusion.per_block.InjectionHead\)"):
+        FUSION_HEADS.get("perceiver")
     assert FUSION_HEADS.get("LAPHead") is FUSION_HEADS.get("lap")
 
 

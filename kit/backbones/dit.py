@@ -127,7 +127,7 @@ class SingleStreamDiT(Backbone):
         img = self.x_embedder(x)  # (B, T, W)
         img = img + sincos_2d(h // p, w // p, self.width, img.device).to(img.dtype)[None]  # (B, T, W)
         per_layer = self.per_layer_of(cond)  # (B, L, M, W) or None
-        tokens = cond.tokens if cond.tokens is not None else torch.zeros_like(per_layer[:, 0])
+        tokens = cond.tokens if cond.tokens is not None else per_layer[:, -1]  # (B, M, W): KV fusion pools its last layer
         txt = self.cond_norm(tokens) + self.cond_type  # (B, M, W)
         seq = torch.cat([txt, img], dim=1)  # (B, M + T, W)
         mask = torch.cat([cond.mask, cond.mask.new_ones(b, img.shape[1])], dim=1)  # (B, M + T)

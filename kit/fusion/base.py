@@ -1,14 +1,16 @@
 """The fusion-head contract, its registry, and the pieces heads share.
 
 A fusion head turns the frozen encoder's tapped hidden states into the `Conditioning` a
-backbone consumes. It is built from `(EncoderSpec, cond_dim)`: the module passes both, so
-widths never appear in recipes. Every head provides `null_conditioning` for
-classifier-free guidance (a learned null token by default).
+backbone consumes. It is built from `(EncoderSpec, cond_dim, num_blocks)`: the module passes
+the encoder's description, the backbone's conditioning width and its depth (None for a
+backbone without per-layer hooks), so none of them appears in a recipe. Every head provides
+`null_conditioning` for classifier-free guidance (a learned null token by default).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import ClassVar, Literal
 
 import torch
@@ -28,6 +30,8 @@ class FusionHead(nn.Module, ABC):
     Args:
         spec: the frozen encoder's description (width, depth, tapped layers).
         cond_dim: the width of the conditioning the backbone expects.
+        num_blocks: the backbone's depth when it takes per-layer conditioning, else None; only
+            per-layer heads (key-value fusion, injection) use it.
         keep_kinds: token kinds the head conditions on; UniFusion drops system and instruction tokens.
     """
 
@@ -36,10 +40,18 @@ class FusionHead(nn.Module, ABC):
 
     registry_name: ClassVar[str] = ""
 
-    def __init__(self, spec: EncoderSpec, cond_dim: int, *, keep_kinds: tuple[KindName, ...] = ("prompt", "image", "generated")) -> None:
+    def __init__(
+        self,
+        spec: EncoderSpec,
+        cond_dim: int,
+        num_blocks: int | None = None,
+        *,
+        keep_kinds: tuple[KindName, ...] = ("prompt", "image", "generated"),
+    ) -> None:
         super().__init__()
         self.spec = spec
         self.cond_dim = cond_dim
+        self.num_blocks = num_blocks
         self.keep_kinds = tuple(TokenKind[k.upper()] for k in keep_kinds)
         self.null_tokens = nn.Parameter(torch.empty(1, 1, cond_dim))
         nn.init.normal_(self.null_tokens, std=0.02)
@@ -55,8 +67,13 @@ class FusionHead(nn.Module, ABC):
         return Conditioning(tokens=tokens, mask=mask)
 
     def layer_weights(self) -> Tensor | None:
-        """`(N,)` how much each tapped layer contributes, for logging; None if the head has no such notion."""
+        """`(N,)` how much each layer of `weighted_layers` contributes, for logging; None if the head has no such notion."""
         return None
+
+    @property
+    def weighted_layers(self) -> tuple[int, ...]:
+        """The encoder hidden-state indices that `layer_weights()` refers to, in order."""
+        return self.spec.taps
 
     def select(self, enc: EncoderOutput) -> EncoderOutput:
         """Keep only the token kinds this head conditions on."""
@@ -64,6 +81,32 @@ class FusionHead(nn.Module, ABC):
 
 
 FUSION_HEADS: Registry[FusionHead] = Registry("fusion head", FusionHead)
+
+
+def tap_positions(spec: EncoderSpec, taps: int | Sequence[int] | None, head: str) -> tuple[int, ...]:
+    """Which of the encoder's taps a head reads, as positions into `spec.taps`.
+
+    Args:
+        spec: the encoder's description.
+        taps: None for all of them; an int k for every k-th tap counted back from the deepest
+            (so the last layer is always read); a list of hidden-state indices (negative ones
+            count from the end of `spec.taps`), each of which the encoder must return.
+        head: the head's name, for error messages.
+    """
+    if taps is None:
+        return tuple(range(spec.num_taps))
+    if isinstance(taps, int):
+        if taps < 1:
+            raise ValueError(f"{head}: a tap stride must be at least 1, got {taps}")
+        return tuple(range(spec.num_taps - 1, -1, -taps))[::-1]
+    wanted = [spec.taps[t] if -spec.num_taps <= t < 0 else t for t in taps]
+    missing = [t for t in wanted if t not in spec.taps]
+    if missing or not wanted:
+        raise ValueError(
+            f"{head}: taps {list(taps)} are not all returned by the encoder {spec.name!r}, which taps hidden states "
+            f"{list(spec.taps)} of its {spec.num_layers} layers (0 is the embeddings): pick among those or widen the encoder's `taps`"
+        )
+    return tuple(spec.taps.index(t) for t in wanted)
 
 
 class TokenRefiner(nn.Module):
@@ -85,6 +128,49 @@ class TokenRefiner(nn.Module):
         for block in self.blocks:
             x = block(x, mask)  # (B, M, dim)
         return x
+
+
+class SingleSequenceHead(FusionHead):
+    """A head that reduces the tapped layers to one token sequence, then refines and adapts it.
+
+    Subclasses implement `reduce`; this class adds the optional token refiner and the adaptor.
+
+    Args:
+        spec: the frozen encoder's description (width, depth, tapped layers).
+        cond_dim: the width of the conditioning the backbone expects.
+        num_blocks: the backbone's depth (unused by these heads).
+        refiner_depth: bidirectional blocks over the tokens before the adaptor (0 for none).
+        num_heads: attention heads of the refiner.
+        mlp_ratio: MLP width multiple of the refiner.
+        keep_kinds: token kinds the head conditions on.
+    """
+
+    def __init__(
+        self,
+        spec: EncoderSpec,
+        cond_dim: int,
+        num_blocks: int | None = None,
+        *,
+        refiner_depth: int = 0,
+        num_heads: int = 4,
+        mlp_ratio: float = 4.0,
+        keep_kinds: tuple[KindName, ...] = ("prompt", "image", "generated"),
+    ) -> None:
+        super().__init__(spec, cond_dim, num_blocks, keep_kinds=keep_kinds)
+        self.refiner = TokenRefiner(spec.hidden_size, refiner_depth, num_heads, mlp_ratio)
+        self.adaptor = Adaptor(spec.hidden_size, cond_dim)
+
+    @abstractmethod
+    def reduce(self, hidden_states: Tensor) -> Tensor:
+        """`(B, N, M, D)` tapped states of the kept tokens -> `(B, M, D)` one sequence."""
+
+    def forward(self, enc: EncoderOutput) -> Conditioning:
+        """Hidden states `(B, N, S, D)` -> tokens `(B, M, cond_dim)` over the kept tokens, with mask `(B, M)`."""
+        enc = self.select(enc)
+        x = self.reduce(enc.hidden_states)  # (B, M, D)
+        x = self.refiner(x, enc.mask)  # (B, M, D)
+        tokens = self.adaptor(x) * enc.mask[..., None]  # (B, M, C)
+        return Conditioning(tokens=tokens, mask=enc.mask)
 
 
 class Adaptor(nn.Sequential):

@@ -1,21 +1,116 @@
-"""Layerwise Attention Pooling (LAP), UniFusion's fusion head.
+"""Layerwise Attention Pooling (LAP), UniFusion's fusion head, with its ablation knobs.
 
 Per token, the hidden states of the tapped VLM layers form a short sequence over the layer
 axis. Pre-norm transformer blocks attend across that axis (no positional encoding: the
-projector below carries layer identity), a learned `Linear(N -> 1)` over layers pools it to
-one vector, a bidirectional refiner attends across tokens, and an adaptor maps to the
-backbone's width. See `shared/research/unifusion.md` section 1 and 7.
+projector carries layer identity), a projector pools it to one vector, a bidirectional
+refiner attends across tokens, and an adaptor maps to the backbone's width. See
+`shared/research/unifusion.md` sections 1 and 7.
+
+Projectors (`projector=`):
+- `weight`: one learned weight per layer, the paper's `Linear(N -> 1)`;
+- `flatten`: a fully-connected layer over the concatenated layers, `Linear(N*W -> W)`;
+- `attention`: per head, a learned query scores each (RMS-normalised) layer of each token and
+  the softmax over layers weights the sum: token-dependent pooling.
 """
 
 from __future__ import annotations
 
+import math
+from typing import Literal
+
+import torch
 from einops import rearrange
 from timm.layers import RmsNorm
 from torch import Tensor, nn
 
-from kit.fusion.base import FUSION_HEADS, Adaptor, FusionHead, KindName, TokenRefiner
+from kit.fusion.base import FUSION_HEADS, Adaptor, FusionHead, KindName, TokenRefiner, tap_positions
 from kit.layers import TransformerBlock, init_linear_trunc_normal
 from kit.types import Conditioning, EncoderOutput, EncoderSpec
+
+ProjectorName = Literal["weight", "flatten", "attention"]
+
+
+class WeightProjector(nn.Module):
+    """One learned weight per layer: `(T, N, W) -> (T, W)`; dropped layers count as zero and the rest are rescaled.
+
+    Args:
+        num_layers: N, the layers pooled.
+    """
+
+    def __init__(self, num_layers: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(1, num_layers))  # the key of LAP's original Linear(N -> 1)
+
+    def forward(self, h: Tensor, keep: Tensor | None = None) -> Tensor:
+        """h `(T, N, W)`, keep `(T, N)` bool or None -> `(T, W)`."""
+        w = self.weight[0].to(h.dtype)  # (N,)
+        if keep is None:
+            return torch.einsum("tnw,n->tw", h, w)
+        scale = keep.shape[1] / keep.sum(dim=1, keepdim=True)  # (T, 1): inverted dropout over layers
+        return torch.einsum("tnw,tn->tw", h, w * keep.to(h.dtype)) * scale.to(h.dtype)
+
+    def layer_weights(self) -> Tensor:
+        return self.weight.detach()[0]
+
+
+class FlattenProjector(nn.Module):
+    """A fully-connected layer over the concatenated layers: `(T, N, W) -> (T, W)`.
+
+    Args:
+        num_layers: N, the layers pooled.
+        width: W, the width of each layer's vector.
+    """
+
+    def __init__(self, num_layers: int, width: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(num_layers * width, width)
+
+    def forward(self, h: Tensor, keep: Tensor | None = None) -> Tensor:
+        """h `(T, N, W)`, keep `(T, N)` bool or None -> `(T, W)`."""
+        if keep is not None:
+            h = h * (keep.shape[1] / keep.sum(dim=1, keepdim=True))[..., None].to(h.dtype) * keep[..., None].to(h.dtype)
+        return self.linear(rearrange(h, "t n w -> t (n w)"))
+
+    def layer_weights(self) -> Tensor:
+        """`(N,)` the norm of each layer's block of the weight matrix (a size, not a signed weight)."""
+        n = self.linear.in_features // self.linear.out_features
+        return rearrange(self.linear.weight.detach(), "o (n w) -> n (o w)", n=n).norm(dim=1)
+
+
+class AttentionProjector(nn.Module):
+    """Per head, a learned query scores each RMS-normalised layer; the softmax over layers weights their sum.
+
+    `(T, N, W) -> (T, W)`. The mean attention of the last forward is kept for logging.
+
+    Args:
+        num_layers: N, the layers pooled.
+        width: W, the width of each layer's vector.
+        num_heads: heads; each scores its own `W / heads` slice.
+    """
+
+    def __init__(self, num_layers: int, width: int, num_heads: int) -> None:
+        super().__init__()
+        if width % num_heads:
+            raise ValueError(f"LAP attention projector: width {width} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.norm = RmsNorm(width)
+        self.query = nn.Parameter(torch.empty(num_heads, width // num_heads))
+        self.register_buffer("mean_attention", torch.full((num_layers,), 1.0 / num_layers), persistent=False)
+
+    def forward(self, h: Tensor, keep: Tensor | None = None) -> Tensor:
+        """h `(T, N, W)`, keep `(T, N)` bool or None -> `(T, W)`."""
+        heads = rearrange(h, "t n (k d) -> t n k d", k=self.num_heads)  # (T, N, K, d)
+        normed = rearrange(self.norm(h), "t n (k d) -> t n k d", k=self.num_heads)  # (T, N, K, d)
+        scores = torch.einsum("tnkd,kd->tnk", normed, self.query.to(h.dtype)) / math.sqrt(self.query.shape[1])  # (T, N, K)
+        if keep is not None:
+            scores = scores.masked_fill(~keep[..., None], float("-inf"))
+        attn = scores.float().softmax(dim=1).to(h.dtype)  # (T, N, K): over layers
+        if attn.shape[0]:
+            self.mean_attention = attn.detach().float().mean(dim=(0, 2))
+        return rearrange(torch.einsum("tnk,tnkd->tkd", attn, heads), "t k d -> t (k d)")
+
+    def layer_weights(self) -> Tensor:
+        return self.mean_attention
 
 
 @FUSION_HEADS.register("lap")
@@ -25,11 +120,19 @@ class LAPHead(FusionHead):
     Args:
         spec: the frozen encoder's description (width, depth, tapped layers).
         cond_dim: the width of the conditioning the backbone expects.
+        num_blocks: the backbone's depth (unused).
+        taps: the encoder taps LAP reads: None for all of them, k for every k-th counted back from
+            the deepest (the paper taps every 3rd layer), or a list of hidden-state indices.
         width: width of the layer-axis blocks and the refiner; None keeps the encoder's width.
-        layer_depth: transformer blocks attending across the layer axis (the paper uses 2).
-        refiner_depth: bidirectional blocks attending across tokens after pooling (the paper uses 2).
-        num_heads: attention heads in both stacks.
+        layer_depth: transformer blocks attending across the layer axis (the paper uses 2; 0 for none).
+        projector: how the layers are pooled to one vector: `weight` (one learned weight per layer,
+            the paper's), `flatten` (a linear layer over all layers) or `attention` (a learned query
+            per head scores each layer of each token).
+        refiner_depth: bidirectional blocks attending across tokens after pooling (the paper uses 2; 0 turns it off).
+        num_heads: attention heads of the layer-axis blocks, the refiner and the attention projector.
         mlp_ratio: MLP width multiple in both stacks.
+        layer_dropout: in training, the probability of dropping each layer of a sample (at least
+            one is kept); the blocks do not attend to dropped layers and the projector skips them.
         keep_kinds: token kinds the head conditions on.
     """
 
@@ -37,42 +140,83 @@ class LAPHead(FusionHead):
         self,
         spec: EncoderSpec,
         cond_dim: int,
+        num_blocks: int | None = None,
         *,
+        taps: int | list[int] | None = None,
         width: int | None = None,
         layer_depth: int = 2,
+        projector: ProjectorName = "weight",
         refiner_depth: int = 2,
         num_heads: int = 4,
         mlp_ratio: float = 4.0,
+        layer_dropout: float = 0.0,
         keep_kinds: tuple[KindName, ...] = ("prompt", "image", "generated"),
     ) -> None:
-        super().__init__(spec, cond_dim, keep_kinds=keep_kinds)
+        super().__init__(spec, cond_dim, num_blocks, keep_kinds=keep_kinds)
+        if not 0.0 <= layer_dropout < 1.0:
+            raise ValueError(f"lap: layer_dropout must be in [0, 1), got {layer_dropout}")
+        self.positions = tap_positions(spec, taps, "lap")
+        n = len(self.positions)
         width = width or spec.hidden_size
+        self.layer_dropout = layer_dropout
         self.in_norm = RmsNorm(spec.hidden_size)  # tapped layers differ wildly in scale
         self.in_proj = nn.Identity() if width == spec.hidden_size else nn.Linear(spec.hidden_size, width)
         self.layer_blocks = nn.ModuleList(TransformerBlock(width, num_heads, mlp_ratio) for _ in range(layer_depth))
-        self.projector = nn.Linear(spec.num_taps, 1, bias=False)
+        if projector == "weight":
+            self.projector = WeightProjector(n)
+        elif projector == "flatten":
+            self.projector = FlattenProjector(n, width)
+        elif projector == "attention":
+            self.projector = AttentionProjector(n, width, num_heads)
+        else:
+            raise ValueError(f"lap: unknown projector {projector!r}; choose one of weight, flatten, attention")
         self.refiner = TokenRefiner(width, refiner_depth, num_heads, mlp_ratio)
         self.adaptor = Adaptor(width, cond_dim)
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
-        """Projector starts as the mean over layers; linear layers trunc-normal(0.02), zero bias."""
+        """Linear layers trunc-normal(0.02), zero bias; the weight projector starts as the mean over
+        layers, the flatten projector as the mean (identity blocks scaled by 1/N), the attention
+        queries at zero (uniform attention, so also the mean)."""
         init_linear_trunc_normal(self)
-        nn.init.constant_(self.projector.weight, 1.0 / self.spec.num_taps)
+        n = len(self.positions)
+        if isinstance(self.projector, WeightProjector):
+            nn.init.constant_(self.projector.weight, 1.0 / n)
+        elif isinstance(self.projector, FlattenProjector):
+            width = self.projector.linear.out_features
+            with torch.no_grad():
+                self.projector.linear.weight.copy_(torch.eye(width).repeat(1, n) / n)
+        else:
+            nn.init.zeros_(self.projector.query)
+
+    @property
+    def weighted_layers(self) -> tuple[int, ...]:
+        return tuple(self.spec.taps[p] for p in self.positions)
 
     def layer_weights(self) -> Tensor:
-        """`(N,)` the learned weight of each tapped layer in the pooling."""
-        return self.projector.weight.detach()[0]
+        """`(N,)` each read layer's weight in the pooling: learned weights, block norms (flatten) or
+        the mean attention of the last forward pass (attention)."""
+        return self.projector.layer_weights()
+
+    def _kept_layers(self, mask: Tensor, n: int) -> Tensor | None:
+        """Layer dropout: `(T, N)` bool, the same draw for all tokens of a sample; None when off."""
+        if not (self.training and self.layer_dropout > 0):
+            return None
+        keep = torch.rand(mask.shape[0], n, device=mask.device) >= self.layer_dropout  # (B, N)
+        rescue = torch.nn.functional.one_hot(torch.randint(n, (mask.shape[0],), device=mask.device), n).bool()
+        keep = torch.where(keep.any(dim=1, keepdim=True), keep, rescue)  # (B, N): at least one layer each
+        return keep[:, None, :].expand(-1, mask.shape[1], -1)[mask]  # (T, N)
 
     def forward(self, enc: EncoderOutput) -> Conditioning:
         """Hidden states `(B, N, S, D)` -> tokens `(B, M, cond_dim)` over the kept tokens, with mask `(B, M)`."""
         enc = self.select(enc)
         mask = enc.mask  # (B, M)
-        h = rearrange(enc.hidden_states, "b n m d -> b m n d")[mask]  # (T, N, D): real tokens only
-        h = self.in_proj(self.in_norm(h))  # (T, N, W)
+        h = rearrange(enc.hidden_states[:, list(self.positions)], "b n m d -> b m n d")[mask]  # (T, N', D): real tokens only
+        keep = self._kept_layers(mask, h.shape[1])  # (T, N') or None
+        h = self.in_proj(self.in_norm(h))  # (T, N', W)
         for block in self.layer_blocks:
-            h = block(h)  # (T, N, W): attention across the layer axis of each token
-        pooled = self.projector(h.transpose(1, 2)).squeeze(-1)  # (T, W)
+            h = block(h, keep)  # (T, N', W): attention across the layer axis of each token
+        pooled = self.projector(h, keep)  # (T, W)
         x = pooled.new_zeros(*mask.shape, pooled.shape[-1])  # (B, M, W)
         x[mask] = pooled
         x = self.refiner(x, mask)  # (B, M, W)

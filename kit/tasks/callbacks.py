@@ -123,7 +123,7 @@ class LayerWeightLogger(L.Callback):
         if weights is None or writer is None or not trainer.is_global_zero:
             return
         weights = weights.float().cpu()
-        taps = module.fusion.spec.taps
+        taps = module.fusion.weighted_layers
         step = trainer.global_step
         for layer, w in zip(taps, weights.tolist(), strict=False):
             writer.add_scalar(f"fusion/layer_weight/L{layer:02d}", w, step)
@@ -192,6 +192,7 @@ class SuiteEvaluation(L.Callback):
             metrics["eval/dpg"] = results["dpg"]["score"]
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
+        trainer.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})  # for RunSummary and ModelCheckpoint
 
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
         if trainer.global_step > 0 and trainer.global_step % self.every_n_steps == 0:

@@ -26,7 +26,7 @@ from kit.fusion.base import FusionHead
 from kit.tasks.ema import EMA
 from kit.types import Conditioning, EncoderOutput, EncoderSpec
 
-FusionFactory = Callable[[EncoderSpec, int], FusionHead]
+FusionFactory = Callable[[EncoderSpec, int, int | None], FusionHead]
 BackboneFactory = Callable[[int, int], Backbone]
 OptimizerFactory = Callable[[list], Optimizer]
 SchedulerFactory = Callable[[Optimizer, int], LRScheduler]
@@ -37,7 +37,7 @@ class TextToImage(L.LightningModule):
 
     Args:
         encoder: the frozen encoder (never trained, never checkpointed).
-        fusion: the fusion head, built by the module as `fusion(encoder.spec, backbone.cond_dim)`.
+        fusion: the fusion head, built by the module as `fusion(encoder.spec, backbone.cond_dim, backbone.num_blocks)`.
         backbone: the denoiser, built by the module as `backbone(in_channels, image_size)`.
         objective: the training objective (rectified flow when None).
         sampler: the inference sampler (50-step Euler when None).
@@ -86,7 +86,7 @@ class TextToImage(L.LightningModule):
         if autoencoder is not None:  # diffusion on latents
             in_channels, image_size = autoencoder.latent_channels, autoencoder.latent_size(image_size)
         self.backbone = backbone(in_channels, image_size)
-        self.fusion = fusion(encoder.spec, self.backbone.cond_dim)
+        self.fusion = fusion(encoder.spec, self.backbone.cond_dim, self.backbone.num_blocks)
         self.backbone.check_head(self.fusion)
         self.objective = objective or RectifiedFlow()
         self.sampler = sampler or EulerSampler()

@@ -68,7 +68,10 @@ def _assert_close(a: dict, b: dict, what: str, atol: float = 1e-4) -> None:
 
 
 def check_fusion_head(cls: type, spec: EncoderSpec = TINY_SPEC, cond_dim: int = 24, **kwargs) -> None:
-    """Assert that `cls(spec, cond_dim, **kwargs)` honours the fusion-head contract."""
+    """Assert that `cls(spec, cond_dim, **kwargs)` honours the fusion-head contract.
+
+    Per-layer heads need the backbone's depth: pass it as `num_blocks=`.
+    """
     torch.manual_seed(0)
     head = cls(spec, cond_dim, **kwargs).eval()
     lengths = [5, 1, 3]
@@ -84,6 +87,13 @@ def check_fusion_head(cls: type, spec: EncoderSpec = TINY_SPEC, cond_dim: int = 
         assert cond.mask.any(dim=1).all(), "every sample needs at least one real conditioning token"
     if cond.pooled is not None:
         assert cond.pooled.shape == (b, cond_dim), f"pooled shape {tuple(cond.pooled.shape)}, expected ({b}, {cond_dim})"
+    if cond.per_layer is not None:
+        layers = getattr(head, "num_output_layers", None)
+        assert layers is not None, "a head that provides per_layer must say how many blocks it feeds (num_output_layers)"
+        assert cond.mask is not None and cond.per_layer.shape[:3] == (b, layers, cond.mask.shape[1]) and cond.per_layer.shape[3] == cond_dim, (
+            f"per_layer shape {tuple(cond.per_layer.shape)}, expected (B={b}, L={layers}, M={cond.mask.shape[1]}, {cond_dim})"
+        )
+        assert cond.per_layer_mode in ("add", "replace"), f"per_layer_mode {cond.per_layer_mode!r} is neither 'add' nor 'replace'"
     for name, value in _real(cond).items():
         assert all(torch.isfinite(v).all() for v in value), f"{name} has non-finite values"
 

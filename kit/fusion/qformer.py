@@ -1,0 +1,66 @@
+"""Q-Former (BLIP-2): learned queries with self-attention, reading the encoder through cross-attention every k blocks."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from kit.fusion.base import FUSION_HEADS, KindName
+from kit.fusion.queries import LearnedQueryHead, QueryBlock
+from kit.types import Conditioning, EncoderOutput, EncoderSpec
+
+
+@FUSION_HEADS.register("qformer")
+class QFormerHead(LearnedQueryHead):
+    """BLIP-2's querying transformer over one tapped layer: every block lets the queries attend to
+    each other; every `cross_attention_every`-th block (starting with the first) also reads the
+    encoder's tokens, with keys and values projected from the encoder's own width.
+
+    Args:
+        spec: the frozen encoder's description (width, depth, tapped layers).
+        cond_dim: the width of the conditioning the backbone expects.
+        num_blocks: the backbone's depth (unused).
+        tap: which of the encoder's taps the queries read (an index into `spec.taps`; -1 is the deepest).
+        num_queries: conditioning tokens per sample (BLIP-2 uses 32).
+        width: query width; keys and values come from the encoder's width (`spec.hidden_size`).
+        depth: blocks.
+        cross_attention_every: a cross-attention every k blocks (BLIP-2: 2).
+        num_heads: attention heads.
+        mlp_ratio: MLP width multiple.
+        keep_kinds: token kinds the head reads.
+    """
+
+    def __init__(
+        self,
+        spec: EncoderSpec,
+        cond_dim: int,
+        num_blocks: int | None = None,
+        *,
+        tap: int = -1,
+        num_queries: int = 32,
+        width: int = 192,
+        depth: int = 4,
+        cross_attention_every: int = 2,
+        num_heads: int = 4,
+        mlp_ratio: float = 4.0,
+        keep_kinds: tuple[KindName, ...] = ("prompt", "image", "generated"),
+    ) -> None:
+        if not -spec.num_taps <= tap < spec.num_taps:
+            raise ValueError(f"qformer: tap {tap} is out of range: the encoder returns {spec.num_taps} taps {list(spec.taps)}")
+        if cross_attention_every < 1 or depth < 1:
+            raise ValueError(f"qformer: depth ({depth}) and cross_attention_every ({cross_attention_every}) must be at least 1")
+        super().__init__(spec, cond_dim, num_blocks, num_queries=num_queries, width=width, context_dim=spec.hidden_size, keep_kinds=keep_kinds)
+        self.tap = tap
+        self.blocks = nn.ModuleList(
+            QueryBlock(width, spec.hidden_size, num_heads, mlp_ratio, self_attention=True, cross_attention=i % cross_attention_every == 0)
+            for i in range(depth)
+        )
+        self.initialize_weights()
+
+    def forward(self, enc: EncoderOutput) -> Conditioning:
+        """Hidden states `(B, N, S, D)` -> tokens `(B, Q, cond_dim)`, all real."""
+        enc = self.select(enc)
+        context, mask = self.with_null_context(enc.hidden_states[:, self.tap], enc.mask)  # (B, 1 + M, D)
+        q = self.queries.expand(context.shape[0], -1, -1)  # (B, Q, W)
+        for block in self.blocks:
+            q = block(q, context, mask)  # (B, Q, W)
+        return self.output(q)
