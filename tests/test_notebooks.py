@@ -1,0 +1,27 @@
+"""The notebooks run top to bottom (at a handful of steps and a tiny model)."""
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+
+
+def test_the_notebooks_are_found():
+    assert [p.name for p in NOTEBOOKS] == ["01_quickstart.ipynb", "02_prototype_fusion_head.ipynb"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_executes(path, tmp_path, monkeypatch):
+    monkeypatch.setenv("KIT_NB_STEPS", "3")
+    monkeypatch.setenv("KIT_NB_RUNS", str(tmp_path / "runs"))
+    notebook = nbformat.read(path, as_version=4)
+    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    errors = [o for cell in notebook.cells for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+    if path.stem.startswith("02"):
+        table = (tmp_path / "runs/prototype_report/compare.md").read_text()
+        assert "| lap | 1 |" in table and "| gated_last_two | 1 |" in table  # one row per head, one seed each
