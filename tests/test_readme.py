@@ -14,10 +14,10 @@ def test_readme_python_blocks_run():
     try:
         for block in blocks:
             exec(compile(block, str(README), "exec"), {"__name__": "readme_example"})
-        assert "mean_of_layers" in FUSION_HEADS
+        assert "max_over_layers" in FUSION_HEADS
     finally:  # keep the example's head out of the other tests' registry
-        if "mean_of_layers" in FUSION_HEADS:
-            FUSION_HEADS.unregister("mean_of_layers")
+        if "max_over_layers" in FUSION_HEADS:
+            FUSION_HEADS.unregister("max_over_layers")
 
 
 def test_readme_opens_with_the_two_commands():
