@@ -56,8 +56,17 @@ def test_compare_refuses_unknown_metrics_and_empty_folders(runs, tmp_path, capsy
 
 def test_run_summary_logs_parameters_and_hparams_for_compare(tmp_path):
     run_cli(
-        ["fit", "-c", str(REPO / "recipes/lap.yaml"), "-c", str(REPO / "recipes/smoke.yaml"), f"--trainer.logger.init_args.save_dir={tmp_path}",
-         "--trainer.logger.init_args.name=fusion/lap", "--trainer.logger.init_args.version=seed0", "--trainer.callbacks=[kit.tasks.RunSummary]"]
+        [
+            "fit",
+            "-c",
+            str(REPO / "recipes/lap.yaml"),
+            "-c",
+            str(REPO / "recipes/smoke.yaml"),
+            f"--trainer.logger.init_args.save_dir={tmp_path}",
+            "--trainer.logger.init_args.name=fusion/lap",
+            "--trainer.logger.init_args.version=seed0",
+            "--trainer.callbacks=[kit.tasks.RunSummary]",
+        ]
     )
     run_dir = tmp_path / "fusion/lap/seed0"
     assert list((run_dir / "hparams").glob("events.out.tfevents.*")), "the HParams summary is written beside the run"

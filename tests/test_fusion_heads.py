@@ -106,7 +106,9 @@ def build(*extra: str):
 def test_build_time_errors_name_the_numbers():
     with pytest.raises(ConfigurationError, match=r"taps \[3, 20\] are not all returned by the encoder 'kit:shapes-vlm-random'.*\[1, 2, 3, 4, 5, 6, 7, 8\]"):
         build("--model.init_args.fusion.init_args.taps=[3, 20]")
-    with pytest.raises(ConfigurationError, match=r"each of the backbone's 12 blocks its own encoder layer, but the encoder 'kit:shapes-vlm-random' returns only 8 taps"):
+    with pytest.raises(
+        ConfigurationError, match=r"each of the backbone's 12 blocks its own encoder layer, but the encoder 'kit:shapes-vlm-random' returns only 8 taps"
+    ):
         build("-c", str(ABLATION / "kv_fusion.yaml"), "--model.init_args.backbone.init_args.depth=12")
     uvit = ["--model.init_args.backbone.class_path=kit.backbones.UViT", "--model.init_args.backbone.init_args.depth=3"]
     with pytest.raises(ConfigurationError, match="needs a backbone with per-layer conditioning hooks"):
@@ -116,8 +118,21 @@ def test_build_time_errors_name_the_numbers():
 @pytest.mark.parametrize("overlay", HEAD_OVERLAYS)
 def test_every_ablation_head_trains_through_the_cli(overlay, tmp_path):
     cli = run_cli(
-        ["fit", "-c", str(REPO / "recipes/lap.yaml"), "-c", str(ABLATION / "base.yaml"), "-c", str(ABLATION / overlay), "-c", str(REPO / "recipes/smoke.yaml"),
-         f"--trainer.logger.init_args.save_dir={tmp_path}", "--trainer.logger.init_args.name=fusion/x", "--trainer.callbacks=[]", "--trainer.max_steps=2"]
+        [
+            "fit",
+            "-c",
+            str(REPO / "recipes/lap.yaml"),
+            "-c",
+            str(ABLATION / "base.yaml"),
+            "-c",
+            str(ABLATION / overlay),
+            "-c",
+            str(REPO / "recipes/smoke.yaml"),
+            f"--trainer.logger.init_args.save_dir={tmp_path}",
+            "--trainer.logger.init_args.name=fusion/x",
+            "--trainer.callbacks=[]",
+            "--trainer.max_steps=2",
+        ]
     )
     assert cli.trainer.global_step == 2
     assert torch.isfinite(torch.as_tensor(cli.trainer.callback_metrics["train/loss"]))

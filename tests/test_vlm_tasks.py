@@ -89,7 +89,18 @@ def test_cell_supervision_needs_one_token_per_cell():
     from kit.vlm.module import ShapesVLMPretraining
 
     with pytest.raises(ValueError, match="one merged token per grid cell"):
-        ShapesVLMPretraining(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=32, vision_width=32, vision_depth=1, vision_heads=2, image_size=48, patch_size=4, cell_supervision=1.0)
+        ShapesVLMPretraining(
+            hidden_size=32,
+            num_layers=1,
+            num_heads=2,
+            intermediate_size=32,
+            vision_width=32,
+            vision_depth=1,
+            vision_heads=2,
+            image_size=48,
+            patch_size=4,
+            cell_supervision=1.0,
+        )
 
 
 def test_rewrites_list_objects_in_the_prompts_order():

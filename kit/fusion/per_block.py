@@ -33,7 +33,9 @@ def block_layers(spec: EncoderSpec, num_blocks: int | None, layers: Sequence[int
         head: the head's name, for error messages.
     """
     if num_blocks is None:
-        raise ValueError(f"{head} feeds each backbone block its own encoder layer, so it needs a backbone with per-layer conditioning hooks (dit, dit_xattn, mmdit); this backbone has none")
+        raise ValueError(
+            f"{head} feeds each backbone block its own encoder layer, so it needs a backbone with per-layer conditioning hooks (dit, dit_xattn, mmdit); this backbone has none"
+        )
     if layers is None:
         if num_blocks > spec.num_taps:
             raise ValueError(

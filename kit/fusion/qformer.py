@@ -51,8 +51,7 @@ class QFormerHead(LearnedQueryHead):
         super().__init__(spec, cond_dim, num_blocks, num_queries=num_queries, width=width, context_dim=spec.hidden_size, keep_kinds=keep_kinds)
         self.tap = tap
         self.blocks = nn.ModuleList(
-            QueryBlock(width, spec.hidden_size, num_heads, mlp_ratio, self_attention=True, cross_attention=i % cross_attention_every == 0)
-            for i in range(depth)
+            QueryBlock(width, spec.hidden_size, num_heads, mlp_ratio, self_attention=True, cross_attention=i % cross_attention_every == 0) for i in range(depth)
         )
         self.initialize_weights()
 

@@ -63,7 +63,9 @@ class LearnedQueryHead(FusionHead):
         keep_kinds: token kinds the head conditions on.
     """
 
-    def __init__(self, spec: EncoderSpec, cond_dim: int, num_blocks: int | None, *, num_queries: int, width: int, context_dim: int, keep_kinds: tuple[KindName, ...]) -> None:
+    def __init__(
+        self, spec: EncoderSpec, cond_dim: int, num_blocks: int | None, *, num_queries: int, width: int, context_dim: int, keep_kinds: tuple[KindName, ...]
+    ) -> None:
         super().__init__(spec, cond_dim, num_blocks, keep_kinds=keep_kinds)
         if num_queries < 1:
             raise ValueError(f"{type(self).__name__}: num_queries must be at least 1, got {num_queries}")

@@ -65,7 +65,9 @@ class RunSummary(L.Callback):
         flat = flatten_hparams(hparams)
         flat.update(seed=os.environ.get("PL_GLOBAL_SEED", "None"), max_steps=trainer.max_steps, steps=trainer.global_step)
         metrics = {
-            name: float(value) for name, value in trainer.callback_metrics.items() if name.startswith(self.metric_prefixes) and torch.as_tensor(value).numel() == 1
+            name: float(value)
+            for name, value in trainer.callback_metrics.items()
+            if name.startswith(self.metric_prefixes) and torch.as_tensor(value).numel() == 1
         }
         with SummaryWriter(log_dir=str(Path(logger.log_dir) / "hparams")) as writer:
             writer.add_hparams(flat, {f"hparams/{k}": v for k, v in metrics.items()}, run_name=".")
