@@ -35,20 +35,25 @@ def resolved_config(*configs: str, capsys) -> dict:
     return yaml.safe_load(capsys.readouterr().out)
 
 
+def assert_sets(expected, got, where: str) -> None:
+    """Every value the overlay writes is in the resolved config (classes by class_path, lists item by item)."""
+    if isinstance(expected, dict):
+        assert isinstance(got, dict), f"{where}: resolved to {got!r}"
+        for key, value in expected.items():
+            assert key in got, f"{where}.{key} is missing from the resolved config"
+            assert_sets(value, got[key], f"{where}.{key}")
+    elif isinstance(expected, list) and expected and isinstance(expected[0], dict):
+        assert [e.get("class_path") for e in expected] == [g.get("class_path") for g in got], f"{where}: classes differ"
+        for i, (e, g) in enumerate(zip(expected, got)):
+            assert_sets(e, g, f"{where}[{i}]")
+    else:
+        assert got == expected or (isinstance(expected, list) and list(got) == expected), f"{where}: {got!r} != {expected!r}"
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_overlay_composes_with_the_main_recipe(overlay, capsys):
     config = resolved_config("recipes/lap.yaml", overlay, capsys=capsys)
-    expected = yaml.safe_load((REPO / overlay).read_text())["model"]["init_args"]
-    for part, block in expected.items():
-        resolved = config["model"]["init_args"][part]
-        if "class_path" in block:
-            assert resolved["class_path"] == block["class_path"], f"{overlay} did not set {part}"
-        for name, value in block.get("init_args", {}).items():  # an overlay may only tune the part's arguments
-            got = resolved["init_args"][name]
-            if isinstance(value, dict) and "class_path" in value:
-                assert got["class_path"] == value["class_path"], f"{overlay} did not set {part}.{name}"
-            else:
-                assert got == value, f"{overlay} did not set {part}.{name}"
+    assert_sets(yaml.safe_load((REPO / overlay).read_text()), config, overlay)
 
 
 @pytest.mark.parametrize("recipe", FULL_RECIPES + ["recipes/ablations/fusion/last_layer.yaml"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from kit.fusion.base import FUSION_HEADS, KindName, SingleSequenceHead
+from kit.fusion.base import FUSION_HEADS, SingleSequenceHead
 from kit.layers import init_linear_trunc_normal
 from kit.types import EncoderSpec
 
@@ -18,27 +18,13 @@ class LastLayerHead(SingleSequenceHead):
         cond_dim: the width of the conditioning the backbone expects.
         num_blocks: the backbone's depth (unused).
         tap: which of the encoder's taps to use (an index into `spec.taps`; -1 is the deepest).
-        refiner_depth: bidirectional blocks over the tokens before the adaptor (0 for none).
-        num_heads: attention heads of the refiner.
-        mlp_ratio: MLP width multiple of the refiner.
-        keep_kinds: token kinds the head conditions on.
+        kwargs: the refiner's settings and the kept token kinds (`SingleSequenceHead`).
     """
 
-    def __init__(
-        self,
-        spec: EncoderSpec,
-        cond_dim: int,
-        num_blocks: int | None = None,
-        *,
-        tap: int = -1,
-        refiner_depth: int = 0,
-        num_heads: int = 4,
-        mlp_ratio: float = 4.0,
-        keep_kinds: tuple[KindName, ...] = ("prompt", "image", "generated"),
-    ) -> None:
+    def __init__(self, spec: EncoderSpec, cond_dim: int, num_blocks: int | None = None, *, tap: int = -1, **kwargs) -> None:
         if not -spec.num_taps <= tap < spec.num_taps:
             raise ValueError(f"last_layer: tap {tap} is out of range: the encoder returns {spec.num_taps} taps {list(spec.taps)}")
-        super().__init__(spec, cond_dim, num_blocks, refiner_depth=refiner_depth, num_heads=num_heads, mlp_ratio=mlp_ratio, keep_kinds=keep_kinds)
+        super().__init__(spec, cond_dim, num_blocks, **kwargs)
         self.tap = tap
         self.initialize_weights()
 

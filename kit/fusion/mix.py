@@ -7,8 +7,6 @@ across its layers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from einops import einsum
 from timm.layers import RmsNorm
@@ -19,84 +17,9 @@ from kit.layers import init_linear_trunc_normal
 from kit.types import EncoderSpec
 
 
-class _LayerMix(SingleSequenceHead):
-    """Shared by the mixes: tap selection, a per-layer RMSNorm (layers differ in scale), a weighted sum."""
-
-    def __init__(
-        self,
-        spec: EncoderSpec,
-        cond_dim: int,
-        num_blocks: int | None,
-        *,
-        taps: int | Sequence[int] | None,
-        refiner_depth: int,
-        num_heads: int,
-        mlp_ratio: float,
-        keep_kinds: tuple[KindName, ...],
-    ) -> None:
-        super().__init__(spec, cond_dim, num_blocks, refiner_depth=refiner_depth, num_heads=num_heads, mlp_ratio=mlp_ratio, keep_kinds=keep_kinds)
-        self.positions = tap_positions(spec, taps, self.registry_name or type(self).__name__)
-        self.norm = RmsNorm(spec.hidden_size)
-
-    @property
-    def weighted_layers(self) -> tuple[int, ...]:
-        return tuple(self.spec.taps[p] for p in self.positions)
-
-    def mix_weights(self) -> Tensor:
-        """`(N',)` the weight of each read tap."""
-        raise NotImplementedError
-
-    def layer_weights(self) -> Tensor:
-        return self.mix_weights().detach()
-
-    def reduce(self, hidden_states: Tensor) -> Tensor:
-        """`(B, N, M, D)` -> `(B, M, D)`: normalised taps, weighted and summed."""
-        h = self.norm(hidden_states[:, list(self.positions)])  # (B, N', M, D)
-        return einsum(h, self.mix_weights().to(h.dtype), "b n m d, n -> b m d")
-
-
-@FUSION_HEADS.register("mean_layers")
-class MeanLayersHead(_LayerMix):
-    """The plain mean of the (normalised) tapped layers, refined and adapted.
-
-    Args:
-        spec: the frozen encoder's description (width, depth, tapped layers).
-        cond_dim: the width of the conditioning the backbone expects.
-        num_blocks: the backbone's depth (unused).
-        taps: the taps to average: None for all, k for every k-th from the deepest, or a list of hidden-state indices.
-        refiner_depth: bidirectional blocks over the tokens before the adaptor (0 for none).
-        num_heads: attention heads of the refiner.
-        mlp_ratio: MLP width multiple of the refiner.
-        keep_kinds: token kinds the head conditions on.
-    """
-
-    def __init__(
-        self,
-        spec: EncoderSpec,
-        cond_dim: int,
-        num_blocks: int | None = None,
-        *,
-        taps: int | list[int] | None = None,
-        refiner_depth: int = 0,
-        num_heads: int = 4,
-        mlp_ratio: float = 4.0,
-        keep_kinds: tuple[KindName, ...] = ("prompt", "image", "generated"),
-    ) -> None:
-        super().__init__(spec, cond_dim, num_blocks, taps=taps, refiner_depth=refiner_depth, num_heads=num_heads, mlp_ratio=mlp_ratio, keep_kinds=keep_kinds)
-        self.initialize_weights()
-
-    def initialize_weights(self) -> None:
-        """Linear layers trunc-normal(0.02), zero bias."""
-        init_linear_trunc_normal(self)
-
-    def mix_weights(self) -> Tensor:
-        n = len(self.positions)
-        return torch.full((n,), 1.0 / n, device=self.null_tokens.device)
-
-
-@FUSION_HEADS.register("scalar_mix")
-class ScalarMixHead(_LayerMix):
-    """A learned softmax weight per tapped layer times a learned scale (ELMo's scalar mix), refined and adapted.
+class LayerMixHead(SingleSequenceHead):
+    """Base of the layer mixes: tap selection, a per-layer RMSNorm (layers differ in scale), a weighted sum,
+    then the refiner and the adaptor. Subclasses define `mix_weights`.
 
     Args:
         spec: the frozen encoder's description (width, depth, tapped layers).
@@ -121,16 +44,50 @@ class ScalarMixHead(_LayerMix):
         mlp_ratio: float = 4.0,
         keep_kinds: tuple[KindName, ...] = ("prompt", "image", "generated"),
     ) -> None:
-        super().__init__(spec, cond_dim, num_blocks, taps=taps, refiner_depth=refiner_depth, num_heads=num_heads, mlp_ratio=mlp_ratio, keep_kinds=keep_kinds)
-        self.logits = nn.Parameter(torch.empty(len(self.positions)))
-        self.scale = nn.Parameter(torch.empty(()))
+        super().__init__(spec, cond_dim, num_blocks, refiner_depth=refiner_depth, num_heads=num_heads, mlp_ratio=mlp_ratio, keep_kinds=keep_kinds)
+        self.positions = tap_positions(spec, taps, self.registry_name or type(self).__name__)
+        self.norm = RmsNorm(spec.hidden_size)
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
-        """Equal logits (the mean over layers), unit scale; linear layers trunc-normal(0.02), zero bias."""
+        """Linear layers trunc-normal(0.02), zero bias."""
         init_linear_trunc_normal(self)
-        nn.init.zeros_(self.logits)
-        nn.init.ones_(self.scale)
+
+    @property
+    def weighted_layers(self) -> tuple[int, ...]:
+        return tuple(self.spec.taps[p] for p in self.positions)
+
+    def mix_weights(self) -> Tensor:
+        """`(N',)` the weight of each read tap."""
+        raise NotImplementedError
+
+    def layer_weights(self) -> Tensor:
+        return self.mix_weights().detach()
+
+    def reduce(self, hidden_states: Tensor) -> Tensor:
+        """`(B, N, M, D)` -> `(B, M, D)`: normalised taps, weighted and summed."""
+        h = self.norm(hidden_states[:, list(self.positions)])  # (B, N', M, D)
+        return einsum(h, self.mix_weights().to(h.dtype), "b n m d, n -> b m d")
+
+
+@FUSION_HEADS.register("mean_layers")
+class MeanLayersHead(LayerMixHead):
+    """The plain mean of the (normalised) tapped layers, refined and adapted (arguments: `LayerMixHead`)."""
+
+    def mix_weights(self) -> Tensor:
+        n = len(self.positions)
+        return torch.full((n,), 1.0 / n, device=self.null_tokens.device)
+
+
+@FUSION_HEADS.register("scalar_mix")
+class ScalarMixHead(LayerMixHead):
+    """A learned softmax weight per tapped layer times a learned scale (ELMo's scalar mix), refined and
+    adapted (arguments: `LayerMixHead`)."""
+
+    def __init__(self, spec: EncoderSpec, cond_dim: int, num_blocks: int | None = None, **kwargs) -> None:
+        super().__init__(spec, cond_dim, num_blocks, **kwargs)
+        self.logits = nn.Parameter(torch.zeros(len(self.positions)))  # equal: starts as the mean over layers
+        self.scale = nn.Parameter(torch.ones(()))
 
     def mix_weights(self) -> Tensor:
         return self.scale * self.logits.softmax(dim=0)

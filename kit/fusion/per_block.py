@@ -75,12 +75,28 @@ class PerLayerProjection(nn.Module):
         return torch.einsum("blmd,lcd->blmc", h, self.weight.to(h.dtype)) + self.bias[:, None].to(h.dtype)
 
 
-class _PerBlockHead(FusionHead):
-    """Shared by the per-block heads: the block-to-layer map and its projections."""
+class PerBlockHead(FusionHead):
+    """Base of the per-block heads: the block-to-layer map and one projection per block.
+
+    Args:
+        spec: the frozen encoder's description (width, depth, tapped layers).
+        cond_dim: the width of the conditioning the backbone expects.
+        num_blocks: the backbone's depth, passed by the module; must not exceed the encoder's taps.
+        layers: hidden-state indices, one per backbone block; None spreads the taps evenly, last block on the last layer.
+        keep_kinds: token kinds the head conditions on.
+    """
 
     provides = frozenset({"per_layer"})
 
-    def __init__(self, spec: EncoderSpec, cond_dim: int, num_blocks: int | None, *, layers: list[int] | None, keep_kinds: tuple[KindName, ...]) -> None:
+    def __init__(
+        self,
+        spec: EncoderSpec,
+        cond_dim: int,
+        num_blocks: int | None = None,
+        *,
+        layers: list[int] | None = None,
+        keep_kinds: tuple[KindName, ...] = ("prompt", "image", "generated"),
+    ) -> None:
         super().__init__(spec, cond_dim, num_blocks, keep_kinds=keep_kinds)
         self.positions = block_layers(spec, num_blocks, layers, self.registry_name)
         self.num_output_layers = len(self.positions)
@@ -96,27 +112,9 @@ class _PerBlockHead(FusionHead):
 
 
 @FUSION_HEADS.register("kv_fusion")
-class KVFusionHead(_PerBlockHead):
-    """Key-value fusion: block i attends to encoder layer `layers[i]` (projected) in place of a shared sequence.
-
-    Args:
-        spec: the frozen encoder's description (width, depth, tapped layers).
-        cond_dim: the width of the conditioning the backbone expects.
-        num_blocks: the backbone's depth, passed by the module; must not exceed the encoder's taps.
-        layers: hidden-state indices, one per backbone block; None spreads the taps evenly, last block on the last layer.
-        keep_kinds: token kinds the head conditions on.
-    """
-
-    def __init__(
-        self,
-        spec: EncoderSpec,
-        cond_dim: int,
-        num_blocks: int | None = None,
-        *,
-        layers: list[int] | None = None,
-        keep_kinds: tuple[KindName, ...] = ("prompt", "image", "generated"),
-    ) -> None:
-        super().__init__(spec, cond_dim, num_blocks, layers=layers, keep_kinds=keep_kinds)
+class KVFusionHead(PerBlockHead):
+    """Key-value fusion: block i attends to encoder layer `layers[i]` (projected) in place of a shared
+    sequence (arguments: `PerBlockHead`)."""
 
     def forward(self, enc: EncoderOutput) -> Conditioning:
         """Hidden states `(B, N, S, D)` -> per_layer `(B, L, M, cond_dim)` ('replace'), mask `(B, M)`."""
@@ -131,31 +129,15 @@ class KVFusionHead(_PerBlockHead):
 
 
 @FUSION_HEADS.register("injection")
-class InjectionHead(_PerBlockHead):
+class InjectionHead(PerBlockHead):
     """Hidden-state injection: last-layer tokens (adapted) condition the backbone, and before block i
     the projection of encoder layer `layers[i]` is added to them. The injections start at zero, so
-    training starts from last-layer conditioning.
-
-    Args:
-        spec: the frozen encoder's description (width, depth, tapped layers).
-        cond_dim: the width of the conditioning the backbone expects.
-        num_blocks: the backbone's depth, passed by the module; must not exceed the encoder's taps.
-        layers: hidden-state indices, one per backbone block; None spreads the taps evenly, last block on the last layer.
-        keep_kinds: token kinds the head conditions on.
-    """
+    training starts from last-layer conditioning (arguments: `PerBlockHead`)."""
 
     provides = frozenset({"tokens", "per_layer"})
 
-    def __init__(
-        self,
-        spec: EncoderSpec,
-        cond_dim: int,
-        num_blocks: int | None = None,
-        *,
-        layers: list[int] | None = None,
-        keep_kinds: tuple[KindName, ...] = ("prompt", "image", "generated"),
-    ) -> None:
-        super().__init__(spec, cond_dim, num_blocks, layers=layers, keep_kinds=keep_kinds)
+    def __init__(self, spec: EncoderSpec, cond_dim: int, num_blocks: int | None = None, **kwargs) -> None:
+        super().__init__(spec, cond_dim, num_blocks, **kwargs)
         self.adaptor = Adaptor(spec.hidden_size, cond_dim)
         self.initialize_weights()
 
