@@ -121,9 +121,11 @@ def test_checkpoint_round_trip_reproduces_samples(tmp_path):
 
 def test_unknown_head_lists_known_heads(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        run_cli(fit_args("recipes/lap.yaml", tmp_path, "--model.init_args.fusion=QFormerHead"), run=False)
+        run_cli(fit_args("recipes/lap.yaml", tmp_path, "--model.init_args.fusion=PerceiverHead"), run=False)
     err = capsys.readouterr().err
-    assert "known fusion heads: lap (kit.fusion.lap.LAPHead), last_layer (kit.fusion.last_layer.LastLayerHead)" in err
+    assert "known fusion heads: " in err
+    for name, path in [("lap", "kit.fusion.lap.LAPHead"), ("last_layer", "kit.fusion.last_layer.LastLayerHead"), ("qformer", "kit.fusion.qformer.QFormerHead")]:
+        assert f"{name} ({path})" in err
 
 
 def test_unknown_backbone_lists_known_backbones(tmp_path, capsys):

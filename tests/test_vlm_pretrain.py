@@ -59,8 +59,12 @@ def test_pretrain_verb_exports_a_model_the_kit_loads(tmp_path, repo, monkeypatch
     assert list((tmp_path / "runs/shapes_vlm").glob("version_*/config.yaml")), "the resolved recipe is saved beside the logs"
 
     encoder = FrozenEncoder(str(export), taps="all")
+    processor = json.loads((export / "processor_config.json").read_text())["image_processor"]
+    side = 72  # the recipe's data.image_size, which the export's processor resizes every image to
+    grid = side // (processor["patch_size"] * processor["merge_size"])
     out = encoder(["a red circle"], [[np.zeros((32, 32, 3), np.uint8)]])
-    assert out.hidden_states.shape[1] == TINY["num_layers"] and int((out.kinds == int(TokenKind.IMAGE)).sum()) == 16
+    assert out.hidden_states.shape[1] == TINY["num_layers"]
+    assert int((out.kinds == int(TokenKind.IMAGE)).sum()) == grid * grid == 9, "one image token per 2x2 merge of 12-px patches"
 
     assert main(["eval-vlm", "--model", str(export), "--n", "2", "--suite", "false", "--out", str(tmp_path / "vlm.json")]) == 0
     results = json.loads((tmp_path / "vlm.json").read_text())
