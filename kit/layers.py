@@ -34,14 +34,16 @@ class TransformerBlock(nn.Module):
         dim: token width.
         num_heads: attention heads; must divide `dim`.
         mlp_ratio: MLP hidden width as a multiple of `dim`.
+        attn_layer: the attention class, timm's `Attention` or a subclass with the same parameters
+            (LAP's layer-axis blocks swap in one that runs a fused kernel).
     """
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0) -> None:
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, attn_layer: type[Attention] = Attention) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"width {dim} is not divisible by num_heads {num_heads}")
         self.norm1 = RmsNorm(dim)
-        self.attn = Attention(dim, num_heads=num_heads, qkv_bias=True, qk_norm=True, norm_layer=RmsNorm)
+        self.attn = attn_layer(dim, num_heads=num_heads, qkv_bias=True, qk_norm=True, norm_layer=RmsNorm)
         self.norm2 = RmsNorm(dim)
         self.mlp = Mlp(dim, hidden_features=int(dim * mlp_ratio), act_layer=nn.GELU)
 

@@ -10,6 +10,13 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+if not torch.cuda.is_available():
+    # Triton kernels run on CPU tensors only in its interpreter, which must be on before any kernel
+    # is defined. It is slow, so everything except the kernel tests (which ask for
+    # KIT_KERNELS=triton explicitly) runs the PyTorch references.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+    os.environ.setdefault("KIT_KERNELS", "torch")
+
 REPO = Path(__file__).resolve().parent.parent
 
 

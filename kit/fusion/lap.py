@@ -11,19 +11,23 @@ Projectors (`projector=`):
 - `flatten`: a fully-connected layer over the concatenated layers, `Linear(N*W -> W)`;
 - `attention`: per head, a learned query scores each (RMS-normalised) layer of each token and
   the softmax over layers weights the sum: token-dependent pooling.
+
+The layer-axis attention and the `weight` and `attention` projectors run through `kit.kernels`:
+fused Triton kernels where they can run, the PyTorch references otherwise (`KIT_KERNELS`).
+Parameters and state_dict keys are the same either way.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
 from einops import rearrange
-from timm.layers import RmsNorm
+from timm.layers import Attention, RmsNorm
 from torch import Tensor, nn
 
 from kit.fusion.base import FUSION_HEADS, Adaptor, FusionHead, KindName, TokenRefiner, tap_positions
+from kit.kernels import attention_pool, layer_attention, weighted_sum
 from kit.layers import TransformerBlock, init_linear_trunc_normal
 from kit.types import Conditioning, EncoderOutput, EncoderSpec
 
@@ -42,12 +46,8 @@ class WeightProjector(nn.Module):
         self.weight = nn.Parameter(torch.empty(1, num_layers))  # the key of LAP's original Linear(N -> 1)
 
     def forward(self, h: Tensor, keep: Tensor | None = None) -> Tensor:
-        """h `(T, N, W)`, keep `(T, N)` bool or None -> `(T, W)`."""
-        w = self.weight[0].to(h.dtype)  # (N,)
-        if keep is None:
-            return torch.einsum("tnw,n->tw", h, w)
-        scale = keep.shape[1] / keep.sum(dim=1, keepdim=True)  # (T, 1): inverted dropout over layers
-        return torch.einsum("tnw,tn->tw", h, w * keep.to(h.dtype)) * scale.to(h.dtype)
+        """h `(T, N, W)`, keep `(T, N)` bool or None -> `(T, W)` (fused kernel: `kit.kernels.weighted_sum`)."""
+        return weighted_sum(h, self.weight[0], keep)
 
     def layer_weights(self) -> Tensor:
         return self.weight.detach()[0]
@@ -98,19 +98,31 @@ class AttentionProjector(nn.Module):
         self.register_buffer("mean_attention", torch.full((num_layers,), 1.0 / num_layers), persistent=False)
 
     def forward(self, h: Tensor, keep: Tensor | None = None) -> Tensor:
-        """h `(T, N, W)`, keep `(T, N)` bool or None -> `(T, W)`."""
-        heads = rearrange(h, "t n (k d) -> t n k d", k=self.num_heads)  # (T, N, K, d)
-        normed = rearrange(self.norm(h), "t n (k d) -> t n k d", k=self.num_heads)  # (T, N, K, d)
-        scores = torch.einsum("tnkd,kd->tnk", normed, self.query.to(h.dtype)) / math.sqrt(self.query.shape[1])  # (T, N, K)
-        if keep is not None:
-            scores = scores.masked_fill(~keep[..., None], float("-inf"))
-        attn = scores.float().softmax(dim=1).to(h.dtype)  # (T, N, K): over layers
+        """h `(T, N, W)`, keep `(T, N)` bool or None -> `(T, W)` (fused kernel: `kit.kernels.attention_pool`)."""
+        pooled, attn = attention_pool(h, self.query, self.norm.weight, keep, self.norm.eps)  # (T, W), (T, N, K)
         if attn.shape[0]:
-            self.mean_attention = attn.detach().float().mean(dim=(0, 2))
-        return rearrange(torch.einsum("tnk,tnkd->tkd", attn, heads), "t k d -> t (k d)")
+            self.mean_attention = attn.float().mean(dim=(0, 2))
+        return pooled
 
     def layer_weights(self) -> Tensor:
         return self.mean_attention
+
+
+class LayerAxisAttention(Attention):
+    """timm's `Attention` (same parameters and state_dict keys) running `kit.kernels.layer_attention`.
+
+    Each token's taps are the sequence: `(T, N, W)` with a `(T, N)` key mask, no attention dropout.
+    """
+
+    def forward(self, x: Tensor, attn_mask: Tensor | None = None, is_causal: bool = False) -> Tensor:
+        """x `(T, N, W)`, attn_mask `(T, 1, 1, N)` bool (as `TransformerBlock` passes it) or None -> `(T, N, W)`."""
+        if is_causal or self.gate is not None or (self.training and self.attn_drop.p > 0):
+            raise ValueError("LayerAxisAttention supports neither causal masks, gates nor attention dropout")
+        q, k, v = rearrange(self.qkv(x), "t n (three k d) -> three t n k d", three=3, k=self.num_heads)  # (T, N, K, d) each
+        keep = attn_mask[:, 0, 0, :] if attn_mask is not None else None  # (T, N)
+        out = layer_attention(self.q_norm(q), self.k_norm(k), v, keep)  # (T, N, K, d)
+        out = self.norm(rearrange(out, "t n k d -> t n (k d)"))  # (T, N, W)
+        return self.proj_drop(self.proj(out))
 
 
 @FUSION_HEADS.register("lap")
@@ -161,7 +173,7 @@ class LAPHead(FusionHead):
         self.layer_dropout = layer_dropout
         self.in_norm = RmsNorm(spec.hidden_size)  # tapped layers differ wildly in scale
         self.in_proj = nn.Identity() if width == spec.hidden_size else nn.Linear(spec.hidden_size, width)
-        self.layer_blocks = nn.ModuleList(TransformerBlock(width, num_heads, mlp_ratio) for _ in range(layer_depth))
+        self.layer_blocks = nn.ModuleList(TransformerBlock(width, num_heads, mlp_ratio, attn_layer=LayerAxisAttention) for _ in range(layer_depth))
         if projector == "weight":
             self.projector = WeightProjector(n)
         elif projector == "flatten":
