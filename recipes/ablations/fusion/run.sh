@@ -2,26 +2,40 @@
 # The fusion ablation: every head overlay here x SEEDS, into ROOT/<head>/seed<k>, then the table.
 #   bash recipes/ablations/fusion/run.sh                       # all heads, seeds 0 1 2
 #   VARIANTS="lap last_layer" SEEDS="0" bash recipes/ablations/fusion/run.sh
+#   JOBS=2 bash recipes/ablations/fusion/run.sh                # two runs at a time, cores split between them
+#   bash recipes/ablations/fusion/run.sh --trainer.max_steps=300   # extra arguments go to every fit
 # The frozen encoder's features are cached once (every head reads the same taps) and shared.
+# Finished runs (a last.ckpt) are skipped, so an interrupted study resumes.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
-HERE=recipes/ablations/fusion
-PY=${PYTHON:-python}
+export HERE=recipes/ablations/fusion
+export PY=${PYTHON:-python}
+export ROOT=${ROOT:-runs/fusion}
 SEEDS=${SEEDS:-0 1 2}
-ROOT=${ROOT:-runs/fusion}
-CACHE=${CACHE:-cache/fusion}
+export CACHE=${CACHE:-cache/fusion}
+JOBS=${JOBS:-1}
 VARIANTS=${VARIANTS:-$(for f in "$HERE"/*.yaml; do n=$(basename "$f" .yaml); [ "$n" != base ] && echo "$n"; done)}
-BASE=(-c recipes/lap.yaml -c "$HERE/base.yaml")
-"$PY" -m kit cache "${BASE[@]}" --out "$CACHE"
+"$PY" -m kit cache -c recipes/lap.yaml -c "$HERE/base.yaml" --out "$CACHE"
+
+run_one() {  # run_one VARIANT SEED [extra fit arguments...]
+  local variant=$1 seed=$2
+  shift 2
+  if [ -f "$ROOT/$variant/seed$seed/checkpoints/last.ckpt" ]; then echo "skip $variant seed $seed (done)"; return 0; fi
+  echo "== $variant seed $seed"
+  "$PY" -m kit fit -c recipes/lap.yaml -c "$HERE/base.yaml" -c "$HERE/$variant.yaml" --seed_everything "$seed" \
+    --data.init_args.feature_cache "$CACHE" \
+    --trainer.logger.init_args.save_dir "$(dirname "$ROOT")" \
+    --trainer.logger.init_args.name "$(basename "$ROOT")/$variant" \
+    --trainer.logger.init_args.version "seed$seed" "$@"
+}
+export -f run_one
+if [ "$JOBS" -gt 1 ]; then  # one process per job, each with its share of the cores
+  threads=$(($(nproc) / JOBS))
+  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$((threads > 0 ? threads : 1))}
+fi
+extra=""
+[ $# -gt 0 ] && extra=$(printf ' %q' "$@")
 for variant in $VARIANTS; do
-  for seed in $SEEDS; do
-    if [ -f "$ROOT/$variant/seed$seed/checkpoints/last.ckpt" ]; then echo "skip $variant seed $seed (done)"; continue; fi
-    echo "== $variant seed $seed"
-    "$PY" -m kit fit "${BASE[@]}" -c "$HERE/$variant.yaml" --seed_everything "$seed" \
-      --data.init_args.feature_cache "$CACHE" \
-      --trainer.logger.init_args.save_dir "$(dirname "$ROOT")" \
-      --trainer.logger.init_args.name "$(basename "$ROOT")/$variant" \
-      --trainer.logger.init_args.version "seed$seed" "$@"
-  done
-done
+  for seed in $SEEDS; do printf '%s\0%s\0' "$variant" "$seed"; done
+done | xargs -0 -n 2 -P "$JOBS" bash -c 'run_one "$1" "$2"'"$extra" _
 "$PY" -m kit compare "$ROOT" --metric eval/overall val/loss --out "$HERE/report"
