@@ -104,10 +104,10 @@ def build(*extra: str):
 
 
 def test_build_time_errors_name_the_numbers():
-    with pytest.raises(ConfigurationError, match=r"taps \[3, 20\] are not all returned by the encoder 'kit:shapes-vlm-random'.*\[1, 2, 3, 4, 5, 6, 7, 8\]"):
+    with pytest.raises(ConfigurationError, match=r"taps \[3, 20\] are not all returned by the encoder 'kit:shapes-vlm'.*\[1, 2, 3, 4, 5, 6, 7, 8\]"):
         build("--model.init_args.fusion.init_args.taps=[3, 20]")
     with pytest.raises(
-        ConfigurationError, match=r"each of the backbone's 12 blocks its own encoder layer, but the encoder 'kit:shapes-vlm-random' returns only 8 taps"
+        ConfigurationError, match=r"each of the backbone's 12 blocks its own encoder layer, but the encoder 'kit:shapes-vlm' returns only 8 taps"
     ):
         build("-c", str(ABLATION / "kv_fusion.yaml"), "--model.init_args.backbone.init_args.depth=12")
     uvit = ["--model.init_args.backbone.class_path=kit.backbones.UViT", "--model.init_args.backbone.init_args.depth=3"]
