@@ -5,7 +5,7 @@
 #   JOBS=2 bash recipes/ablations/fusion/run.sh                # two runs at a time, cores split between them
 #   bash recipes/ablations/fusion/run.sh --trainer.max_steps=300   # extra arguments go to every fit
 # The frozen encoder's features are cached once (every head reads the same taps) and shared.
-# Finished runs (a last.ckpt) are skipped, so an interrupted study resumes.
+# Finished runs (trained and scored: a `done` file) are skipped, so an interrupted study resumes.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 export HERE=recipes/ablations/fusion
@@ -20,13 +20,16 @@ VARIANTS=${VARIANTS:-$(for f in "$HERE"/*.yaml; do n=$(basename "$f" .yaml); [ "
 run_one() {  # run_one VARIANT SEED [extra fit arguments...]
   local variant=$1 seed=$2
   shift 2
-  if [ -f "$ROOT/$variant/seed$seed/checkpoints/last.ckpt" ]; then echo "skip $variant seed $seed (done)"; return 0; fi
+  local dir="$ROOT/$variant/seed$seed"
+  if [ -f "$dir/done" ]; then echo "skip $variant seed $seed (done)"; return 0; fi
+  rm -rf "$dir"  # an unfinished run starts over
   echo "== $variant seed $seed"
   "$PY" -m kit fit -c recipes/lap.yaml -c "$HERE/base.yaml" -c "$HERE/$variant.yaml" --seed_everything "$seed" \
     --data.init_args.feature_cache "$CACHE" \
     --trainer.logger.init_args.save_dir "$(dirname "$ROOT")" \
     --trainer.logger.init_args.name "$(basename "$ROOT")/$variant" \
     --trainer.logger.init_args.version "seed$seed" "$@"
+  touch "$dir/done"  # trained and scored
 }
 export -f run_one
 if [ "$JOBS" -gt 1 ]; then  # one process per job, each with its share of the cores
@@ -38,4 +41,4 @@ extra=""
 for variant in $VARIANTS; do
   for seed in $SEEDS; do printf '%s\0%s\0' "$variant" "$seed"; done
 done | xargs -0 -n 2 -P "$JOBS" bash -c 'run_one "$1" "$2"'"$extra" _
-"$PY" -m kit compare "$ROOT" --metric eval/overall val/loss --out "$HERE/report"
+"$PY" -m kit compare "$ROOT" --metric eval/dpg eval/overall val/loss --out "$HERE/report"
