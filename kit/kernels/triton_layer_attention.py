@@ -40,18 +40,25 @@ def _probabilities(q, k, KEEP, t, skt, skn, nn, N, scale, HAS_KEEP: tl.constexpr
 
 
 @triton.jit
+def _tiles(Q, K, V, t, h, N, D, sqt, sqn, sqh, skt_, skn_, skh_, svt, svn, svh, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    """The program's (token t, head h): its q, k, v tiles `(BN, BD)` fp32, tap and channel ranges, and their mask."""
+    nn = tl.arange(0, BLOCK_N)
+    dd = tl.arange(0, BLOCK_D)
+    ok = (nn[:, None] < N) & (dd[None, :] < D)
+    q = _load(Q, t, h, sqt, sqn, sqh, nn, dd, ok)
+    k = _load(K, t, h, skt_, skn_, skh_, nn, dd, ok)
+    v = _load(V, t, h, svt, svn, svh, nn, dd, ok)
+    return q, k, v, nn, dd, ok
+
+
+@triton.jit
 def _layer_attention_fwd(
     Q, K, V, KEEP, OUT,
     N, D, sqt, sqn, sqh, skt_, skn_, skh_, svt, svn, svh, sot, son, soh, skt, skn, scale,
     HAS_KEEP: tl.constexpr, PRECISION: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
     t, h = tl.program_id(0), tl.program_id(1)
-    nn = tl.arange(0, BLOCK_N)
-    dd = tl.arange(0, BLOCK_D)
-    ok = (nn[:, None] < N) & (dd[None, :] < D)
-    q = _load(Q, t, h, sqt, sqn, sqh, nn, dd, ok)  # (BN, BD)
-    k = _load(K, t, h, skt_, skn_, skh_, nn, dd, ok)
-    v = _load(V, t, h, svt, svn, svh, nn, dd, ok)
+    q, k, v, nn, dd, ok = _tiles(Q, K, V, t, h, N, D, sqt, sqn, sqh, skt_, skn_, skh_, svt, svn, svh, BLOCK_N, BLOCK_D)  # (BN, BD) each
     p = _probabilities(q, k, KEEP, t, skt, skn, nn, N, scale, HAS_KEEP, PRECISION)  # (BN, BN)
     o = tl.dot(p, v, input_precision=PRECISION)  # (BN, BD)
     tl.store(OUT + t.to(tl.int64) * sot + h * soh + nn[:, None] * son + dd[None, :], o.to(OUT.dtype.element_ty), mask=ok)
@@ -64,12 +71,7 @@ def _layer_attention_bwd(
     HAS_KEEP: tl.constexpr, PRECISION: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
     t, h = tl.program_id(0), tl.program_id(1)
-    nn = tl.arange(0, BLOCK_N)
-    dd = tl.arange(0, BLOCK_D)
-    ok = (nn[:, None] < N) & (dd[None, :] < D)
-    q = _load(Q, t, h, sqt, sqn, sqh, nn, dd, ok)
-    k = _load(K, t, h, skt_, skn_, skh_, nn, dd, ok)
-    v = _load(V, t, h, svt, svn, svh, nn, dd, ok)
+    q, k, v, nn, dd, ok = _tiles(Q, K, V, t, h, N, D, sqt, sqn, sqh, skt_, skn_, skh_, svt, svn, svh, BLOCK_N, BLOCK_D)  # (BN, BD) each
     do = _load(DO, t, h, sdt, sdn, sdh, nn, dd, ok)
     p = _probabilities(q, k, KEEP, t, skt, skn, nn, N, scale, HAS_KEEP, PRECISION)  # (BN, BN)
     o = tl.dot(p, v, input_precision=PRECISION)  # recomputed, (BN, BD)
