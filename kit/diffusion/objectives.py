@@ -8,7 +8,10 @@ Every objective corrupts `x_t = alpha(t) x0 + sigma(t) eps` and regresses one of
     velocity   d x_t / dt = alpha' * x0 + sigma' * eps      (flow matching; eps - x0 on the straight path)
 
 `to_x0_eps` turns any prediction back into (x0, eps), which is all the samplers need, so
-every sampler runs with every objective.
+every sampler runs with every objective. The loss compares the prediction with its own
+target by default; `loss_space='velocity'` converts the prediction to a velocity first and
+regresses the velocity, so that e.g. an x0-predicting network trains with a flow-matching
+loss (Li & He 2025, "Back to Basics: Let Denoising Generative Models Denoise").
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from kit.diffusion.schedules import DDPMSchedule, LinearFlow, NoiseSchedule
 from kit.types import Conditioning
 
 Prediction = Literal["eps", "x0", "v", "velocity"]
+LossSpace = Literal["prediction", "velocity"]
 _TINY = 1e-8
 
 
@@ -42,13 +46,23 @@ class DiffusionObjective(Objective):
     Args:
         schedule: the noise schedule.
         prediction: what the model outputs: 'eps', 'x0', 'v' or 'velocity'.
+        loss_space: 'prediction' regresses the output on its own target; 'velocity' turns the
+            output into a velocity (through `to_x0_eps`) and regresses the true velocity.
+        sigma_min: in the velocity loss, sigma is clipped below at this value when the noise is
+            recovered from an x0 prediction (the loss weight of x0 errors then stays finite at t -> 0).
     """
 
-    def __init__(self, schedule: NoiseSchedule, prediction: Prediction) -> None:
+    def __init__(self, schedule: NoiseSchedule, prediction: Prediction, loss_space: LossSpace = "prediction", sigma_min: float = 0.05) -> None:
         if prediction not in ("eps", "x0", "v", "velocity"):
             raise ValueError(f"unknown prediction {prediction!r}; known: eps, x0, v, velocity")
+        if loss_space not in ("prediction", "velocity"):
+            raise ValueError(f"unknown loss_space {loss_space!r}; known: prediction, velocity")
+        if not 0.0 < sigma_min < 1.0:
+            raise ValueError(f"sigma_min must be in (0, 1), got {sigma_min}")
         self.schedule = schedule
         self.prediction = prediction
+        self.loss_space = loss_space
+        self.sigma_min = sigma_min
 
     @property
     def t_min(self) -> float:
@@ -92,14 +106,33 @@ class DiffusionObjective(Objective):
         alpha, sigma, _, _ = self.coefficients(t, x0)
         x_t = alpha * x0 + sigma * noise  # (B, C, H, W)
         pred = model(x_t, t, cond)  # (B, C, H, W)
-        per_sample = (pred.float() - self.from_x0_eps(x0, noise, t).float()).pow(2).flatten(1).mean(dim=1)  # (B,)
+        if self.loss_space == "velocity" and self.prediction != "velocity":
+            pred, target = self._velocity(pred.float(), x_t.float(), t), self._velocity(x0.float(), x_t.float(), t, x0_given=True)
+        else:
+            target = self.from_x0_eps(x0, noise, t)
+        per_sample = (pred.float() - target.float()).pow(2).flatten(1).mean(dim=1)  # (B,)
         return {"loss": per_sample.mean(), "loss_per_sample": per_sample}
+
+    def _velocity(self, pred: Tensor, x_t: Tensor, t: Tensor, x0_given: bool = False) -> Tensor:
+        """The velocity `alpha' x0 + sigma' eps` implied by a prediction (or by the true x0 when
+        `x0_given`) at `(x_t, t)`; with x0 predictions the noise is `(x_t - alpha x0) / max(sigma, sigma_min)`,
+        so prediction and target are clipped alike and their difference is a weighted x0 error."""
+        alpha, sigma, d_alpha, d_sigma = self.coefficients(t, x_t)
+        if x0_given or self.prediction == "x0":
+            x0 = pred
+            eps = (x_t - alpha * x0) / sigma.clamp(min=self.sigma_min)
+        else:
+            x0, eps = self.to_x0_eps(pred, x_t, t)
+        return d_alpha * x0 + d_sigma * eps
 
 
 class RectifiedFlow(DiffusionObjective):
-    """Flow matching on the straight path with velocity prediction (Liu et al. 2022; Esser et al. 2024).
+    """Flow matching on the straight path (Liu et al. 2022; Esser et al. 2024).
 
     Args:
+        prediction: what the network outputs: 'velocity' (the usual flow-matching model) or 'x0'
+            (the clean image, trained with the velocity loss: Li & He 2025). The samplers read
+            either through `to_x0_eps`.
         time_sampling: 'uniform' on [0, 1], or 'logit_normal' (sigmoid of a normal; SD3's default).
         logit_mean: mean of the normal before the sigmoid.
         logit_std: standard deviation of the normal before the sigmoid.
@@ -112,8 +145,12 @@ class RectifiedFlow(DiffusionObjective):
         logit_mean: float = 0.0,
         logit_std: float = 1.0,
         shift: float = 1.0,
+        prediction: Literal["velocity", "x0"] = "velocity",
+        sigma_min: float = 0.05,
     ) -> None:
-        super().__init__(LinearFlow(), "velocity")
+        if prediction not in ("velocity", "x0"):
+            raise ValueError(f"RectifiedFlow predicts 'velocity' or 'x0', got {prediction!r}")
+        super().__init__(LinearFlow(), prediction, loss_space="velocity", sigma_min=sigma_min)
         self.time_sampling = time_sampling
         self.logit_mean = logit_mean
         self.logit_std = logit_std

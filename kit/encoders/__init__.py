@@ -1,8 +1,9 @@
 """Frozen pretrained models: the layer-tapped encoder, the optional VAE, the tiny-VLM factory."""
 
-from kit.encoders.base import FrozenModel
+from kit.encoders.base import FrozenModel, PromptEncoder
 from kit.encoders.frozen import FrozenEncoder, parse_taps, resolve_model_path
+from kit.encoders.scene_tokens import SceneTokenEncoder
 from kit.encoders.vae import VAELatents
 from kit.encoders.verifi import Rewriter
 
-__all__ = ["FrozenEncoder", "FrozenModel", "Rewriter", "VAELatents", "parse_taps", "resolve_model_path"]
+__all__ = ["FrozenEncoder", "FrozenModel", "PromptEncoder", "Rewriter", "SceneTokenEncoder", "VAELatents", "parse_taps", "resolve_model_path"]

@@ -10,6 +10,36 @@ from __future__ import annotations
 
 from torch import nn
 
+from kit.types import EncoderOutput, EncoderSpec
+
+
+class PromptEncoder(nn.Module):
+    """The contract of a prompt encoder: `forward(prompts, images=None) -> EncoderOutput`.
+
+    `TextToImage` takes any subclass. `FrozenEncoder` is the one the kit is about (a frozen VLM);
+    `SceneTokenEncoder` is a trainable, perfectly disentangled stand-in used as an upper bound.
+    Subclasses set `spec` (what the fusion head is built for) and `fingerprint()` (what keys a
+    feature cache; `None` when the encoder trains and so cannot be cached).
+    """
+
+    rewriter = None  # VERIFI settings; only generative VLM encoders rewrite
+    takes_images = False
+    rewriting = False
+
+    @property
+    def spec(self) -> EncoderSpec:
+        raise NotImplementedError
+
+    def fingerprint(self) -> dict | None:
+        return None
+
+    def set_rewriter(self, rewriter) -> None:
+        if rewriter is not None:
+            raise ValueError(f"{type(self).__name__} cannot rewrite prompts (VERIFI needs a generative VLM encoder)")
+
+    def forward(self, prompts: list[str], images=None) -> EncoderOutput:
+        raise NotImplementedError
+
 
 class FrozenModel(nn.Module):
     """Holds a pretrained `self.model`; call `freeze()` once it is set."""

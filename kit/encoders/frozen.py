@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from kit.encoders.base import FrozenModel
+from kit.encoders.base import FrozenModel, PromptEncoder
 from kit.encoders.chat import ChatInputs, Images, Row, kinds_tensor, pad_rows, to_pil
 from kit.encoders.verifi import Rewriter
 from kit.types import EncoderOutput, EncoderSpec, TokenKind
@@ -134,7 +134,7 @@ def _weights_digest(path: str) -> str:
     return h.hexdigest()[:16]
 
 
-class FrozenEncoder(FrozenModel):
+class FrozenEncoder(FrozenModel, PromptEncoder):
     """A frozen Hugging Face model that returns the hidden states of chosen layers per token.
 
     Args:

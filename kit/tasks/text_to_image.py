@@ -20,7 +20,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from kit.backbones.base import Backbone
 from kit.diffusion import EulerSampler, Objective, RectifiedFlow, Sampler, classifier_free_guidance
-from kit.encoders import FrozenEncoder, VAELatents
+from kit.encoders import PromptEncoder, VAELatents
 from kit.encoders.cache import FeatureCache
 from kit.fusion.base import FusionHead
 from kit.tasks.ema import EMA
@@ -36,7 +36,8 @@ class TextToImage(L.LightningModule):
     """Text-to-image diffusion conditioned on a frozen encoder through a fusion head.
 
     Args:
-        encoder: the frozen encoder (never trained, never checkpointed).
+        encoder: the prompt encoder: a `FrozenEncoder` (never trained, never checkpointed), or any
+            `PromptEncoder` (e.g. the trainable `SceneTokenEncoder` upper bound).
         fusion: the fusion head, built by the module as `fusion(encoder.spec, backbone.cond_dim, backbone.num_blocks)`.
         backbone: the denoiser, built by the module as `backbone(in_channels, image_size)`.
         objective: the training objective (rectified flow when None).
@@ -58,7 +59,7 @@ class TextToImage(L.LightningModule):
 
     def __init__(
         self,
-        encoder: FrozenEncoder,
+        encoder: PromptEncoder,
         fusion: FusionFactory,
         backbone: BackboneFactory,
         objective: Objective | None = None,

@@ -27,16 +27,31 @@ from kit.world.scene import COLOURS, GRID, SHAPES, SIZES, Scene, SceneObject
 
 _PALETTE = np.array(list(COLOURS.values()), dtype=np.float32)  # (K, 3)
 _NAMES = list(COLOURS)
+
+
+def _hue(rgb: np.ndarray) -> np.ndarray:
+    """Hue angle in degrees of `(..., 3)` RGB colours, in the opponent plane (R - (G+B)/2, (G - B) sqrt(3)/2)."""
+    a = rgb[..., 0] - 0.5 * (rgb[..., 1] + rgb[..., 2])
+    b = (np.sqrt(3) / 2) * (rgb[..., 1] - rgb[..., 2])
+    return np.degrees(np.arctan2(b, a))
+
+
+_PALETTE_HUES = _hue(_PALETTE)  # (K,)
 # centroid of each shape's coverage relative to its centre, in units of its radius
 _CENTROID_OFFSET = {"circle": 0.0, "square": 0.0, "diamond": 0.0, "triangle": 0.2}
 
 
-def _blur(x: np.ndarray) -> np.ndarray:
-    """Separable [1, 2, 1] / 4 blur of a 2D map, edges replicated: the oracle's 'slightly blurred' template."""
-    p = np.pad(x, 1, mode="edge")
-    x = 0.25 * p[:-2, 1:-1] + 0.5 * p[1:-1, 1:-1] + 0.25 * p[2:, 1:-1]
-    p = np.pad(x, 1, mode="edge")
-    return 0.25 * p[1:-1, :-2] + 0.5 * p[1:-1, 1:-1] + 0.25 * p[1:-1, 2:]
+def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian blur of a 2D map (radius 3 sigma, edges replicated): a template as a soft image shows it."""
+    radius = max(1, int(np.ceil(3 * sigma)))
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    taps /= taps.sum()
+    for axis in (0, 1):
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (radius, radius)
+        p = np.pad(x, pad, mode="edge")
+        x = sum(w * np.take(p, np.arange(i, i + x.shape[axis]), axis=axis) for i, w in enumerate(taps))
+    return x
 
 
 class ImageFormatError(ValueError):
@@ -73,28 +88,44 @@ class Oracle:
     Args:
         min_area: smallest object, as a fraction of a small object's area, below which a cell is empty.
         max_colour_distance: largest RGB distance between an object's mean core colour and its palette colour.
+        max_hue_distance: largest hue difference (degrees) between an object's core colour and the palette
+            colour read by its hue when no background->palette line passes close enough (desaturated colours).
         min_iou: smallest soft IoU between the coverage map and the best template for an object to count.
+        read_size: images smaller than this are read after a bicubic up-sampling by the smallest
+            integer factor that reaches it, so that templates have enough pixels to tell shapes apart
+            in soft images (0 reads every image at its own size).
+        template_blurs: Gaussian blurs (sigma in pixels of the image as given) of the extra templates
+            matched beside the sharp one: generated samples are softer than renders.
     """
 
     min_area: float = 0.35
     max_colour_distance: float = 70.0
+    max_hue_distance: float = 12.0
     min_iou: float = 0.5
+    read_size: int = 64
+    template_blurs: tuple[float, ...] = (0.7, 1.2)
 
     def read(self, image) -> Scene:
         """Detect the objects of an image (see `to_rgb_array` for accepted formats); jitter is left at 0."""
-        img = to_rgb_array(image).astype(np.float32)
+        img = to_rgb_array(image)
+        factor = -(-self.read_size // img.shape[0]) if img.shape[0] < self.read_size else 1  # ceil
+        if factor > 1:
+            side = img.shape[0] * factor
+            img = np.clip(np.asarray(Image.fromarray(img).resize((side, side), Image.BICUBIC)), 0, 255)
+        img = img.astype(np.float32)
         size = img.shape[0]
         cell = size / GRID
         background = np.median(img.reshape(-1, 3), axis=0)  # (3,)
+        blurs = tuple(factor * b for b in self.template_blurs)
         objects = []
         for row in range(GRID):
             for col in range(GRID):
-                found = self._read_cell(img, background, row, col, cell)
+                found = self._read_cell(img, background, row, col, cell, blurs)
                 if found is not None:
                     objects.append(found)
         return Scene(tuple(objects))
 
-    def _read_cell(self, img: np.ndarray, background: np.ndarray, row: int, col: int, cell: float) -> SceneObject | None:
+    def _read_cell(self, img: np.ndarray, background: np.ndarray, row: int, col: int, cell: float, blurs: tuple[float, ...]) -> SceneObject | None:
         # pixels whose centres fall inside the cell
         y0, y1 = int(np.ceil(row * cell - 0.5)), int(np.ceil((row + 1) * cell - 0.5))
         x0, x1 = int(np.ceil(col * cell - 0.5)), int(np.ceil((col + 1) * cell - 0.5))
@@ -111,10 +142,16 @@ class Oracle:
         directions = _PALETTE - background  # (K, 3)
         alphas = np.clip(directions @ mean / (directions * directions).sum(-1), 0.25, 1.1)  # (K,)
         gaps = np.linalg.norm(mean[None] - alphas[:, None] * directions, axis=-1)  # (K,)
+        # compression and soft edges desaturate a colour (towards grey) but keep its hue, so a
+        # colour off every background->palette line is still read by its hue when it is unambiguous
+        hue_gaps = np.abs((_hue(mean + background) - _PALETTE_HUES + 180.0) % 360.0 - 180.0)  # (K,) degrees
         k = int(np.argmin(gaps))
-        if gaps[k] > self.max_colour_distance:
-            return None
-        direction = directions[k]  # (3,)
+        direction = directions[k]  # (3,): coverage is measured along the background->colour line
+        if gaps[k] > self.max_colour_distance or hue_gaps[k] > self.max_hue_distance:
+            k = int(np.argmin(hue_gaps))
+            if hue_gaps[k] > self.max_hue_distance:
+                return None
+            direction = mean  # read by hue: measure coverage along the colour the object actually shows
         alpha = np.clip(patch @ direction / (direction @ direction), 0.0, 1.0)  # (h, w)
         residual = np.linalg.norm(patch - alpha[..., None] * direction, axis=-1)
         coverage = np.where(residual < self.max_colour_distance, alpha, 0.0)  # (h, w)
@@ -128,7 +165,7 @@ class Oracle:
             for size in SIZES:
                 radius = SIZE_FRACTION[size] * cell / 2
                 sharp = shape_coverage(shape, size, cx, cy - _CENTROID_OFFSET[shape] * radius, cell, (y0, y1, x0, x1))
-                for template in (sharp, _blur(sharp)):  # a slightly blurred image matches the blurred template
+                for template in (sharp, *(_blur(sharp, b) for b in blurs)):  # a soft image matches a blurred template
                     iou = np.minimum(coverage, template).sum() / np.maximum(coverage, template).sum()
                     if iou > best_iou:
                         best, best_iou = (shape, size), iou

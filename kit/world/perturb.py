@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
+import io
 
-PERTURBATIONS = ("noise", "blur", "colour_jitter", "all")
+import numpy as np
+from PIL import Image
+
+PERTURBATIONS = ("noise", "blur", "colour_jitter", "all", "strong_blur", "resample", "jpeg")
 
 
 def gaussian_blur(x: np.ndarray, sigma: float) -> np.ndarray:
@@ -19,6 +22,20 @@ def gaussian_blur(x: np.ndarray, sigma: float) -> np.ndarray:
     return x
 
 
+def resample(x: np.ndarray, factor: float) -> np.ndarray:
+    """Down-scale `(H, W, 3)` uint8 by `factor` (bilinear, antialiased) and back up (bicubic): resampling blur."""
+    h, w = x.shape[:2]
+    small = Image.fromarray(x).resize((max(1, round(w * factor)), max(1, round(h * factor))), Image.BILINEAR)
+    return np.asarray(small.resize((w, h), Image.BICUBIC))
+
+
+def jpeg(x: np.ndarray, quality: int) -> np.ndarray:
+    """Round-trip `(H, W, 3)` uint8 through JPEG at `quality` (block artefacts, chroma subsampling)."""
+    buffer = io.BytesIO()
+    Image.fromarray(x).save(buffer, format="JPEG", quality=quality)
+    return np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+
+
 def perturb(
     image: np.ndarray,
     kind: str,
@@ -28,18 +45,29 @@ def perturb(
     blur_sigma: tuple[float, float] = (0.4, 0.8),
     gain: float = 0.05,
     offset: float = 8.0,
+    strong_blur_sigma: tuple[float, float] = (0.8, 1.2),
+    resample_factor: tuple[float, float] = (0.5, 0.75),
+    jpeg_quality: tuple[int, int] = (50, 80),
 ) -> np.ndarray:
     """Corrupt an `(H, W, 3)` uint8 image.
 
     Args:
         image: the clean render.
         kind: 'noise' (Gaussian, `noise_std` in 0-255 units), 'blur' (Gaussian, sigma drawn from `blur_sigma` px),
-            'colour_jitter' (per-channel gain in 1 +- `gain` and offset in +- `offset`), or 'all' (blur, jitter, noise).
+            'colour_jitter' (per-channel gain in 1 +- `gain` and offset in +- `offset`), 'all' (blur, jitter, noise),
+            'strong_blur' (sigma from `strong_blur_sigma`, the softness of generated samples), 'resample' (down by a
+            factor from `resample_factor` and back up) or 'jpeg' (a quality from `jpeg_quality`).
         rng: the random generator.
     """
     if kind not in PERTURBATIONS:
         raise ValueError(f"unknown perturbation {kind!r}; known: {', '.join(PERTURBATIONS)}")
+    if kind == "resample":
+        return resample(image, float(rng.uniform(*resample_factor)))
+    if kind == "jpeg":
+        return jpeg(image, int(rng.integers(jpeg_quality[0], jpeg_quality[1] + 1)))
     x = image.astype(np.float32)
+    if kind == "strong_blur":
+        x = gaussian_blur(x, float(rng.uniform(*strong_blur_sigma)))
     if kind in ("blur", "all"):
         x = gaussian_blur(x, float(rng.uniform(*blur_sigma)))
     if kind in ("colour_jitter", "all"):
