@@ -25,6 +25,7 @@ MIXTURE = [
 
 OBJECTIVES = {
     "flow": RectifiedFlow(),
+    "flow-x0": RectifiedFlow(prediction="x0"),
     "ddpm-eps-linear": DDPM("linear", "eps"),
     "ddpm-v-cosine": DDPM("cosine", "v"),
     "ddpm-x0-scaled": DDPM("scaled_linear", "x0"),
@@ -127,6 +128,26 @@ def test_prediction_round_trip_and_minimal_loss(name):
     exact = objective.loss(lambda x, t, c: model(x, t), data, None, t=t, noise=noise)["loss"]
     worse = objective.loss(lambda x, t, c: 0.9 * model(x, t), data, None, t=t, noise=noise)["loss"]
     assert exact < worse
+
+
+def test_x0_prediction_trains_with_the_velocity_loss():
+    """Li & He 2025: the network outputs x0; the loss is the velocity error, i.e. the x0 error
+    weighted by (1 + alpha / max(sigma, sigma_min)) on the straight path, never the plain x0 error."""
+    objective = RectifiedFlow(prediction="x0", sigma_min=0.05)
+    x0, noise = torch.randn(256, 3), torch.randn(256, 3)
+    t = torch.cat([torch.full((128,), 0.01), torch.rand(128) * 0.9 + 0.05])
+    delta = 0.1 * torch.randn(256, 3)
+    x_t = (1 - t)[:, None] * x0 + t[:, None] * noise
+    terms = objective.loss(lambda x, tt, c: x0 + delta, x0, None, t=t, noise=noise)
+    weight = 1 + (1 - t) / t.clamp(min=0.05)  # (B,)
+    expected = ((weight[:, None] * delta) ** 2).mean(dim=1)
+    assert torch.allclose(terms["loss_per_sample"], expected, rtol=1e-4), (terms["loss_per_sample"][:3], expected[:3])
+    assert objective.loss(lambda x, tt, c: x0, x0, None, t=t, noise=noise)["loss"] < 1e-10
+    # the sampler reads the x0 prediction back: Euler's velocity is (x_t - x0) / t
+    back_x0, back_eps = objective.to_x0_eps(x0, x_t, t)
+    assert torch.allclose(back_x0, x0) and torch.allclose(back_eps[128:], noise[128:], atol=1e-4)
+    with pytest.raises(ValueError, match="velocity' or 'x0'"):
+        RectifiedFlow(prediction="eps")
 
 
 def test_schedules():

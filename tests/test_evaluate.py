@@ -41,3 +41,25 @@ def test_oracle_check_verb_writes_its_report(tmp_path):
     report = json.loads(out.read_text())
     assert report["sizes"]["32"]["clean"]["exact_scene"] == 1.0
     assert set(report["sizes"]["32"]) == {"clean", "noise", "blur", "colour_jitter", "all"}
+
+
+def test_evaluate_a_prompt_file_reports_bad_lines_and_scores_the_rest(tmp_path, capsys):
+    from kit.cli import main
+
+    prompts = tmp_path / "mine.txt"
+    prompts.write_text("a red circle\n# a comment\nthree blue squares\na purple elephant\n\n")
+    out = tmp_path / "noise.json"
+    assert main(["evaluate", "--suite", "noise", "--prompts", str(prompts), "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert results["num_prompts"] == 2 and list(results["categories"]) == ["custom"]
+    assert results["skipped_prompts"] == [results["skipped_prompts"][0]] and results["skipped_prompts"][0].startswith("line 4:")
+    assert "purple elephant" in capsys.readouterr().err
+    jsonl = tmp_path / "mine.jsonl"
+    jsonl.write_text('{"prompt": "a red circle", "category": "colours"}\n{"prompt": "two green squares", "category": "counting"}\nnot json\n')
+    assert main(["evaluate", "--suite", "noise", "--prompts", str(jsonl), "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert list(results["categories"]) == ["counting", "colours"] and results["skipped_prompts"][0].startswith("line 3: not JSON")
+    # a file with nothing readable, a missing file, and the gt anchor (no scenes) fail in one line
+    (tmp_path / "bad.txt").write_text("a purple elephant\n")
+    for path, suite in ((tmp_path / "bad.txt", "noise"), (tmp_path / "none.txt", "noise"), (prompts, "gt")):
+        assert main(["evaluate", "--suite", suite, "--prompts", str(path), "--out", str(out)]) == 2

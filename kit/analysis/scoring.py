@@ -41,7 +41,8 @@ def score_scenes(entries: Sequence[SuiteEntry], scenes: Sequence[Sequence[Scene]
                 for name, (got, total) in breakdown.items():
                     per_attribute[name][0] += got
                     per_attribute[name][1] += total
-    categories = {c: float(np.mean(correct[c])) for c in CATEGORIES if correct[c]}
+    order = [c for c in CATEGORIES if correct[c]] + sorted(c for c in correct if c not in CATEGORIES)  # suite categories, then a user's own
+    categories = {c: float(np.mean(correct[c])) for c in order}
     return {
         "overall": float(np.mean(list(categories.values()))) if categories else 0.0,
         "categories": categories,

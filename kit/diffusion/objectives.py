@@ -131,8 +131,11 @@ class RectifiedFlow(DiffusionObjective):
 
     Args:
         prediction: what the network outputs: 'velocity' (the usual flow-matching model) or 'x0'
-            (the clean image, trained with the velocity loss: Li & He 2025). The samplers read
-            either through `to_x0_eps`.
+            (the clean image; Li & He 2025). The samplers read either through `to_x0_eps`.
+        loss_space: 'velocity' regresses the velocity implied by the output (for x0 predictions an
+            x0 error weighted by about 1/t^2: low-noise detail dominates); 'prediction' regresses
+            the output itself (for x0 predictions the plain x0 error, every time weighted alike).
+        sigma_min: the clip of t in the velocity loss of x0 predictions.
         time_sampling: 'uniform' on [0, 1], or 'logit_normal' (sigmoid of a normal; SD3's default).
         logit_mean: mean of the normal before the sigmoid.
         logit_std: standard deviation of the normal before the sigmoid.
@@ -146,11 +149,12 @@ class RectifiedFlow(DiffusionObjective):
         logit_std: float = 1.0,
         shift: float = 1.0,
         prediction: Literal["velocity", "x0"] = "velocity",
+        loss_space: LossSpace = "velocity",
         sigma_min: float = 0.05,
     ) -> None:
         if prediction not in ("velocity", "x0"):
             raise ValueError(f"RectifiedFlow predicts 'velocity' or 'x0', got {prediction!r}")
-        super().__init__(LinearFlow(), prediction, loss_space="velocity", sigma_min=sigma_min)
+        super().__init__(LinearFlow(), prediction, loss_space=loss_space, sigma_min=sigma_min)
         self.time_sampling = time_sampling
         self.logit_mean = logit_mean
         self.logit_std = logit_std

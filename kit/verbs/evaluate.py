@@ -17,14 +17,19 @@ from jsonargparse import ArgumentParser
 
 from kit.analysis import anchor_images, generate_suite, score_images, subset
 from kit.analysis.evaluate import SOURCES
-from kit.world.suites import load_suite
+from kit.world.suites import PromptFileError, load_prompt_file, load_suite
 
 
 def parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m kit evaluate", description="Score a checkpoint (or an anchor) on a prompt suite with the oracle.")
     p.add_argument("--ckpt", type=str | None, default=None, help="checkpoint to evaluate (needed for --suite t2i)")
     p.add_argument("--suite", type=str, default="t2i", help=f"image source: {', '.join(SOURCES)}")
-    p.add_argument("--prompts", type=str, default="t2i", help="which shipped prompt suite to use")
+    p.add_argument(
+        "--prompts",
+        type=str,
+        default="t2i",
+        help="a shipped prompt suite by name, or a prompt file: one prompt a line (.txt) or JSON lines with 'prompt' and optional 'category' (.jsonl)",
+    )
     p.add_argument("--version", type=int, default=1, help="suite version")
     p.add_argument("--images-per-prompt", type=int, default=1, help="images generated per prompt")
     p.add_argument("--per-category", type=int | None, default=None, help="only the first N prompts of each category")
@@ -45,13 +50,27 @@ def main(argv: list[str]) -> int:
     if args.suite not in SOURCES:
         print(f"error: unknown --suite {args.suite!r}; choose one of {', '.join(SOURCES)}", file=sys.stderr)
         return 2
+    problems: list[str] = []
+    is_file = Path(args.prompts).suffix in (".txt", ".jsonl") or Path(args.prompts).is_file()
     try:
-        entries = subset(load_suite(args.prompts, args.version), args.per_category)
-    except FileNotFoundError as e:
+        if is_file:
+            entries, problems = load_prompt_file(args.prompts)
+            entries = subset(entries, args.per_category)
+        else:
+            entries = subset(load_suite(args.prompts, args.version), args.per_category)
+    except (FileNotFoundError, PromptFileError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if is_file and args.suite == "gt":
+        print("error: --suite gt renders a suite's own scenes; a prompt file has none (use --suite t2i --ckpt CKPT, or --suite noise)", file=sys.stderr)
+        return 2
+    for problem in problems:
+        print(f"skipped {args.prompts} {problem}", file=sys.stderr)
     started = time.perf_counter()
-    meta = {"source": args.suite, "suite": f"{args.prompts}_v{args.version}", "images_per_prompt": args.images_per_prompt, "seed": args.seed}
+    suite_name = str(args.prompts) if is_file else f"{args.prompts}_v{args.version}"
+    meta = {"source": args.suite, "suite": suite_name, "images_per_prompt": args.images_per_prompt, "seed": args.seed}
+    if problems:
+        meta["skipped_prompts"] = problems
     if args.suite == "t2i":
         if args.ckpt is None:
             print("error: --suite t2i needs --ckpt (or use --suite gt / --suite noise for the anchors)", file=sys.stderr)
@@ -79,5 +98,6 @@ def main(argv: list[str]) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     cats = "  ".join(f"{k}={v:.3f}" for k, v in results["categories"].items())
-    print(f"{args.suite}: overall {results['overall']:.3f}  dpg {results['dpg']['score']}  [{cats}] -> {out}")
+    dpg = "-" if results["dpg"]["score"] is None else f"{results['dpg']['score']:.3f}"
+    print(f"{args.suite}: overall {results['overall']:.3f}  dpg {dpg}  [{cats}] -> {out}")
     return 0

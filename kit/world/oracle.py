@@ -103,7 +103,7 @@ class Oracle:
     max_hue_distance: float = 12.0
     min_iou: float = 0.5
     read_size: int = 64
-    template_blurs: tuple[float, ...] = (0.7, 1.2)
+    template_blurs: tuple[float, ...] = (0.7,)
 
     def read(self, image) -> Scene:
         """Detect the objects of an image (see `to_rgb_array` for accepted formats); jitter is left at 0."""

@@ -146,3 +146,46 @@ def load_suite(name: str = "t2i", version: int = 1) -> list[SuiteEntry]:
         shipped = sorted(p.stem for p in SUITES_DIR.glob("*.jsonl")) if SUITES_DIR.is_dir() else []
         raise FileNotFoundError(f"no suite {name!r} version {version} ({path}); shipped suites: {', '.join(shipped) or 'none'}")
     return [SuiteEntry.from_json(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class PromptFileError(ValueError):
+    """A user prompt file that cannot be read at all (missing, empty, or not one prompt a line)."""
+
+
+def load_prompt_file(path: str | Path) -> tuple[list[SuiteEntry], list[str]]:
+    """A user's prompts -> (entries, problems), scored like a suite.
+
+    The file holds one prompt a line (`.txt`), or JSON objects one a line (`.jsonl`) with a
+    `prompt` and optionally a `category` (one of `CATEGORIES` or any name; 'custom' when absent)
+    and an `id`. Blank lines and lines starting with '#' are skipped. A prompt the parser cannot
+    read is not an entry: it is reported in `problems` as 'line N: reason', and the rest is kept.
+    Entries have no ground-truth scene (an empty one), so the `gt` anchor cannot score them.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PromptFileError(f"no prompt file {str(path)!r}")
+    entries, problems = [], []
+    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        category, ident = "custom", None
+        if path.suffix == ".jsonl" or line.startswith("{"):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                problems.append(f"line {number}: not JSON ({e.msg}); expected {{\"prompt\": ..., \"category\": ...}}")
+                continue
+            if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
+                problems.append(f"line {number}: a JSON line needs a string 'prompt'")
+                continue
+            line, category, ident = record["prompt"], str(record.get("category", "custom")), record.get("id")
+        try:
+            parse_caption(line)
+        except ValueError as e:  # CaptionParseError names the phrase
+            problems.append(f"line {number}: {e}")
+            continue
+        entries.append(SuiteEntry(str(ident or f"{category}-{len(entries) + 1:03d}"), category, line, Scene(())))
+    if not entries:
+        raise PromptFileError(f"{path} has no prompt the shapes-world parser can read" + (f" ({problems[0]})" if problems else ""))
+    return entries, problems
