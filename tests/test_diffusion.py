@@ -26,6 +26,7 @@ MIXTURE = [
 OBJECTIVES = {
     "flow": RectifiedFlow(),
     "flow-x0": RectifiedFlow(prediction="x0"),
+    "flow-x0-signal": RectifiedFlow(prediction="x0", loss_space="prediction", input_scaling="signal"),
     "ddpm-eps-linear": DDPM("linear", "eps"),
     "ddpm-v-cosine": DDPM("cosine", "v"),
     "ddpm-x0-scaled": DDPM("scaled_linear", "x0"),
@@ -33,9 +34,11 @@ OBJECTIVES = {
 
 
 def exact_model(objective, components):
-    """The perfect denoiser for a Gaussian mixture, returning the objective's own parameterisation."""
+    """The perfect denoiser for a Gaussian mixture, returning the objective's own parameterisation.
+    It is fed what the objective feeds a network (`model_input`) and undoes that scaling first."""
 
     def fn(x, t):
+        x = x / objective.model_input(torch.ones_like(x), t).clamp(min=1e-12)  # back to x_t (at t = 1 x_t does not matter)
         alpha, sigma = objective.schedule.alpha_sigma(t)
         a, s = alpha[:, None], sigma[:, None]  # (B, 1)
         log_w, means = [], []
@@ -148,6 +151,25 @@ def test_x0_prediction_trains_with_the_velocity_loss():
     assert torch.allclose(back_x0, x0) and torch.allclose(back_eps[128:], noise[128:], atol=1e-4)
     with pytest.raises(ValueError, match="velocity' or 'x0'"):
         RectifiedFlow(prediction="eps")
+
+
+def test_signal_input_scaling_fades_the_input_and_reaches_the_sampler():
+    objective = RectifiedFlow(prediction="x0", loss_space="prediction", input_scaling="signal")
+    x = torch.ones(3, 2)
+    t = torch.tensor([0.0, 0.5, 1.0])
+    assert torch.allclose(objective.model_input(x, t)[:, 0], torch.tensor([1.0, 0.5 / 0.5**0.5, 0.0]))
+    seen = []
+
+    def fn(x_in, tt):  # records what the network is fed
+        seen.append((x_in.clone(), tt.clone()))
+        return torch.zeros_like(x_in)
+
+    EulerSampler(num_steps=2).sample(fn, torch.ones(4, 2), objective)
+    assert torch.all(seen[0][0] == 0)  # at t = 1 the network sees no input at all: only the prompt can steer it
+    assert torch.all(seen[1][0] != 0)  # later it sees the (scaled) partially denoised sample
+    assert RectifiedFlow().model_input(x, t) is x  # the default feeds x_t itself
+    with pytest.raises(ValueError, match="input_scaling"):
+        RectifiedFlow(input_scaling="bogus")
 
 
 def test_schedules():

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
+import torch
 
 from kit.world.suites import CATEGORIES
 
@@ -85,6 +86,7 @@ class LearningCurve(L.Callback):
         self._pause()
         started = time.perf_counter()
         results = evaluate_module(module, self.entries, self.images_per_prompt, **self.generate_kwargs)
+        gains = conditioning_gain(module, trainer.datamodule) if trainer.datamodule is not None else {}
         batch = trainer.datamodule.batch_size if trainer.datamodule is not None else None
         row = {
             **self.tags,
@@ -94,6 +96,7 @@ class LearningCurve(L.Callback):
             "overall": results["overall"],
             **{c: results["categories"].get(c) for c in CATEGORIES},
             "dpg": results["dpg"]["score"],
+            **gains,
             "eval_seconds": round(time.perf_counter() - started, 2),
         }
         self.rows.append(row)
@@ -114,13 +117,43 @@ class LearningCurve(L.Callback):
         self.evaluate(trainer, module)
 
 
+GAIN_TIMES = (0.5, 0.8, 0.95)
+
+
+@torch.no_grad()
+def conditioning_gain(module, datamodule, times: tuple[float, ...] = GAIN_TIMES, n: int = 64) -> dict[str, float]:
+    """How much the prompt helps the denoiser: `1 - loss(prompt) / loss(null)` at fixed times and noise on
+    the first `n` validation items (`gain_t0.80`, ...). Zero means the model ignores its conditioning; it
+    rises before any image is scored correct, so it is the first sign that conditioning is being learned."""
+    items = [datamodule.val_set[i] for i in range(min(n, len(datamodule.val_set)))]
+    x0 = torch.stack([it["image"] for it in items]).to(module.device)  # (n, C, H, W)
+    prompts = [it["prompt"] for it in items]
+    generator = torch.Generator(device=module.device).manual_seed(0)
+    noise = torch.randn(x0.shape, device=module.device, generator=generator)
+    was_training = module.training
+    module.eval()
+    out = {}
+    try:
+        with module.averaged():
+            x0 = module.to_model_space(x0)
+            cond, null = module.condition(prompts), module.fusion.null_conditioning(len(prompts))
+            for t in times:
+                tt = torch.full((len(prompts),), t, device=module.device)
+                right = module.objective.loss(module.backbone, x0, cond, t=tt, noise=noise)["loss"]
+                none = module.objective.loss(module.backbone, x0, null, t=tt, noise=noise)["loss"]
+                out[f"gain_t{t:.2f}"] = float(1 - right / none.clamp(min=1e-12))
+    finally:
+        module.train(was_training)
+    return out
+
+
 def read_rows(path: str | Path) -> list[dict]:
     """The rows of a learning-curve JSON-lines file (none when it does not exist)."""
     path = Path(path)
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
-SCORES = ("overall", *CATEGORIES, "dpg")
+SCORES = ("overall", *CATEGORIES, "dpg", *(f"gain_t{t:.2f}" for t in GAIN_TIMES))
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -142,7 +175,7 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 def table(summary: list[dict]) -> str:
     """A Markdown table of a summary: one line per (variant, step)."""
-    cols = ["variant", "step", "seeds", "train s", "samples", "overall", *(c.replace("_", " ") for c in CATEGORIES), "dpg"]
+    cols = ["variant", "step", "seeds", "train s", "samples", "overall", *(c.replace("_", " ") for c in CATEGORIES), "dpg", *(f"gain t={t}" for t in GAIN_TIMES)]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in summary:
         cells = [r["variant"], str(r["step"]), str(r["seeds"]), f"{r['train_seconds']:.0f}", str(r["samples"])]

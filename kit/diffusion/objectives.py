@@ -27,6 +27,7 @@ from kit.types import Conditioning
 
 Prediction = Literal["eps", "x0", "v", "velocity"]
 LossSpace = Literal["prediction", "velocity"]
+InputScaling = Literal["none", "signal"]
 _TINY = 1e-8
 
 
@@ -50,19 +51,35 @@ class DiffusionObjective(Objective):
             output into a velocity (through `to_x0_eps`) and regresses the true velocity.
         sigma_min: in the velocity loss, sigma is clipped below at this value when the noise is
             recovered from an x0 prediction (the loss weight of x0 errors then stays finite at t -> 0).
+        input_scaling: what the network is fed: 'none' gives it x_t; 'signal' gives it
+            `x_t * alpha / sqrt(alpha^2 + sigma^2)`, which fades the input out as it becomes noise (0 at
+            pure noise), so an x0-predicting network is not swamped by noise features where only the
+            prompt can tell it what to draw. Training and every sampler apply the same scaling.
     """
 
-    def __init__(self, schedule: NoiseSchedule, prediction: Prediction, loss_space: LossSpace = "prediction", sigma_min: float = 0.05) -> None:
+    def __init__(
+        self, schedule: NoiseSchedule, prediction: Prediction, loss_space: LossSpace = "prediction", sigma_min: float = 0.05, input_scaling: InputScaling = "none"
+    ) -> None:
         if prediction not in ("eps", "x0", "v", "velocity"):
             raise ValueError(f"unknown prediction {prediction!r}; known: eps, x0, v, velocity")
         if loss_space not in ("prediction", "velocity"):
             raise ValueError(f"unknown loss_space {loss_space!r}; known: prediction, velocity")
+        if input_scaling not in ("none", "signal"):
+            raise ValueError(f"unknown input_scaling {input_scaling!r}; known: none, signal")
         if not 0.0 < sigma_min < 1.0:
             raise ValueError(f"sigma_min must be in (0, 1), got {sigma_min}")
         self.schedule = schedule
         self.prediction = prediction
         self.loss_space = loss_space
         self.sigma_min = sigma_min
+        self.input_scaling = input_scaling
+
+    def model_input(self, x_t: Tensor, t: Tensor) -> Tensor:
+        """What the network is fed at `(x_t, t)` (see `input_scaling`); the samplers call it too."""
+        if self.input_scaling == "none":
+            return x_t
+        alpha, sigma, _, _ = self.coefficients(t, x_t)
+        return x_t * alpha / (alpha**2 + sigma**2).sqrt()
 
     @property
     def t_min(self) -> float:
@@ -105,7 +122,7 @@ class DiffusionObjective(Objective):
         noise = torch.randn_like(x0) if noise is None else noise  # (B, C, H, W)
         alpha, sigma, _, _ = self.coefficients(t, x0)
         x_t = alpha * x0 + sigma * noise  # (B, C, H, W)
-        pred = model(x_t, t, cond)  # (B, C, H, W)
+        pred = model(self.model_input(x_t, t), t, cond)  # (B, C, H, W)
         if self.loss_space == "velocity" and self.prediction != "velocity":
             pred, target = self._velocity(pred.float(), x_t.float(), t), self._velocity(x0.float(), x_t.float(), t, x0_given=True)
         else:
@@ -136,6 +153,8 @@ class RectifiedFlow(DiffusionObjective):
             x0 error weighted by about 1/t^2: low-noise detail dominates); 'prediction' regresses
             the output itself (for x0 predictions the plain x0 error, every time weighted alike).
         sigma_min: the clip of t in the velocity loss of x0 predictions.
+        input_scaling: 'none' feeds the network x_t; 'signal' feeds it `x_t (1 - t) / sqrt((1 - t)^2 + t^2)`
+            (see `DiffusionObjective`).
         time_sampling: 'uniform' on [0, 1], or 'logit_normal' (sigmoid of a normal; SD3's default).
         logit_mean: mean of the normal before the sigmoid.
         logit_std: standard deviation of the normal before the sigmoid.
@@ -151,10 +170,11 @@ class RectifiedFlow(DiffusionObjective):
         prediction: Literal["velocity", "x0"] = "velocity",
         loss_space: LossSpace = "velocity",
         sigma_min: float = 0.05,
+        input_scaling: InputScaling = "none",
     ) -> None:
         if prediction not in ("velocity", "x0"):
             raise ValueError(f"RectifiedFlow predicts 'velocity' or 'x0', got {prediction!r}")
-        super().__init__(LinearFlow(), prediction, loss_space=loss_space, sigma_min=sigma_min)
+        super().__init__(LinearFlow(), prediction, loss_space=loss_space, sigma_min=sigma_min, input_scaling=input_scaling)
         self.time_sampling = time_sampling
         self.logit_mean = logit_mean
         self.logit_std = logit_std

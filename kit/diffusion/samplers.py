@@ -67,7 +67,7 @@ class GridSampler(Sampler):
     @staticmethod
     def _x0_eps(fn: DenoiserFn, objective: DiffusionObjective, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         tb = t.to(x.dtype).expand(x.shape[0])
-        return objective.to_x0_eps(fn(x, tb), x, tb)
+        return objective.to_x0_eps(fn(objective.model_input(x, tb), tb), x, tb)  # the network sees the objective's scaled input
 
     @staticmethod
     def _coeffs(objective: DiffusionObjective, t: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -48,6 +48,8 @@ class ShapesDataset(Dataset):
         image_size: render size in pixels.
         caption_styles: caption registers to draw from.
         caption_weights: probability of each register (uniform when None).
+        curriculum_items: items `0 .. curriculum_items - 1` are captioned in the first register only
+            (a curriculum when the items are read in order; see `ShapesDataModule`).
     """
 
     def __init__(
@@ -58,6 +60,7 @@ class ShapesDataset(Dataset):
         image_size: int = 32,
         caption_styles: Sequence[str] = STYLES,
         caption_weights: Sequence[float] | None = None,
+        curriculum_items: int = 0,
     ) -> None:
         unknown = set(caption_styles) - set(STYLES)
         if unknown:
@@ -71,6 +74,7 @@ class ShapesDataset(Dataset):
         self.styles = list(caption_styles)
         weights = np.ones(len(self.styles)) if caption_weights is None else np.asarray(caption_weights, dtype=float)
         self.weights = weights / weights.sum()
+        self.curriculum_items = curriculum_items
 
     def __len__(self) -> int:
         return self.length
@@ -80,6 +84,8 @@ class ShapesDataset(Dataset):
         rng = scene_rng(self.seed, self.split_id, index)
         scene = sample_training_scene(rng)  # never a held-out (evaluation) scene
         style = self.styles[int(rng.choice(len(self.styles), p=self.weights))]
+        if index < self.curriculum_items:
+            style = self.styles[0]
         return scene, caption(scene, style, rng)
 
     def __getitem__(self, index: int) -> dict:
@@ -103,7 +109,7 @@ class ImageTextData(L.LightningDataModule):
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle and not getattr(dataset, "curriculum_items", 0),  # a curriculum is read in order
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             drop_last=shuffle and len(dataset) > self.batch_size,  # full training batches, unless there is only one
@@ -138,6 +144,11 @@ class ShapesDataModule(ImageTextData):
         num_workers: DataLoader worker processes.
         feature_cache: a feature-cache directory built by `python -m kit cache` for this recipe:
             batches then carry the encoder's outputs, and training covers the cached items.
+        caption_curriculum: the first this many training items are captioned in the first register
+            of `caption_styles` only (detailed: every attribute and place given), then the weighted mix.
+            With a curriculum the training items are read in index order (each index is an independent
+            random scene, so no shuffle is needed). A model learns to bind prompts to places far
+            sooner from unambiguous captions; the mix then teaches it partial prompts.
     """
 
     def __init__(
@@ -152,8 +163,11 @@ class ShapesDataModule(ImageTextData):
         val_caption_style: str = "detailed",
         num_workers: int = 0,
         feature_cache: str | None = None,
+        caption_curriculum: int = 0,
     ) -> None:
         super().__init__()
+        if caption_curriculum < 0:
+            raise ValueError(f"caption_curriculum must be >= 0 items, got {caption_curriculum}")
         self.save_hyperparameters()
         self.image_size = image_size
         self.channels = 3
@@ -163,7 +177,7 @@ class ShapesDataModule(ImageTextData):
         if self.feature_cache is not None:
             cached = self.feature_cache.manifest.get("data", {}).get("train_items", train_size)
             train_size = min(train_size, cached)  # train on the items whose prompts are cached
-        self.train_set = ShapesDataset(train_size, "train", seed, image_size, caption_styles, caption_weights)
+        self.train_set = ShapesDataset(train_size, "train", seed, image_size, caption_styles, caption_weights, caption_curriculum)
         self.val_set = ShapesDataset(val_size, "val", seed, image_size, [val_caption_style])
 
     def preview_prompts(self, n: int) -> list[str]:
