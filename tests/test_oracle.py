@@ -9,7 +9,7 @@ from kit.world import Scene, SceneObject, render, sample_scene, scene_rng
 from kit.world.oracle import ImageFormatError, Oracle
 from kit.world.perturb import PERTURBATIONS
 
-TRAINING_SIZE = 48  # recipes/lap.yaml's data.image_size (tests/test_readme.py checks they agree)
+TRAINING_SIZE = 48  # recipes/lap.yaml's data.image_size (checked below)
 
 
 @pytest.mark.parametrize("size", [TRAINING_SIZE, 64])
@@ -75,3 +75,10 @@ def test_oracle_accepts_model_tensors_and_pil_images():
 def test_oracle_refuses_images_it_cannot_score(bad, message):
     with pytest.raises(ImageFormatError, match=message):
         Oracle().read(bad)
+
+
+def test_the_oracle_is_checked_at_the_default_training_size():
+    import yaml
+
+    recipe = yaml.safe_load(open("recipes/lap.yaml"))
+    assert recipe["data"]["init_args"]["image_size"] == TRAINING_SIZE
