@@ -77,7 +77,11 @@ def run_one(name: str, configs: list[str], overrides: list[str], seed: int, args
 
     cli_args = [a for c in configs for a in ("-c", c)] + [f"--seed_everything={seed}", f"--trainer.max_steps={args.steps}"]
     cli_args += ["--trainer.callbacks=[]", "--trainer.enable_checkpointing=false", "--trainer.limit_val_batches=0"]
-    cli_args += [f"--trainer.logger.init_args.save_dir={args.logdir}", f"--trainer.logger.init_args.name={args.name}/{name}", f"--trainer.logger.init_args.version=seed{seed}"]
+    cli_args += [
+        f"--trainer.logger.init_args.save_dir={args.logdir}",
+        f"--trainer.logger.init_args.name={args.name}/{name}",
+        f"--trainer.logger.init_args.version=seed{seed}",
+    ]
     cli_args += overrides + (SMOKE if args.smoke else [])
     cli = run_cli(cli_args, run=False)
     tags = {"variant": name, "seed": seed, "recipes": configs, "overrides": overrides, "commit": args.commit, "threads": torch.get_num_threads()}

@@ -61,7 +61,10 @@ def test_recipes_build(recipe, tmp_path):
     recipes = [recipe] if recipe in FULL_RECIPES else ["recipes/lap.yaml", recipe]
     args = ["fit", *[a for r in recipes for a in ("-c", str(REPO / r))], "-c", str(REPO / SMOKE), f"--trainer.logger.init_args.save_dir={tmp_path}"]
     cli = run_cli(args, run=False)
-    assert cli.model.backbone.in_channels == 3 and cli.model.sample_shape == (3, 32, 32), "data geometry is linked into the model"
+    data = cli.datamodule
+    if cli.model.autoencoder is None:  # pixel space: the data's geometry is the model's
+        assert cli.model.sample_shape == (data.channels, data.image_size, data.image_size), "data geometry is linked into the model"
+    assert cli.model.backbone.in_channels == 3 or cli.model.autoencoder is not None
     assert cli.model.fusion.cond_dim == cli.model.backbone.cond_dim
 
 

@@ -31,10 +31,7 @@ def test_learning_curve_smoke_writes_rows_table_and_plot_and_resumes(tmp_path):
 
 
 def test_summary_means_over_seeds_with_a_range():
-    rows = [
-        {"variant": "v", "seed": s, "step": 10, "train_seconds": 5.0 + s, "samples": 40, "overall": o, "dpg": None}
-        for s, o in ((0, 0.2), (1, 0.4))
-    ]
+    rows = [{"variant": "v", "seed": s, "step": 10, "train_seconds": 5.0 + s, "samples": 40, "overall": o, "dpg": None} for s, o in ((0, 0.2), (1, 0.4))]
     (row,) = summarise(rows)
     assert row["seeds"] == 2 and abs(row["overall"] - 0.3) < 1e-9 and row["overall_range"] == (0.2, 0.4) and row["dpg"] is None
     assert "0.300 (0.20-0.40)" in table([row])

@@ -45,7 +45,19 @@ def test_scene_token_recipe_trains(tmp_path):
     from kit.cli import run_cli
 
     cli = run_cli(
-        ["fit", "-c", "recipes/lap.yaml", "-c", "recipes/diagnostics/scene_tokens.yaml", "-c", "recipes/smoke.yaml", "--trainer.callbacks=[]", f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false", "--trainer.enable_checkpointing=false"]
+        [
+            "fit",
+            "-c",
+            "recipes/lap.yaml",
+            "-c",
+            "recipes/diagnostics/scene_tokens.yaml",
+            "-c",
+            "recipes/smoke.yaml",
+            "--trainer.callbacks=[]",
+            f"--trainer.default_root_dir={tmp_path}",
+            "--trainer.logger=false",
+            "--trainer.enable_checkpointing=false",
+        ]
     )
     assert isinstance(cli.model.encoder, SceneTokenEncoder)
     assert cli.trainer.global_step == 3

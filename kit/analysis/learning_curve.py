@@ -175,7 +175,17 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 def table(summary: list[dict]) -> str:
     """A Markdown table of a summary: one line per (variant, step)."""
-    cols = ["variant", "step", "seeds", "train s", "samples", "overall", *(c.replace("_", " ") for c in CATEGORIES), "dpg", *(f"gain t={t}" for t in GAIN_TIMES)]
+    cols = [
+        "variant",
+        "step",
+        "seeds",
+        "train s",
+        "samples",
+        "overall",
+        *(c.replace("_", " ") for c in CATEGORIES),
+        "dpg",
+        *(f"gain t={t}" for t in GAIN_TIMES),
+    ]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in summary:
         cells = [r["variant"], str(r["step"]), str(r["seeds"]), f"{r['train_seconds']:.0f}", str(r["samples"])]

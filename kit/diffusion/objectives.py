@@ -58,7 +58,12 @@ class DiffusionObjective(Objective):
     """
 
     def __init__(
-        self, schedule: NoiseSchedule, prediction: Prediction, loss_space: LossSpace = "prediction", sigma_min: float = 0.05, input_scaling: InputScaling = "none"
+        self,
+        schedule: NoiseSchedule,
+        prediction: Prediction,
+        loss_space: LossSpace = "prediction",
+        sigma_min: float = 0.05,
+        input_scaling: InputScaling = "none",
     ) -> None:
         if prediction not in ("eps", "x0", "v", "velocity"):
             raise ValueError(f"unknown prediction {prediction!r}; known: eps, x0, v, velocity")

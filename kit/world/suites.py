@@ -174,7 +174,7 @@ def load_prompt_file(path: str | Path) -> tuple[list[SuiteEntry], list[str]]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as e:
-                problems.append(f"line {number}: not JSON ({e.msg}); expected {{\"prompt\": ..., \"category\": ...}}")
+                problems.append(f'line {number}: not JSON ({e.msg}); expected {{"prompt": ..., "category": ...}}')
                 continue
             if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
                 problems.append(f"line {number}: a JSON line needs a string 'prompt'")
