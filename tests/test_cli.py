@@ -95,7 +95,8 @@ def test_every_recipe_fits_and_samples(recipe, tmp_path, capsys):
     out = tmp_path / "grid.png"
     assert main(["sample", "--ckpt", str(ckpt), "--prompt", "a red circle", "--prompt", "a blue square", "--num", "3", "--out", str(out), "--scale", "1"]) == 0
     grid = Image.open(out)
-    assert grid.size == (3 * 33 + 1, 2 * 33 + 1)  # 32-px images with 1-px padding
+    side = yaml.safe_load((REPO / recipe).read_text())["data"]["init_args"]["image_size"]
+    assert grid.size == (3 * (side + 1) + 1, 2 * (side + 1) + 1)  # the recipe's image size with 1-px padding
 
 
 def test_sampling_with_rewriting_switched_at_inference(tmp_path, capsys):
@@ -165,7 +166,8 @@ def test_objective_overlays_fit_and_sample(overlay, tmp_path):
         ["fit", "-c", str(REPO / "recipes/lap.yaml"), "-c", str(REPO / overlay), "-c", str(REPO / SMOKE), f"--trainer.logger.init_args.save_dir={tmp_path}"]
     )
     images = cli.model.generate(["a red circle"], num_steps=3)
-    assert images.shape == (1, 3, 32, 32) and torch.isfinite(images).all()
+    side = cli.datamodule.image_size
+    assert images.shape == (1, 3, side, side) and torch.isfinite(images).all()
 
 
 @pytest.mark.parametrize("overlay", sorted(str(p.relative_to(REPO)) for p in (REPO / "recipes" / "backbones").glob("*_shapes.yaml")))
@@ -191,3 +193,14 @@ def test_verifi_overlay_trains_with_rewrites_and_caches_them(tmp_path):
     assert (kinds == int(TokenKind.GENERATED)).any() and (kinds == int(TokenKind.INSTRUCTION)).any()
     assert not (kinds == int(TokenKind.PROMPT)).any(), "the raw prompt only enters as the instruction, which heads drop"
     assert encoder.fingerprint()["rewrite"]["system_prompt"].startswith("Rewrite the prompt")
+
+
+def test_lap_long_is_lap_trained_longer():
+    lap, long = (yaml.safe_load((REPO / r).read_text()) for r in ("recipes/lap.yaml", "recipes/lap_long.yaml"))
+    assert long["trainer"]["max_steps"] >= 5 * lap["trainer"]["max_steps"]
+    for config in (lap, long):
+        for key in ("max_steps", "val_check_interval", "callbacks"):
+            del config["trainer"][key]
+        del config["trainer"]["logger"]["init_args"]["name"]
+        del config["data"]["init_args"]["caption_curriculum"]
+    assert lap == long, "recipes/lap_long.yaml drifted from recipes/lap.yaml beyond its length"

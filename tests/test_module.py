@@ -122,7 +122,7 @@ def test_latent_diffusion_with_a_tiny_vae(tmp_path):
     repo = __import__("pathlib").Path(__file__).resolve().parent.parent
     args = ["fit", "-c", str(repo / "recipes/lap.yaml"), "-c", str(repo / "recipes/latent/vae.yaml"), "-c", str(repo / "recipes/smoke.yaml")]
     args += [f"--model.init_args.autoencoder.init_args.model={vae_dir}", f"--trainer.logger.init_args.save_dir={tmp_path}"]
-    args += ["--model.init_args.backbone.init_args.patch_size=4"]
+    args += ["--model.init_args.backbone.init_args.patch_size=4", "--data.init_args.image_size=32"]
     cli = run_cli(args)
     model = cli.model
     assert model.backbone.in_channels == 4 and model.backbone.input_size == 16, "the backbone works on 4 x 16 x 16 latents"
