@@ -63,3 +63,11 @@ def test_scene_token_recipe_trains(tmp_path):
     assert cli.trainer.global_step == 3
     trained = {n for n, p in cli.model.named_parameters() if p.requires_grad}
     assert any(n.startswith("encoder.tables.") for n in trained)
+
+
+def test_a_trainable_encoder_cannot_be_cached(tmp_path, capsys):
+    from kit.cli import main
+
+    args = ["cache", "-c", "recipes/lap.yaml", "-c", "recipes/diagnostics/scene_tokens.yaml", "-c", "recipes/smoke.yaml", "--out", str(tmp_path / "c")]
+    assert main(args) == 2
+    assert "cannot be cached" in capsys.readouterr().err and not (tmp_path / "c").exists()

@@ -36,6 +36,9 @@ def main(argv: list[str]) -> int:
         print(f"error: the recipe cannot be built: {e}", file=sys.stderr)
         return 2
     data, encoder, trainer = cli.datamodule, cli.model.encoder, cli.trainer
+    if encoder.fingerprint() is None:
+        print(f"error: {type(encoder).__name__} trains with the model, so its features cannot be cached (a cache needs a frozen encoder)", file=sys.stderr)
+        return 2
     if not hasattr(data, "cache_keys"):
         print(f"error: {type(data).__name__} cannot list its prompts for a cache (it has no cache_keys)", file=sys.stderr)
         return 2
