@@ -61,28 +61,21 @@ def commit() -> str:
         return "unknown"
 
 
-SMOKE = [
-    "--trainer.max_steps=4",
-    "--data.init_args.batch_size=4",
-    "--data.init_args.num_workers=0",
-    "--model.init_args.backbone.init_args.width=32",
-    "--model.init_args.backbone.init_args.depth=1",
-    "--model.init_args.backbone.init_args.num_heads=2",
-    "--model.init_args.sampler.init_args.num_steps=2",
-]
+SMOKE = str(ROOT / "recipes" / "smoke.yaml")  # composed after the variant's recipes: a tiny model, few steps
 
 
 def run_one(name: str, configs: list[str], overrides: list[str], seed: int, args, out: Path) -> None:
     from kit.cli import run_cli
 
-    cli_args = [a for c in configs for a in ("-c", c)] + [f"--seed_everything={seed}", f"--trainer.max_steps={args.steps}"]
+    configs_used = configs + ([SMOKE] if args.smoke else [])
+    cli_args = [a for c in configs_used for a in ("-c", c)] + [f"--seed_everything={seed}", f"--trainer.max_steps={args.steps}"]
     cli_args += ["--trainer.callbacks=[]", "--trainer.enable_checkpointing=false", "--trainer.limit_val_batches=0"]
     cli_args += [
         f"--trainer.logger.init_args.save_dir={args.logdir}",
         f"--trainer.logger.init_args.name={args.name}/{name}",
         f"--trainer.logger.init_args.version=seed{seed}",
     ]
-    cli_args += overrides + (SMOKE if args.smoke else [])
+    cli_args += overrides
     cli = run_cli(cli_args, run=False)
     tags = {"variant": name, "seed": seed, "recipes": configs, "overrides": overrides, "commit": args.commit, "threads": torch.get_num_threads()}
     curve = LearningCurve(out, args.every, args.per_category, args.images_per_prompt, tags, num_steps=args.sample_steps)

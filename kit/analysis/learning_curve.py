@@ -162,7 +162,8 @@ def summarise(rows: list[dict]) -> list[dict]:
     for r in rows:
         groups[(r["variant"], r["step"])].append(r)
     out = []
-    for (variant, step), rs in sorted(groups.items(), key=lambda kv: (list(dict.fromkeys(r["variant"] for r in rows)).index(kv[0][0]), kv[0][1])):
+    order = {v: i for i, v in enumerate(dict.fromkeys(r["variant"] for r in rows))}  # variants in the order they ran
+    for (variant, step), rs in sorted(groups.items(), key=lambda kv: (order[kv[0][0]], kv[0][1])):
         row = {"variant": variant, "step": step, "seeds": len(rs), "train_seconds": float(np.mean([r["train_seconds"] for r in rs]))}
         row["samples"] = rs[0]["samples"]
         for k in SCORES:
