@@ -3,7 +3,7 @@
     python benchmarks/conditioning_probe.py -c recipes/lap.yaml -c recipes/levers/fast.yaml --steps 500
     python benchmarks/conditioning_probe.py -c recipes/lap.yaml --time 1.0 --zero-noise --steps 500
 
-Trains the recipe's model with plain AdamW (the recipe's learning rate, no schedule) and every
+Trains the recipe's model with the recipe's optimizer (learning rate, betas, weight decay; no schedule) and every
 `--every` steps prints the loss on 64 fixed validation items at `--eval-time` with the prompt and
 with the null conditioning, and the gain `1 - loss(prompt) / loss(null)`. Training times come from
 the recipe's objective, or are all `--time`; `--zero-noise` replaces the noise by zeros (the pure
@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     cli = run_cli([a for c in args.config for a in ("-c", c)] + [f"--seed_everything={args.seed}", "--trainer.logger=false", *args.overrides], run=False)
     module, data = cli.model, cli.datamodule
-    lr = float(module.optimizer_factory.keywords.get("lr", 1e-3)) if hasattr(module.optimizer_factory, "keywords") else 1e-3
-    optimizer = torch.optim.AdamW([q for q in module.parameters() if q.requires_grad], lr=lr)
+    groups = module.trainable_parameter_groups()  # the recipe's optimizer (lr, betas, weight decay), without its schedule
+    optimizer = module.optimizer_factory(groups) if module.optimizer_factory else torch.optim.AdamW(groups, lr=1e-3)
     val = [data.val_set[i] for i in range(64)]
     vx, vp = torch.stack([v["image"] for v in val]), [v["prompt"] for v in val]
     vn = torch.randn(vx.shape, generator=torch.Generator().manual_seed(0)) * (0.0 if args.zero_noise else 1.0)

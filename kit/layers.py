@@ -27,6 +27,42 @@ def key_padding_bias(mask: Tensor | None) -> Tensor | None:
     return mask[:, None, None, :]
 
 
+def rotary_tables(positions: Tensor, head_dim: int, base: float = 10000.0) -> tuple[Tensor, Tensor]:
+    """Rotary position tables for integer `positions` `(B, S)` -> `(cos, sin)`, each `(B, 1, S, head_dim)`."""
+    if head_dim % 2:
+        raise ValueError(f"rotary positions need an even head width, got {head_dim}")
+    half = head_dim // 2
+    freqs = base ** (-torch.arange(half, dtype=torch.float32, device=positions.device) / half)  # (half,)
+    angles = positions.float()[..., None] * freqs  # (B, S, half)
+    angles = torch.cat([angles, angles], dim=-1)[:, None]  # (B, 1, S, head_dim)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate `x` `(B, K, S, d)` by the tables of `rotary_tables` (the rotate-half convention)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat([-x2, x1], dim=-1) * sin
+
+
+class RotaryAttention(Attention):
+    """timm's `Attention` (same parameters and state_dict keys) with rotary positions on queries and keys.
+
+    Relative offsets between tokens then enter every attention score, so a block can learn
+    "the words just after me" (an object's place phrase) from its first steps.
+    """
+
+    def forward(self, x: Tensor, attn_mask: Tensor | None = None, rope: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """x `(B, S, W)`, attn_mask `(B, 1, 1, S)` bool or None, rope `(cos, sin)` from `rotary_tables` -> `(B, S, W)`."""
+        b, s, _ = x.shape
+        q, k, v = rearrange(self.qkv(x), "b s (three k d) -> three b k s d", three=3, k=self.num_heads)  # (B, K, S, d) each
+        q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None:
+            q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=self.attn_drop.p if self.training else 0.0)
+        out = self.norm(rearrange(out, "b k s d -> b s (k d)"))  # (B, S, W)
+        return self.proj_drop(self.proj(out))
+
+
 class TransformerBlock(nn.Module):
     """Pre-norm block: RMSNorm -> self-attention (QK-norm) -> RMSNorm -> MLP, residual around each.
 
@@ -47,9 +83,11 @@ class TransformerBlock(nn.Module):
         self.norm2 = RmsNorm(dim)
         self.mlp = Mlp(dim, hidden_features=int(dim * mlp_ratio), act_layer=nn.GELU)
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        """x: `(B, S, dim)`; mask: `(B, S)` bool key mask or None. Returns `(B, S, dim)`."""
-        x = x + self.attn(self.norm1(x), attn_mask=key_padding_bias(mask))  # (B, S, dim)
+    def forward(self, x: Tensor, mask: Tensor | None = None, rope: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """x: `(B, S, dim)`; mask: `(B, S)` bool key mask or None; rope: rotary tables (with
+        `attn_layer=RotaryAttention`) or None. Returns `(B, S, dim)`."""
+        extra = {} if rope is None else {"rope": rope}
+        x = x + self.attn(self.norm1(x), attn_mask=key_padding_bias(mask), **extra)  # (B, S, dim)
         x = x + self.mlp(self.norm2(x))  # (B, S, dim)
         return x
 

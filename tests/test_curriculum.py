@@ -17,3 +17,19 @@ def test_curriculum_items_are_detailed_then_the_mix_in_index_order():
     assert not any(parse_caption(plain.train_set.scene_and_prompt(i)[1]).exhaustive for i in range(16))
     with pytest.raises(ValueError, match="caption_curriculum"):
         ShapesDataModule(caption_curriculum=-1)
+
+
+def test_count_curriculum_stages_limit_objects_then_the_whole_world():
+    dm = ShapesDataModule(image_size=32, batch_size=8, count_curriculum=[[24, 1], [48, 2]])
+    counts = [len(dm.train_set.scene_and_prompt(i)[0]) for i in range(200)]
+    assert set(counts[:24]) == {1}
+    assert set(counts[24:48]) == {1, 2}  # 24 draws from 1..2 give both
+    assert max(counts[48:]) > 2  # then up to MAX_OBJECTS
+    first = next(iter(dm.train_dataloader()))
+    assert first["prompt"] == [dm.train_set.scene_and_prompt(i)[1] for i in range(8)]  # read in order
+    # items outside every stage draw exactly the scenes of a run without the curriculum
+    plain = ShapesDataModule(image_size=32, batch_size=8)
+    assert [plain.train_set.scene_and_prompt(i) for i in range(48, 60)] == [dm.train_set.scene_and_prompt(i) for i in range(48, 60)]
+    for bad, match in [([[10, 0]], "max_objects"), ([[10, 1], [5, 2]], "increase"), ([[10]], "end_item")]:
+        with pytest.raises(ValueError, match=match):
+            ShapesDataModule(count_curriculum=bad)

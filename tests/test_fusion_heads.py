@@ -136,3 +136,27 @@ def test_every_ablation_head_trains_through_the_cli(overlay, tmp_path):
     )
     assert cli.trainer.global_step == 2
     assert torch.isfinite(torch.as_tensor(cli.trainer.callback_metrics["train/loss"]))
+
+
+def test_rope_refiner_sees_token_order_and_ignores_padding():
+    from kit.fusion.base import TokenRefiner
+
+    torch.manual_seed(0)
+    plain, rope = TokenRefiner(32, 2, 4), TokenRefiner(32, 2, 4, positions="rope")
+    rope.load_state_dict(plain.state_dict())  # the same parameters: only the positions differ
+    x, mask = torch.randn(1, 5, 32), torch.ones(1, 5, dtype=torch.bool)
+    perm = torch.tensor([4, 2, 0, 1, 3])
+    with torch.no_grad():
+        # without positions the refiner is permutation-equivariant; with rope the order matters
+        assert torch.allclose(plain(x[:, perm], mask), plain(x, mask)[:, perm], atol=1e-5)
+        assert not torch.allclose(rope(x[:, perm], mask), rope(x, mask)[:, perm], atol=1e-3)
+        # kept tokens are numbered in order, so padding (and where it sits) changes nothing
+        padded = torch.cat([x[:, :2], torch.randn(1, 1, 32), x[:, 2:]], dim=1)
+        keep = torch.tensor([[True, True, False, True, True, True]])
+        assert torch.allclose(rope(padded, keep)[keep], rope(x, mask)[0], atol=1e-5)
+    with pytest.raises(ValueError, match="'none' or 'rope'"):
+        TokenRefiner(32, 1, 4, positions="alibi")
+    with pytest.raises(ValueError, match="even head width"):
+        TokenRefiner(12, 1, 4, positions="rope")
+    head = LAPHead(TINY_SPEC, 16, refiner_depth=1, refiner_positions="rope", num_heads=2)
+    assert head(random_encoder_output(TINY_SPEC, [3, 5])).tokens.shape[-1] == 16

@@ -14,14 +14,15 @@ from collections.abc import Sequence
 from typing import ClassVar, Literal
 
 import torch
-from timm.layers import RmsNorm
+from timm.layers import Attention, RmsNorm
 from torch import Tensor, nn
 
-from kit.layers import TransformerBlock
+from kit.layers import RotaryAttention, TransformerBlock, rotary_tables
 from kit.registry import Registry
 from kit.types import Conditioning, EncoderOutput, EncoderSpec, TokenKind
 
 KindName = Literal["system", "instruction", "image", "generated", "prompt"]
+RefinerPositions = Literal["none", "rope"]
 
 
 class FusionHead(nn.Module, ABC):
@@ -117,16 +118,30 @@ class TokenRefiner(nn.Module):
         depth: number of blocks (0 makes it the identity).
         num_heads: attention heads.
         mlp_ratio: MLP width multiple.
+        positions: `none` (the paper's refiner: order only as the encoder's features carry it) or
+            `rope`: rotary positions over the kept tokens, numbered in order, in every block. A
+            causal VLM's word states hold an object's attributes and its place in different
+            tokens (benchmarks/vlm_feature_probe.py); relative positions let the refiner join them.
     """
 
-    def __init__(self, dim: int, depth: int, num_heads: int, mlp_ratio: float = 4.0) -> None:
+    def __init__(self, dim: int, depth: int, num_heads: int, mlp_ratio: float = 4.0, positions: RefinerPositions = "none") -> None:
         super().__init__()
-        self.blocks = nn.ModuleList(TransformerBlock(dim, num_heads, mlp_ratio) for _ in range(depth))
+        if positions not in ("none", "rope"):
+            raise ValueError(f"refiner positions must be 'none' or 'rope', got {positions!r}")
+        if positions == "rope" and (dim // num_heads) % 2:
+            raise ValueError(f"rope refiner positions need an even head width, got {dim} / {num_heads} heads")
+        self.positions = positions
+        attn = RotaryAttention if positions == "rope" else Attention
+        self.blocks = nn.ModuleList(TransformerBlock(dim, num_heads, mlp_ratio, attn_layer=attn) for _ in range(depth))
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         """x: `(B, M, dim)`; mask: `(B, M)` bool. Returns `(B, M, dim)`."""
+        rope = None
+        if self.positions == "rope" and len(self.blocks):
+            head_dim = x.shape[-1] // self.blocks[0].attn.num_heads
+            rope = rotary_tables(mask.long().cumsum(dim=1) - 1, head_dim)  # kept tokens numbered 0, 1, ... in order
         for block in self.blocks:
-            x = block(x, mask)  # (B, M, dim)
+            x = block(x, mask, rope)  # (B, M, dim)
         return x
 
 
@@ -142,6 +157,7 @@ class SingleSequenceHead(FusionHead):
         refiner_depth: bidirectional blocks over the tokens before the adaptor (0 for none).
         num_heads: attention heads of the refiner.
         mlp_ratio: MLP width multiple of the refiner.
+        refiner_positions: `none` or `rope` (rotary token positions in the refiner; see `TokenRefiner`).
         keep_kinds: token kinds the head conditions on.
     """
 
@@ -154,10 +170,11 @@ class SingleSequenceHead(FusionHead):
         refiner_depth: int = 0,
         num_heads: int = 4,
         mlp_ratio: float = 4.0,
+        refiner_positions: RefinerPositions = "none",
         keep_kinds: tuple[KindName, ...] = ("prompt", "image", "generated"),
     ) -> None:
         super().__init__(spec, cond_dim, num_blocks, keep_kinds=keep_kinds)
-        self.refiner = TokenRefiner(spec.hidden_size, refiner_depth, num_heads, mlp_ratio)
+        self.refiner = TokenRefiner(spec.hidden_size, refiner_depth, num_heads, mlp_ratio, refiner_positions)
         self.adaptor = Adaptor(spec.hidden_size, cond_dim)
 
     @abstractmethod

@@ -26,7 +26,7 @@ from einops import rearrange
 from timm.layers import Attention, RmsNorm
 from torch import Tensor, nn
 
-from kit.fusion.base import FUSION_HEADS, Adaptor, FusionHead, KindName, TokenRefiner, tap_positions
+from kit.fusion.base import FUSION_HEADS, Adaptor, FusionHead, KindName, RefinerPositions, TokenRefiner, tap_positions
 from kit.kernels import attention_pool, layer_attention, weighted_sum
 from kit.layers import TransformerBlock, init_linear_trunc_normal
 from kit.types import Conditioning, EncoderOutput, EncoderSpec
@@ -143,6 +143,8 @@ class LAPHead(FusionHead):
         refiner_depth: bidirectional blocks attending across tokens after pooling (the paper uses 2; 0 turns it off).
         num_heads: attention heads of the layer-axis blocks, the refiner and the attention projector.
         mlp_ratio: MLP width multiple in both stacks.
+        refiner_positions: `none` (the paper's) or `rope`: rotary token positions in the refiner, so
+            it can join an object's words to its place phrase (see `kit.fusion.base.TokenRefiner`).
         layer_dropout: in training, the probability of dropping each layer of a sample (at least
             one is kept); the blocks do not attend to dropped layers and the projector skips them.
         keep_kinds: token kinds the head conditions on.
@@ -161,6 +163,7 @@ class LAPHead(FusionHead):
         refiner_depth: int = 2,
         num_heads: int = 4,
         mlp_ratio: float = 4.0,
+        refiner_positions: RefinerPositions = "none",
         layer_dropout: float = 0.0,
         keep_kinds: tuple[KindName, ...] = ("prompt", "image", "generated"),
     ) -> None:
@@ -182,7 +185,7 @@ class LAPHead(FusionHead):
             self.projector = AttentionProjector(n, width, num_heads)
         else:
             raise ValueError(f"lap: unknown projector {projector!r}; choose one of weight, flatten, attention")
-        self.refiner = TokenRefiner(width, refiner_depth, num_heads, mlp_ratio)
+        self.refiner = TokenRefiner(width, refiner_depth, num_heads, mlp_ratio, refiner_positions)
         self.adaptor = Adaptor(width, cond_dim)
         self.initialize_weights()
 

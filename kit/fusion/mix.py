@@ -12,7 +12,7 @@ from einops import einsum
 from timm.layers import RmsNorm
 from torch import Tensor, nn
 
-from kit.fusion.base import FUSION_HEADS, KindName, SingleSequenceHead, tap_positions
+from kit.fusion.base import FUSION_HEADS, KindName, RefinerPositions, SingleSequenceHead, tap_positions
 from kit.layers import init_linear_trunc_normal
 from kit.types import EncoderSpec
 
@@ -29,6 +29,7 @@ class LayerMixHead(SingleSequenceHead):
         refiner_depth: bidirectional blocks over the tokens before the adaptor (0 for none).
         num_heads: attention heads of the refiner.
         mlp_ratio: MLP width multiple of the refiner.
+        refiner_positions: `none` or `rope` (rotary token positions in the refiner; see `TokenRefiner`).
         keep_kinds: token kinds the head conditions on.
     """
 
@@ -42,9 +43,19 @@ class LayerMixHead(SingleSequenceHead):
         refiner_depth: int = 0,
         num_heads: int = 4,
         mlp_ratio: float = 4.0,
+        refiner_positions: RefinerPositions = "none",
         keep_kinds: tuple[KindName, ...] = ("prompt", "image", "generated"),
     ) -> None:
-        super().__init__(spec, cond_dim, num_blocks, refiner_depth=refiner_depth, num_heads=num_heads, mlp_ratio=mlp_ratio, keep_kinds=keep_kinds)
+        super().__init__(
+            spec,
+            cond_dim,
+            num_blocks,
+            refiner_depth=refiner_depth,
+            num_heads=num_heads,
+            mlp_ratio=mlp_ratio,
+            refiner_positions=refiner_positions,
+            keep_kinds=keep_kinds,
+        )
         self.positions = tap_positions(spec, taps, self.registry_name or type(self).__name__)
         self.norm = RmsNorm(spec.hidden_size)
         self.initialize_weights()

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from kit.encoders.cache import FeatureCache, collate_entries
 from kit.world import STYLES, caption, render, scene_rng
-from kit.world.scene import Scene, sample_training_scene
+from kit.world.scene import MAX_OBJECTS, Scene, sample_training_scene
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
 
@@ -38,6 +38,22 @@ def tensor_to_image(x: torch.Tensor) -> np.ndarray:
     return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
+def check_count_stages(stages: Sequence[Sequence[int]]) -> tuple[tuple[int, int], ...]:
+    """Validate `(end_item, max_objects)` stages of a count curriculum; a clear error names the bad one."""
+    out, last_end = [], 0
+    for stage in stages:
+        if len(stage) != 2:
+            raise ValueError(f"count_curriculum: each stage is [end_item, max_objects], got {list(stage)}")
+        end, most = int(stage[0]), int(stage[1])
+        if end <= last_end:
+            raise ValueError(f"count_curriculum: stage ends must increase and be > 0, got {end} after {last_end}")
+        if not 1 <= most <= MAX_OBJECTS:
+            raise ValueError(f"count_curriculum: max_objects must be in 1..{MAX_OBJECTS}, got {most}")
+        out.append((end, most))
+        last_end = end
+    return tuple(out)
+
+
 class ShapesDataset(Dataset):
     """Scenes `index -> (image, caption)` of one split of the shapes world.
 
@@ -50,6 +66,9 @@ class ShapesDataset(Dataset):
         caption_weights: probability of each register (uniform when None).
         curriculum_items: items `0 .. curriculum_items - 1` are captioned in the first register only
             (a curriculum when the items are read in order; see `ShapesDataModule`).
+        count_stages: `(end_item, max_objects)` pairs in increasing `end_item`: an item before a
+            stage's end holds 1..max_objects objects (uniformly), the first stage that applies wins;
+            later items draw from the whole world. A curriculum over object counts.
     """
 
     def __init__(
@@ -61,6 +80,7 @@ class ShapesDataset(Dataset):
         caption_styles: Sequence[str] = STYLES,
         caption_weights: Sequence[float] | None = None,
         curriculum_items: int = 0,
+        count_stages: Sequence[tuple[int, int]] = (),
     ) -> None:
         unknown = set(caption_styles) - set(STYLES)
         if unknown:
@@ -75,6 +95,12 @@ class ShapesDataset(Dataset):
         weights = np.ones(len(self.styles)) if caption_weights is None else np.asarray(caption_weights, dtype=float)
         self.weights = weights / weights.sum()
         self.curriculum_items = curriculum_items
+        self.count_stages = check_count_stages(count_stages)
+
+    @property
+    def ordered(self) -> bool:
+        """Whether the items must be read in index order (a caption or count curriculum)."""
+        return bool(self.curriculum_items or self.count_stages)
 
     def __len__(self) -> int:
         return self.length
@@ -82,7 +108,9 @@ class ShapesDataset(Dataset):
     def scene_and_prompt(self, index: int) -> tuple[Scene, str]:
         """Item `index` without its render."""
         rng = scene_rng(self.seed, self.split_id, index)
-        scene = sample_training_scene(rng)  # never a held-out (evaluation) scene
+        stage = next((most for end, most in self.count_stages if index < end), None)
+        num_objects = None if stage is None else int(rng.integers(1, stage + 1))
+        scene = sample_training_scene(rng, num_objects)  # never a held-out (evaluation) scene
         style = self.styles[int(rng.choice(len(self.styles), p=self.weights))]
         if index < self.curriculum_items:
             style = self.styles[0]
@@ -109,7 +137,7 @@ class ImageTextData(L.LightningDataModule):
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle and not getattr(dataset, "curriculum_items", 0),  # a curriculum is read in order
+            shuffle=shuffle and not getattr(dataset, "ordered", False),  # a curriculum is read in order
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             drop_last=shuffle and len(dataset) > self.batch_size,  # full training batches, unless there is only one
@@ -149,6 +177,10 @@ class ShapesDataModule(ImageTextData):
             With a curriculum the training items are read in index order (each index is an independent
             random scene, so no shuffle is needed). A model learns to bind prompts to places far
             sooner from unambiguous captions; the mix then teaches it partial prompts.
+        count_curriculum: a curriculum over object counts, `[[end_item, max_objects], ...]` with
+            increasing ends: a training item before a stage's end holds 1..max_objects objects
+            (e.g. `[[3200, 1], [9600, 2]]`: one object for 200 steps at batch 16, then up to two
+            until step 600, then the whole world). Items are then read in index order.
     """
 
     def __init__(
@@ -164,6 +196,7 @@ class ShapesDataModule(ImageTextData):
         num_workers: int = 0,
         feature_cache: str | None = None,
         caption_curriculum: int = 0,
+        count_curriculum: list[list[int]] | None = None,
     ) -> None:
         super().__init__()
         if caption_curriculum < 0:
@@ -177,7 +210,7 @@ class ShapesDataModule(ImageTextData):
         if self.feature_cache is not None:
             cached = self.feature_cache.manifest.get("data", {}).get("train_items", train_size)
             train_size = min(train_size, cached)  # train on the items whose prompts are cached
-        self.train_set = ShapesDataset(train_size, "train", seed, image_size, caption_styles, caption_weights, caption_curriculum)
+        self.train_set = ShapesDataset(train_size, "train", seed, image_size, caption_styles, caption_weights, caption_curriculum, count_curriculum or ())
         self.val_set = ShapesDataset(val_size, "val", seed, image_size, [val_caption_style])
 
     def preview_prompts(self, n: int) -> list[str]:
