@@ -40,7 +40,8 @@ def test_generate_is_deterministic_and_bounded(module):
     a = module.generate(["a red circle", "two blue squares"], num_steps=3, seed=1)
     b = module.generate(["a red circle", "two blue squares"], num_steps=3, seed=1)
     assert a.shape == (2, 3, 16, 16) and torch.equal(a, b)
-    assert a.min() >= -1 and a.max() <= 1
+    assert not torch.equal(a, module.generate(["a red circle", "two blue squares"], num_steps=3, seed=2)), "the seed is used"
+    assert a.min() >= -1 and a.max() <= 1  # generate clamps to the image range (an untrained model overshoots it)
     assert module.training, "generate restores the training mode"
 
 
@@ -92,11 +93,17 @@ def test_gradient_checkpointing_gives_the_same_gradients(name):
     ckpt.load_state_dict(plain.state_dict())
     x, t = torch.randn(2, 3, 8, 8), torch.tensor([0.3, 0.7])
     cond = Conditioning(tokens=torch.randn(2, 4, 32), mask=torch.ones(2, 4, dtype=torch.bool))
-    for model in (plain, ckpt):
+    calls = {}
+    for label, model in (("plain", plain), ("ckpt", ckpt)):
         model.train()
+        blocks = getattr(model, "blocks", None) or getattr(model, "in_blocks")
+        blocks[0].register_forward_pre_hook(lambda *_, label=label: calls.__setitem__(label, calls.get(label, 0) + 1))
         model(x, t, cond).pow(2).mean().backward()
     for (n, a), b in zip(plain.named_parameters(), ckpt.parameters()):
         assert torch.allclose(a.grad, b.grad, atol=1e-6), n
+    # the flag takes effect: a checkpointed block starts its forward again in the backward pass
+    # (a pre-hook: the recomputation stops early, so a post-forward hook would not see it)
+    assert calls == {"plain": 1, "ckpt": 2}
 
 
 def test_bf16_mixed_precision_fit(tmp_path):
@@ -104,8 +111,12 @@ def test_bf16_mixed_precision_fit(tmp_path):
 
     repo = __import__("pathlib").Path(__file__).resolve().parent.parent
     args = ["fit", "-c", str(repo / "recipes/lap.yaml"), "-c", str(repo / "recipes/smoke.yaml"), "--trainer.precision=bf16-mixed"]
-    cli = run_cli([*args, f"--trainer.logger.init_args.save_dir={tmp_path}"])
+    cli = run_cli([*args, f"--trainer.logger.init_args.save_dir={tmp_path}"], run=False)
+    dtypes = set()
+    cli.model.backbone.final.linear.register_forward_hook(lambda _m, _i, out: dtypes.add(out.dtype) if torch.is_grad_enabled() else None)
+    cli.trainer.fit(cli.model, cli.datamodule)
     assert torch.isfinite(cli.trainer.callback_metrics["train/loss"])
+    assert dtypes == {torch.bfloat16}, f"training matmuls ran in {dtypes}, not under bf16 autocast"
 
 
 def test_latent_diffusion_with_a_tiny_vae(tmp_path):
