@@ -26,7 +26,10 @@ def test_evaluate_a_checkpoint_and_bad_arguments(tmp_path, capsys, repo):
     out = tmp_path / "r.json"
     assert main(["evaluate", "--ckpt", str(ckpt), "--per-category", "2", "--images-per-prompt", "2", "--out", str(out)]) == 0
     results = json.loads(out.read_text())
-    assert results["num_images"] == 2 * 2 * 7 and 0.0 <= results["overall"] <= 1.0
+    assert results["num_images"] == 2 * 2 * 7
+    # each category is the fraction of its 2 x 2 images scored right, and overall their mean
+    assert len(results["categories"]) == 7 and all(float(v * 4).is_integer() for v in results["categories"].values())
+    assert results["overall"] == pytest.approx(sum(results["categories"].values()) / 7)
     assert results["steps"] == 2, "the recipe's sampler settings are recorded"
 
     assert main(["evaluate", "--suite", "t2i", "--out", str(out)]) == 2

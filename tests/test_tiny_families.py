@@ -92,7 +92,8 @@ def test_family_reloads_and_runs(family, tiny_family):
 
 
 def test_image_tokens_grow_with_the_image(tiny_family):
-    """Pixel budgets and tiling: a 64x64 image yields more image tokens than a 32x32 one where the family resizes dynamically."""
+    """Pixel budgets and tiling: qwen2_vl and internvl give a 64x64 image more image tokens than a 32x32
+    one (dynamic resolution, tiles); idefics3 resizes both to its one fixed-size tile, so equal counts."""
     from transformers import AutoProcessor
 
     for family in ("qwen2_vl", "internvl", "idefics3"):
@@ -100,4 +101,7 @@ def test_image_tokens_grow_with_the_image(tiny_family):
         text = processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "hi"}]}], tokenize=False)
         image_id = processor.tokenizer.convert_tokens_to_ids(processor.image_token)
         counts = [int((processor(text=text, images=Image.new("RGB", (side, side)), return_tensors="pt")["input_ids"] == image_id).sum()) for side in (32, 64)]
-        assert 0 < counts[0] <= counts[1] <= 64, (family, counts)
+        if family == "idefics3":
+            assert 0 < counts[0] == counts[1], (family, counts)
+        else:
+            assert 0 < counts[0] < counts[1] <= 64, (family, counts)
