@@ -213,3 +213,16 @@ def test_warmup_cosine_schedule():
     assert math.isclose(sched.factor(0), 0.1) and math.isclose(sched.factor(9), 1.0)
     assert math.isclose(sched.factor(10), 1.0) and math.isclose(sched.factor(110), 0.1)
     assert math.isclose(sched.factor(60), 0.55)
+
+
+@pytest.mark.parametrize("kind, theirs", [("linear", "linear"), ("scaled_linear", "scaled_linear"), ("cosine", "squaredcos_cap_v2")])
+def test_schedules_match_diffusers_alpha_bar_at_every_step(kind, theirs):
+    """alpha(k / T)^2 is diffusers' alphas_cumprod[k - 1] at every one of the T training steps."""
+    from diffusers import DDPMScheduler
+
+    ours = DDPMSchedule(kind)
+    betas = {"scaled_linear": {"beta_start": 0.00085, "beta_end": 0.012}}.get(kind, {})  # Stable Diffusion's range, our default
+    reference = DDPMScheduler(num_train_timesteps=1000, beta_schedule=theirs, **betas).alphas_cumprod.double()  # (1000,)
+    alpha, sigma = ours.alpha_sigma(torch.arange(1, 1001, dtype=F64) / 1000)
+    assert torch.allclose(alpha**2, reference, rtol=1e-5, atol=1e-9), (alpha**2 - reference).abs().max()
+    assert torch.allclose(alpha**2 + sigma**2, torch.ones(1000, dtype=F64))
