@@ -226,3 +226,50 @@ def test_schedules_match_diffusers_alpha_bar_at_every_step(kind, theirs):
     alpha, sigma = ours.alpha_sigma(torch.arange(1, 1001, dtype=F64) / 1000)
     assert torch.allclose(alpha**2, reference, rtol=1e-5, atol=1e-9), (alpha**2 - reference).abs().max()
     assert torch.allclose(alpha**2 + sigma**2, torch.ones(1000, dtype=F64))
+
+
+def exact_ode_solution(objective, x1):
+    """Where the probability-flow ODE takes each x_1 at t = 0, for Gaussian data N(MU, SIGMA): every
+    marginal covariance a^2 SIGMA + s^2 I commutes with SIGMA, so the flow map is the linear
+    x_0 = MU + (SIGMA)^(1/2) (a_1^2 SIGMA + s_1^2 I)^(-1/2) (x_1 - a_1 MU). An independent reference,
+    sample by sample, with no Monte-Carlo error."""
+
+    def sqrtm(m):
+        w, v = torch.linalg.eigh(m)
+        return v @ torch.diag(w.clamp(min=0).sqrt()) @ v.T
+
+    a1, s1 = (v.item() for v in objective.schedule.alpha_sigma(torch.ones(1, dtype=F64)))
+    a0, s0 = (v.item() for v in objective.schedule.alpha_sigma(torch.zeros(1, dtype=F64)))
+    flow = sqrtm(a0**2 * SIGMA + s0**2 * EYE) @ torch.linalg.inv(sqrtm(a1**2 * SIGMA + s1**2 * EYE))
+    return a0 * MU + (x1 - a1 * MU) @ flow.T
+
+
+# (sampler, expected error ratio when the steps double: 2 for first order, 4 for second)
+ORDERS = {"euler": (EulerSampler, 2.0), "ddim": (DDIMSampler, 2.0), "heun": (HeunSampler, 4.0), "dpm++2m": (DPMSolverPP2M, 4.0)}
+KNOWN_LOW_ORDER = {("flow", "dpm++2m"), ("flow-x0", "dpm++2m")}
+
+
+@pytest.mark.parametrize("objective_name", ["flow", "flow-x0", "ddpm-eps-linear", "ddpm-v-cosine"])
+@pytest.mark.parametrize("sampler_name", ORDERS)
+def test_deterministic_samplers_converge_to_the_exact_ode_solution_at_their_order(objective_name, sampler_name, request):
+    """Same noise, 20 / 40 / 80 steps, worst sample's distance to the exact solution: it must shrink
+    by the sampler's order each time the steps double (first order 1.6-2.8x, second 3-8x: the
+    ends of a log-SNR grid leave 20 steps slightly pre-asymptotic). A wrong coefficient in any step breaks this
+    long before it moves the moments that `test_every_sampler_recovers_a_gaussian` checks."""
+    if (objective_name, sampler_name) in KNOWN_LOW_ORDER:
+        reason = "DPM-Solver++(2M) on flow converges at about first order (1.8x, 2.8x): its first step starts from alpha = 0; issue 13 reworks its steps"
+        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))  # strict: fixing it turns this red until the mark goes
+    objective, (cls, order) = OBJECTIVES[objective_name], ORDERS[sampler_name]
+    a1, s1 = (v.item() for v in objective.schedule.alpha_sigma(torch.ones(1, dtype=F64)))
+    z = torch.randn(2000, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    x1 = a1 * MU + z @ torch.linalg.cholesky(a1**2 * SIGMA + s1**2 * EYE).T
+    reference = exact_ode_solution(objective, x1)
+    spacing = "time" if objective_name.startswith("flow") else "log_snr"
+    errors = [
+        (cls(num_steps=n, spacing=spacing).sample(exact_model(objective, ((1.0, MU, SIGMA),)), x1.clone(), objective, n) - reference).norm(dim=1).max().item()
+        for n in (20, 40, 80)
+    ]
+    ratios = [errors[0] / errors[1], errors[1] / errors[2]]
+    low, high = (1.6, 2.8) if order == 2.0 else (3.0, 8.0)
+    assert all(low <= r <= high for r in ratios), (errors, ratios)
+    assert errors[2] < (0.2 if order == 2.0 else 0.01), errors
