@@ -26,3 +26,17 @@ def test_readme_opens_with_the_two_commands():
     assert ".venv/bin/python -m pytest -q" in head
     ci = (README.parent / ".ci" / "run").read_text()
     assert ".venv/bin/python -m pytest -q" in ci, ".ci/run runs exactly the README's test command"
+
+
+def test_the_quickstart_benchmark_times_the_readmes_own_command():
+    import sys
+
+    sys.path.insert(0, str(README.parent / "benchmarks"))
+    from quickstart import readme_first_command, split_install
+
+    command = readme_first_command(README)
+    assert "python -m kit fit --config recipes/lap.yaml" in command
+    install, run = split_install(command)
+    assert "pip install" in install and "kit" not in install.split("pip install")[0]
+    assert run.endswith("python -m kit fit --config recipes/lap.yaml")
+    assert f"{install} && {run}" == command
