@@ -20,7 +20,8 @@ def test_conversations_are_true_of_their_scenes(held_out):
     for task in TASKS:
         for _ in range(60):
             c = make_conversation(task, rng, held_out=held_out)
-            assert is_held_out(c.scene) == held_out or task in ("edit", "rewrite"), "training never shows a held-out scene"
+            assert is_held_out(c.scene) == held_out, f"{task}: training never answers with a held-out scene"
+            assert all(is_held_out(s) == held_out for s in c.image_scenes), f"{task}: nor shows one"
             if task == "qa":
                 continue
             assert read_description(c.answer).facts() == c.scene.facts(), "the canonical description reads back to its scene"

@@ -157,11 +157,17 @@ def make_conversation(task: str, rng: np.random.Generator, image_size: int = 32,
         q = ask(scene, QUESTION_KINDS[int(rng.integers(len(QUESTION_KINDS)))], rng)
         return Conversation(task, q.question, q.answer, images=[render(scene, image_size)], scene=scene, kind=q.kind, image_scenes=[scene])
     if task == "rewrite":
-        prompt, scene, register = rewrite_prompt(rng, held_out)
-        order = rewrite_target(prompt, scene)
+        while True:  # the answer's scene (its places re-assigned) must be of the same split as the drawn one
+            prompt, scene, register = rewrite_prompt(rng, held_out)
+            order = rewrite_target(prompt, scene)
+            if is_held_out(Scene(tuple(order))) == held_out:
+                break
         return Conversation(task, prompt, describe(Scene(tuple(order)), order), system=REWRITE_SYSTEM_PROMPT, scene=Scene(tuple(order)), kind=register)
     if task == "edit":
-        edit = sample_edit(rng, draw_scene(rng, held_out))
+        while True:  # the edited scene too: training never answers with a held-out scene
+            edit = sample_edit(rng, draw_scene(rng, held_out))
+            if is_held_out(edit.target) == held_out:
+                break
         return Conversation(
             task,
             edit.instruction,
