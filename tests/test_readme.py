@@ -40,3 +40,47 @@ def test_the_quickstart_benchmark_times_the_readmes_own_command():
     assert "pip install" in install and "kit" not in install.split("pip install")[0]
     assert run.endswith("python -m kit fit --config recipes/lap.yaml")
     assert f"{install} && {run}" == command
+
+
+def _leaves(value):
+    """Every number and string inside a JSON value."""
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _leaves(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _leaves(v)
+    else:
+        yield value
+
+
+def _matches(figure: str, leaves: list) -> bool:
+    """A README figure (as written, e.g. '0.227', '705', '1.04') equals some leaf at the figure's precision."""
+    decimals = len(figure.split(".")[1]) if "." in figure else 0
+    target = float(figure.replace(",", ""))
+    for leaf in leaves:
+        if isinstance(leaf, bool):
+            continue
+        if isinstance(leaf, (int, float)) and round(float(leaf), decimals) == target:
+            return True
+        if isinstance(leaf, str) and re.search(rf"(?<![\d.]){re.escape(figure)}(?![\d])", leaf):
+            return True
+    return False
+
+
+def test_every_figure_in_the_measured_table_is_in_its_results_file():
+    """Each row of the README's Measured table names the results file(s) its figures come from
+    (`results/...`), and every number in its 'Measured' cell is found in one of them."""
+    import json
+
+    section = README.read_text().split("## Measured", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| What") and not line.startswith("|---")]
+    assert rows, "the README has a Measured table"
+    for row in rows:
+        what, measured = (cell.strip() for cell in row.strip("|").split("|")[:2])
+        files = sorted(set(re.findall(r"results/[\w./-]+\.json", row)))
+        assert files, f"a Measured row names no results file: {what[:60]!r}"
+        leaves = [leaf for f in files for leaf in _leaves(json.loads((README.parent / f).read_text()))]
+        figures = re.findall(r"(?<![\w.])\d[\d,]*\.?\d*(?![\w])", re.sub(r"`[^`]*`", "", measured))
+        for figure in figures:
+            assert _matches(figure.rstrip(".").rstrip(","), leaves), f"{figure} in {what[:60]!r} is not in {files}"
