@@ -64,3 +64,54 @@ def test_overlong_prompt_is_truncated_with_a_warning():
     with pytest.warns(UserWarning, match=r"truncated by \d+ tokens"):
         out = enc(["a large red circle in the top left and a small blue square in the center and a green triangle"])
     assert out.mask.shape[1] == 16
+
+
+def test_the_fingerprint_changes_with_each_thing_that_changes_the_features(tmp_path):
+    """Model, revision, weights, dtype, taps and template each change exactly their key (the cache's refusal rests on it)."""
+    import shutil
+
+    base = FrozenEncoder("kit:shapes-vlm-random", taps="all")
+    ref = base.fingerprint()
+    variants = {
+        "model": FrozenEncoder("kit:shapes-vlm", taps="all"),
+        "revision": FrozenEncoder("kit:shapes-vlm-random", taps="all", revision="v2"),
+        "dtype": FrozenEncoder("kit:shapes-vlm-random", taps="all", dtype="bfloat16"),
+        "taps": FrozenEncoder("kit:shapes-vlm-random", taps="last"),
+        "template": FrozenEncoder("kit:shapes-vlm-random", taps="all", system_prompt="draw it"),
+    }
+    for key, encoder in variants.items():
+        other = encoder.fingerprint()
+        changed = {k for k in ref if other[k] != ref[k]}
+        assert key in changed and changed <= {key, "weights"}, (key, changed)  # another model also has other weights
+    # the weights alone: the same folder with one tensor altered
+    folder = tmp_path / "m"
+    shutil.copytree(resolve_model_path("kit:shapes-vlm-random"), folder)
+    before = FrozenEncoder(str(folder), taps="all").fingerprint()
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(folder / "model.safetensors")
+    name = next(iter(tensors))
+    tensors[name] = tensors[name] + 1
+    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    after = FrozenEncoder(str(folder), taps="all").fingerprint()
+    assert {k for k in before if before[k] != after[k]} == {"weights"}
+
+
+def test_a_model_folder_with_remote_code_does_not_run_it_by_default(tmp_path):
+    """trust_remote_code is off unless asked: a config whose auto_map names a local Python file
+    never imports it (the stock class is used, or loading fails), and nothing it would do happens."""
+    import json
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(resolve_model_path("kit:shapes-vlm-random"), folder)
+    marker = tmp_path / "ran"
+    (folder / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\nfrom transformers import Qwen2VLForConditionalGeneration as Evil\n")
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoModel": "evil.Evil", "AutoModelForImageTextToText": "evil.Evil", "AutoModelForCausalLM": "evil.Evil"}
+    (folder / "config.json").write_text(json.dumps(config))
+    try:
+        FrozenEncoder(str(folder), taps="all")
+    except Exception:
+        pass  # refusing to load is fine too; running the file is not
+    assert not marker.exists(), "the folder's Python file ran"
