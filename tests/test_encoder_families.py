@@ -129,3 +129,44 @@ def test_minilm_extra_is_a_real_pretrained_encoder():
 def test_missing_package_model_says_how_to_install():
     with pytest.raises(FileNotFoundError, match="not installed"):
         FrozenEncoder("pkg:no_such_model_package")
+
+
+def test_teacher_forced_rewrite_states_are_the_states_seen_while_generating(tiny_family):
+    """VERIFI conditions on one teacher-forced pass over [prompt, rewrite]: at every generated token
+    fed back during generation, its hidden states (every tap) equal those of that pass."""
+    encoder = FrozenEncoder(str(tiny_family("qwen2_vl")), taps="all", rewriter=Rewriter(max_new_tokens=6))
+    prompt = PROMPTS[0]
+    batch, rows = encoder.chat([prompt], [[]], system=encoder.rewriter.system_prompt, generation=True)
+    with torch.no_grad():
+        gen = encoder.model.generate(
+            **batch,
+            max_new_tokens=6,
+            do_sample=False,
+            output_hidden_states=True,
+            return_dict_in_generate=True,
+            pad_token_id=encoder.chat.pad_id,
+            eos_token_id=encoder.tokenizer.eos_token_id,
+        )
+    raw = gen.sequences[0, batch["input_ids"].shape[1] :].tolist()
+    kept = encoder.rewrite_ids([prompt])[0]
+    n = next((i for i, (a, b) in enumerate(zip(raw, kept)) if a != b), min(len(raw), len(kept)))  # the shared prefix
+    assert n >= 2, f"too short a rewrite to compare: {raw} / {kept}"
+    forced = encoder([prompt])
+    real = int(forced.mask[0].sum())
+    first = real - len(kept)  # the rewrite ends the row
+    for j in range(n - 1):  # generated token j is fed back at generation step j + 1
+        step = gen.hidden_states[j + 1]  # per layer (embeddings first): (1, 1, D)
+        for tap_index, layer in enumerate(encoder.taps):
+            seen = step[layer][0, -1]
+            assert torch.allclose(forced.hidden_states[0, tap_index, first + j], seen, atol=1e-4), (j, layer)
+
+
+def test_rewrites_persist_in_their_cache_file(tiny_family, tmp_path):
+    path = tmp_path / "rewrites.jsonl"
+    first = FrozenEncoder(str(tiny_family("qwen2_vl")), taps="last", rewriter=Rewriter(max_new_tokens=4, cache_file=str(path)))
+    ids = first.rewrite_ids(PROMPTS)
+    assert first.rewriter.misses == 2 and len(path.read_text().splitlines()) == 2
+    again = FrozenEncoder(str(tiny_family("qwen2_vl")), taps="last", rewriter=Rewriter(max_new_tokens=4, cache_file=str(path)))
+    assert again.rewrite_ids(PROMPTS) == ids
+    assert again.rewriter.misses == 0 and again.rewriter.hits == 2, "a new run reads the rewrites from the file"
+    assert len(path.read_text().splitlines()) == 2, "nothing is appended twice"
