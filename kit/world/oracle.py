@@ -145,9 +145,13 @@ class Oracle:
         # compression and soft edges desaturate a colour (towards grey) but keep its hue, so a
         # colour off every background->palette line is still read by its hue when it is unambiguous
         hue_gaps = np.abs((_hue(mean + background) - _PALETTE_HUES + 180.0) % 360.0 - 180.0)  # (K,) degrees
-        k = int(np.argmin(gaps))
+        nearest, second = np.argsort(gaps)[:2]
+        k = int(nearest)
         direction = directions[k]  # (3,): coverage is measured along the background->colour line
-        if gaps[k] > self.max_colour_distance or hue_gaps[k] > self.max_hue_distance:
+        # a colour a little off its palette colour (a generated image's colours are) keeps the nearest
+        # line when no other line is close; only an ambiguous one must also agree in hue
+        unambiguous = gaps[second] > 2.0 * gaps[k]
+        if gaps[k] > self.max_colour_distance or (hue_gaps[k] > self.max_hue_distance and not unambiguous):
             k = int(np.argmin(hue_gaps))
             if hue_gaps[k] > self.max_hue_distance:
                 return None
