@@ -16,9 +16,6 @@ Results are appended to `--out` (JSON lines) with the command and the commit.
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -63,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(ROOT / "results" / "conditioning_probe.jsonl"))
     p.add_argument("overrides", nargs="*", help="CLI overrides, e.g. --data.init_args.caption_weights=[1,0,0,0] (after --)")
     args = p.parse_args(argv)
+    from kit.analysis.provenance import append_record, command_line, commit
     from kit.cli import run_cli
 
     torch.manual_seed(args.seed)
@@ -74,8 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     vx, vp = torch.stack([v["image"] for v in val]), [v["prompt"] for v in val]
     vn = torch.randn(vx.shape, generator=torch.Generator().manual_seed(0)) * (0.0 if args.zero_noise else 1.0)
     floor, mean_image = floor_losses(data.val_set)
-    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    command = "python benchmarks/conditioning_probe.py " + " ".join(map(shlex.quote, argv if argv is not None else sys.argv[1:]))
+    sha, command = commit(), command_line("benchmarks/conditioning_probe.py", argv)
     print(f"floor (facts known, jitter unknown) {floor:.4f}, mean image {mean_image:.4f}")
     rows, loader, started = [], iter(data.train_dataloader()), time.perf_counter()
     for step in range(args.steps + 1):
@@ -99,10 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("a") as f:
-        f.write(json.dumps({"command": command, "commit": sha, "floor": floor, "mean_image": mean_image, "rows": rows}) + "\n")
+    append_record(args.out, {"command": command, "commit": sha, "floor": floor, "mean_image": mean_image, "rows": rows})
     return 0
 
 

@@ -26,7 +26,6 @@ import argparse
 import json
 import platform
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from kit.analysis.learning_curve import LearningCurve, plot, read_rows, summarise, table  # noqa: E402
+from kit.analysis.provenance import commit  # noqa: E402
 
 
 def parse_variant(text: str) -> tuple[str, list[str], list[str]]:
@@ -50,15 +50,6 @@ def parse_variant(text: str) -> tuple[str, list[str], list[str]]:
     if missing:
         raise SystemExit(f"error: --variant {name}: no such recipe {', '.join(missing)}")
     return name, configs, shlex.split(overrides)
-
-
-def commit() -> str:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        return sha + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 SMOKE = str(ROOT / "recipes" / "smoke.yaml")  # composed after the variant's recipes: a tiny model, few steps

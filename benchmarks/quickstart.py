@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone, capture_output=True, text=True, check=True).stdout.strip()
     log = work / "quickstart.log"
-    print(f"quickstart: commit {commit} in {clone}; log {log}", flush=True)
+    print(f"quickstart: commit {commit} in {clone} (remove it when done: it holds a venv); log {log}", flush=True)
     install_s = timed(install, clone, log)
     print(f"quickstart: install {install_s:.0f} s", flush=True)
     fit_s = timed(run, clone, log)
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         "install_seconds": round(install_s, 1),
         "fit_seconds": round(fit_s, 1),
         "total_seconds": round(install_s + fit_s, 1),
-        "fit_steps_per_second": round(steps / fit_s, 3),
+        "steps_per_fit_second": round(steps / fit_s, 3),  # the whole fit command: start-up, validation, evaluation, grids
         "steps": steps,
         "checkpoint_mb": round(ckpt.stat().st_size / 1e6, 1),
         "machine": f"{os.cpu_count()}-core {platform.machine()} CPU, {platform.system()}, Python {platform.python_version()}",

@@ -14,9 +14,6 @@ one JSON line (command, commit, threads, seconds per part) to `--out`.
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(ROOT / "results" / "step_profile.jsonl"))
     p.add_argument("overrides", nargs="*", help="CLI overrides (after --)")
     args = p.parse_args(argv)
+    from kit.analysis.provenance import append_record, command_line, commit
     from kit.cli import run_cli
     from kit.types import Conditioning
 
@@ -78,12 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     for k, v in row.items():
         print(f"{k:28s} {v}")
-    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    command = "python benchmarks/step_profile.py " + " ".join(map(shlex.quote, argv if argv is not None else sys.argv[1:]))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("a") as f:
-        f.write(json.dumps({"command": command, "commit": sha, **row}) + "\n")
+    append_record(args.out, {"command": command_line("benchmarks/step_profile.py", argv), "commit": commit(), **row})
     return 0
 
 

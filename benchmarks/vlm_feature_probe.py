@@ -20,9 +20,6 @@ size 0.50. Results are appended to `--out` (JSON lines) with the command and the
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -53,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(ROOT / "results" / "vlm_feature_probe.jsonl"))
     args = p.parse_args(argv)
+    from kit.analysis.provenance import append_record, command_line, commit
     from kit.cli import run_cli
     from kit.types import TokenKind
     from kit.world import caption
@@ -80,7 +78,11 @@ def main(argv: list[str] | None = None) -> int:
                 words = [encoder.tokenizer.decode([i]).strip() for i in encoder.tokenizer(prompt)["input_ids"]]
                 if len(words) != len(positions):
                     raise RuntimeError(f"prompt {prompt!r}: {len(words)} tokens alone but {len(positions)} in the template")
-                noun = next(j for j, w in enumerate(words) if w in SHAPES)
+                noun = next((j for j, w in enumerate(words) if w in SHAPES), None)
+                if noun is None:
+                    raise SystemExit(
+                        f"vlm_feature_probe: the tokenizer splits the shape word of {prompt!r} ({words}); this probe needs word-level shape tokens"
+                    )
                 feats["last"].append(out.hidden_states[b, :, positions[-1]].float().numpy())  # (L, D)
                 feats["noun"].append(out.hidden_states[b, :, positions[noun]].float().numpy())
     y = {k: np.asarray(v) for k, v in labels.items()}
@@ -92,12 +94,9 @@ def main(argv: list[str] | None = None) -> int:
             row.update({k: ridge_accuracy(f[:, layer], y[k], args.train) for k in TARGETS})
             rows.append(row)
             print(f"{token:5s} tap {row['tap']:2d}  " + "  ".join(f"{k} {row[k]:.2f}" for k in TARGETS), flush=True)
-    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    command = "python benchmarks/vlm_feature_probe.py " + " ".join(map(shlex.quote, argv if argv is not None else sys.argv[1:]))
-    out_path = Path(args.out)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    with out_path.open("a") as f:
-        f.write(json.dumps({"command": command, "commit": sha, "model": args.model or "recipe", "rows": rows}) + "\n")
+    append_record(
+        args.out, {"command": command_line("benchmarks/vlm_feature_probe.py", argv), "commit": commit(), "model": args.model or "recipe", "rows": rows}
+    )
     return 0
 
 

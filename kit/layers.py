@@ -40,6 +40,7 @@ def rotary_tables(positions: Tensor, head_dim: int, base: float = 10000.0) -> tu
 
 def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Rotate `x` `(B, K, S, d)` by the tables of `rotary_tables` (the rotate-half convention)."""
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # tables are built in fp32; keep q and k in the model's dtype
     x1, x2 = x.chunk(2, dim=-1)
     return x * cos + torch.cat([-x2, x1], dim=-1) * sin
 
@@ -53,7 +54,6 @@ class RotaryAttention(Attention):
 
     def forward(self, x: Tensor, attn_mask: Tensor | None = None, rope: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """x `(B, S, W)`, attn_mask `(B, 1, 1, S)` bool or None, rope `(cos, sin)` from `rotary_tables` -> `(B, S, W)`."""
-        b, s, _ = x.shape
         q, k, v = rearrange(self.qkv(x), "b s (three k d) -> three b k s d", three=3, k=self.num_heads)  # (B, K, S, d) each
         q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:

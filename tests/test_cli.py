@@ -1,5 +1,6 @@
 """The command line: verbs, recipes, a tiny fit of every recipe, sampling from its checkpoint, bad input."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -215,3 +216,31 @@ def test_lap_long_is_lap_trained_longer():
         del config["trainer"]["logger"]["init_args"]["name"]
         del config["data"]["init_args"]["caption_curriculum"]
     assert lap == long, "recipes/lap_long.yaml drifted from recipes/lap.yaml beyond its length"
+
+
+@pytest.mark.slow
+def test_the_fusion_ablation_script_runs_its_whole_path(tmp_path):
+    """recipes/ablations/fusion/run.sh at smoke size: the shared feature cache, two heads trained
+    from it and scored by the suite, a finished run skipped on a rerun, and the comparison table."""
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "ROOT": str(tmp_path / "runs/fusion"),
+        "CACHE": str(tmp_path / "cache"),
+        "REPORT": str(tmp_path / "report"),
+        "VARIANTS": "lap last_layer",
+        "SEEDS": "0",
+        "CACHE_ARGS": "--train-items 12",
+    }
+    script = str(REPO / "recipes/ablations/fusion/run.sh")
+    args = ["bash", script, "-c", str(REPO / SMOKE), "--model.init_args.sampler.init_args.num_steps=2"]
+    first = subprocess.run(args, env=env, capture_output=True, text=True, cwd=REPO)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert (tmp_path / "cache" / "manifest.json").is_file()
+    for head in ("lap", "last_layer"):
+        run = tmp_path / "runs/fusion" / head / "seed0"
+        assert (run / "done").is_file() and list(run.glob("events.out.tfevents.*"))
+    table = (tmp_path / "report" / "compare.md").read_text()
+    assert "lap" in table and "last_layer" in table and "eval/overall" in table
+    again = subprocess.run(args, env=env, capture_output=True, text=True, cwd=REPO)
+    assert again.returncode == 0 and again.stdout.count("(done)") == 2, again.stdout[-1000:]

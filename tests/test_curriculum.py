@@ -30,6 +30,6 @@ def test_count_curriculum_stages_limit_objects_then_the_whole_world():
     # items outside every stage draw exactly the scenes of a run without the curriculum
     plain = ShapesDataModule(image_size=32, batch_size=8)
     assert [plain.train_set.scene_and_prompt(i) for i in range(48, 60)] == [dm.train_set.scene_and_prompt(i) for i in range(48, 60)]
-    for bad, match in [([[10, 0]], "max_objects"), ([[10, 1], [5, 2]], "increase"), ([[10]], "end_item")]:
+    for bad, match in [([[10, 0]], "max_objects"), ([[10, 1], [5, 2]], "increase"), ([[10]], "end_item"), ([3200, 1], "end_item")]:
         with pytest.raises(ValueError, match=match):
             ShapesDataModule(count_curriculum=bad)

@@ -110,8 +110,6 @@ def test_a_model_folder_with_remote_code_does_not_run_it_by_default(tmp_path):
     config = json.loads((folder / "config.json").read_text())
     config["auto_map"] = {"AutoModel": "evil.Evil", "AutoModelForImageTextToText": "evil.Evil", "AutoModelForCausalLM": "evil.Evil"}
     (folder / "config.json").write_text(json.dumps(config))
-    try:
-        FrozenEncoder(str(folder), taps="all")
-    except Exception:
-        pass  # refusing to load is fine too; running the file is not
+    encoder = FrozenEncoder(str(folder), taps="all")  # the stock class for its model_type, not the folder's code
     assert not marker.exists(), "the folder's Python file ran"
+    assert type(encoder.model).__module__.startswith("transformers."), type(encoder.model)

@@ -1,5 +1,6 @@
 """The notebooks run top to bottom (at a handful of steps and a tiny model)."""
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -17,11 +18,17 @@ def test_the_notebooks_are_found():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_executes(path, tmp_path, monkeypatch):
     monkeypatch.setenv("KIT_NB_STEPS", "3")
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the inline backend, so figures become outputs
     monkeypatch.setenv("KIT_NB_RUNS", str(tmp_path / "runs"))
     notebook = nbformat.read(path, as_version=4)
     NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     errors = [o for cell in notebook.cells for o in cell.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
+    images = [o for cell in notebook.cells for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+    text = "".join(o.get("text", "") for cell in notebook.cells for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+    if path.stem.startswith("01"):  # the world, the samples and LAP's weights are drawn; the score is printed
+        assert len(images) >= 3, f"{len(images)} figures"
+        assert re.search(r"overall \d\.\d{3} on 14 prompts", text), text[-500:]
     if path.stem.startswith("02"):
         table = (tmp_path / "runs/prototype_report/compare.md").read_text()
         assert "| lap | 1 |" in table and "| gated_last_two | 1 |" in table  # one row per head, one seed each

@@ -14,13 +14,14 @@ TRAINING_SIZE = 48  # recipes/lap.yaml's data.image_size (checked below)
 
 @pytest.mark.parametrize("size", [TRAINING_SIZE, 64])
 def test_oracle_accuracy_clean_and_perturbed(size):
-    """At the size the kit trains at and at 64 px: every render read back, and >= 0.95 of scenes
-    under each perturbation (noise, blur, colour jitter, all three, strong blur, resampling, JPEG)."""
+    """At the size the kit trains at and at 64 px, the README's figures: every clean render read
+    back, and >= 0.99 of scenes under each perturbation (noise, blur, colour jitter, all three,
+    strong blur, resampling, JPEG)."""
     report = oracle_check(n=300, sizes=[size], seed=1)
     per = {k: v["exact_scene"] for k, v in report["sizes"][str(size)].items()}
     assert set(per) == {"clean", *PERTURBATIONS}
-    assert per["clean"] >= 0.99, per
-    assert min(per.values()) >= 0.95, per
+    assert per["clean"] == 1.0, per
+    assert min(per.values()) >= 0.99, per
 
 
 def test_upsampled_reading_is_exact_on_small_renders():
@@ -83,8 +84,7 @@ def test_the_oracle_is_checked_at_the_default_training_size():
 def _model_like(scene: Scene, size: int, rng: np.random.Generator, kind: str) -> np.ndarray:
     """A render with the flaws of a generated image that leave its facts intact (or, for the
     negative controls, that change them)."""
-    from scipy.ndimage import gaussian_filter
-
+    from kit.world.oracle import _blur
     from kit.world.render import BACKGROUND
 
     image = render(scene, size).astype(np.float32)
@@ -95,7 +95,7 @@ def _model_like(scene: Scene, size: int, rng: np.random.Generator, kind: str) ->
         for obj in scene.objects:
             block = (slice(obj.row * cell, (obj.row + 1) * cell), slice(obj.col * cell, (obj.col + 1) * cell))
             image[block][on[block]] += rng.uniform(-20, 20, 3)
-        image = gaussian_filter(image, sigma=(0.7, 0.7, 0))
+        image = np.stack([_blur(image[..., ch], 0.7) for ch in range(3)], axis=-1)
     elif kind == "holes":  # 8 % of each object's pixels lost to background
         holes = on & (rng.random(on.shape) < 0.08)
         image[holes] = background
@@ -131,3 +131,9 @@ def test_oracle_is_not_fooled_by_a_wrong_colour():
     scenes = [sample_scene(scene_rng(0, 8, i)) for i in range(120)]
     wrong = [Oracle().read(_model_like(s, TRAINING_SIZE, rng, "recoloured")).facts() != s.facts() for s in scenes]
     assert np.mean(wrong) >= 0.99, np.mean(wrong)
+    # colours off every palette hue (cyan, magenta, grey-white) are no object at all, however clear their shape
+    for colour in [(40, 200, 200), (230, 40, 200), (200, 200, 200)]:
+        canvas = render(Scene((SceneObject("square", "red", "large", 1, 1),)), TRAINING_SIZE).astype(np.float32)
+        on = np.abs(canvas - np.array([220, 40, 40], np.float32)).sum(-1) < 30
+        canvas[on] = colour
+        assert len(Oracle().read(canvas.astype(np.uint8))) == 0, colour

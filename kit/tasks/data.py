@@ -42,8 +42,8 @@ def check_count_stages(stages: Sequence[Sequence[int]]) -> tuple[tuple[int, int]
     """Validate `(end_item, max_objects)` stages of a count curriculum; a clear error names the bad one."""
     out, last_end = [], 0
     for stage in stages:
-        if len(stage) != 2:
-            raise ValueError(f"count_curriculum: each stage is [end_item, max_objects], got {list(stage)}")
+        if not isinstance(stage, Sequence) or len(stage) != 2:
+            raise ValueError(f"count_curriculum: each stage is [end_item, max_objects], got {stage!r}")
         end, most = int(stage[0]), int(stage[1])
         if end <= last_end:
             raise ValueError(f"count_curriculum: stage ends must increase and be > 0, got {end} after {last_end}")

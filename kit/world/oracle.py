@@ -149,9 +149,10 @@ class Oracle:
         k = int(nearest)
         direction = directions[k]  # (3,): coverage is measured along the background->colour line
         # a colour a little off its palette colour (a generated image's colours are) keeps the nearest
-        # line when no other line is close; only an ambiguous one must also agree in hue
+        # line when no other line is close, within twice the hue tolerance; an ambiguous one must agree in hue
         unambiguous = gaps[second] > 2.0 * gaps[k]
-        if gaps[k] > self.max_colour_distance or (hue_gaps[k] > self.max_hue_distance and not unambiguous):
+        hue_limit = 2.0 * self.max_hue_distance if unambiguous else self.max_hue_distance
+        if gaps[k] > self.max_colour_distance or hue_gaps[k] > hue_limit:
             k = int(np.argmin(hue_gaps))
             if hue_gaps[k] > self.max_hue_distance:
                 return None

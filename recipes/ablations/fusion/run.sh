@@ -4,6 +4,7 @@
 #   VARIANTS="lap last_layer" SEEDS="0" bash recipes/ablations/fusion/run.sh
 #   JOBS=2 bash recipes/ablations/fusion/run.sh                # two runs at a time, cores split between them
 #   bash recipes/ablations/fusion/run.sh --trainer.max_steps=300   # extra arguments go to every fit
+#   CACHE_ARGS="--train-items 12" bash recipes/ablations/fusion/run.sh -c recipes/smoke.yaml   # what the test runs
 # The frozen encoder's features are cached once (every head reads the same taps) and shared.
 # Finished runs (trained and scored: a `done` file) are skipped, so an interrupted study resumes.
 set -euo pipefail
@@ -12,10 +13,11 @@ export HERE=recipes/ablations/fusion
 export PY=${PYTHON:-python}
 export ROOT=${ROOT:-runs/fusion}
 SEEDS=${SEEDS:-0 1 2}
-export CACHE=${CACHE:-cache/fusion}
+export CACHE=${CACHE:-cache/fusion}  # ROOT, CACHE and REPORT (the comparison's folder) can be moved
 JOBS=${JOBS:-1}
 VARIANTS=${VARIANTS:-$(for f in "$HERE"/*.yaml; do n=$(basename "$f" .yaml); [ "$n" != base ] && echo "$n"; done)}
-"$PY" -m kit cache -c recipes/lap.yaml -c "$HERE/base.yaml" --out "$CACHE"
+# shellcheck disable=SC2086  # CACHE_ARGS is a list of arguments
+"$PY" -m kit cache -c recipes/lap.yaml -c "$HERE/base.yaml" --out "$CACHE" ${CACHE_ARGS:-}
 
 run_one() {  # run_one VARIANT SEED [extra fit arguments...]
   local variant=$1 seed=$2
@@ -41,4 +43,4 @@ extra=""
 for variant in $VARIANTS; do
   for seed in $SEEDS; do printf '%s\0%s\0' "$variant" "$seed"; done
 done | xargs -0 -n 2 -P "$JOBS" bash -c 'run_one "$1" "$2"'"$extra" _
-"$PY" -m kit compare "$ROOT" --metric eval/dpg eval/overall val/loss --out "$HERE/report"
+"$PY" -m kit compare "$ROOT" --metric eval/dpg eval/overall val/loss --out "${REPORT:-$HERE/report}"
