@@ -184,6 +184,19 @@ def test_schedules():
     assert torch.allclose(steps * 1000, (steps * 1000).round()) and steps.min() >= 1e-3
 
 
+def test_terminal_fraction_trains_that_share_at_pure_noise():
+    g = torch.Generator().manual_seed(0)
+    t = RectifiedFlow(logit_mean=1.0, terminal_fraction=0.3).sample_time(20000, torch.device("cpu"), generator=g)
+    share = float((t == 1.0).float().mean())
+    assert abs(share - 0.3) < 0.02, share  # binomial sd 0.003
+    rest = t[t < 1.0]
+    assert rest.numel() == (t != 1.0).sum() and 0.6 < float(rest.mean()) < 0.75, "the other times keep the logit-normal"
+    assert (RectifiedFlow(logit_mean=1.0).sample_time(20000, torch.device("cpu")) == 1.0).sum() == 0
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="terminal_fraction"):
+            RectifiedFlow(terminal_fraction=bad)
+
+
 def test_classifier_free_guidance_scale_rescale_and_interval():
     def model(x, t, cond):  # prediction = first conditioning token's first feature
         return x * 0 + cond.tokens[:, 0, 0].view(-1, 1)

@@ -164,6 +164,9 @@ class RectifiedFlow(DiffusionObjective):
         logit_mean: mean of the normal before the sigmoid.
         logit_std: standard deviation of the normal before the sigmoid.
         shift: time shift applied after sampling (1 = none; SD3 uses more for larger images).
+        terminal_fraction: the share of each batch trained at t = 1 exactly (pure noise, where the
+            network sees nothing but the prompt): the prompt -> layout regression that the rest of
+            the time distribution teaches only slowly (docs/efficiency.md). 0 is off.
     """
 
     def __init__(
@@ -176,6 +179,7 @@ class RectifiedFlow(DiffusionObjective):
         loss_space: LossSpace = "velocity",
         sigma_min: float = 0.05,
         input_scaling: InputScaling = "none",
+        terminal_fraction: float = 0.0,
     ) -> None:
         if prediction not in ("velocity", "x0"):
             raise ValueError(f"RectifiedFlow predicts 'velocity' or 'x0', got {prediction!r}")
@@ -184,13 +188,20 @@ class RectifiedFlow(DiffusionObjective):
         self.logit_mean = logit_mean
         self.logit_std = logit_std
         self.shift = shift
+        if not 0.0 <= terminal_fraction < 1.0:
+            raise ValueError(f"terminal_fraction must be in [0, 1), got {terminal_fraction}")
+        self.terminal_fraction = terminal_fraction
 
     def sample_time(self, n: int, device: torch.device, generator: torch.Generator | None = None) -> Tensor:
         if self.time_sampling == "uniform":
             t = torch.rand(n, device=device, generator=generator)
         else:
             t = torch.sigmoid(self.logit_mean + self.logit_std * torch.randn(n, device=device, generator=generator))
-        return shift_time(t, self.shift)
+        t = shift_time(t, self.shift)  # (n,)
+        if self.terminal_fraction > 0:
+            terminal = torch.rand(n, device=device, generator=generator) < self.terminal_fraction  # (n,)
+            t = torch.where(terminal, torch.ones_like(t), t)
+        return t
 
 
 class DDPM(DiffusionObjective):
