@@ -25,6 +25,7 @@ class TokenKind(IntEnum):
     IMAGE = 2  # image placeholder tokens expanded by the processor
     GENERATED = 3  # tokens the VLM generated (VERIFI rewrites)
     PROMPT = 4  # the user's prompt, encoded directly
+    ECHO = 5  # the first copy of an echoed prompt: read by the encoder, dropped by heads (FrozenEncoder `echo`)
 
 
 DEFAULT_KEEP_KINDS: tuple[TokenKind, ...] = (TokenKind.PROMPT, TokenKind.IMAGE, TokenKind.GENERATED)

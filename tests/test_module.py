@@ -36,6 +36,26 @@ def test_condition_dropout_uses_the_null_conditioning(module):
     assert torch.equal(module.drop_conditioning(cond).tokens, cond.tokens)
 
 
+def test_terminal_steps_train_at_pure_noise_first(module, monkeypatch):
+    seen = []
+    original = module.objective.loss
+
+    def recording(model, x0, cond, t=None, noise=None):
+        seen.append(t)
+        return original(model, x0, cond, t=t, noise=noise)
+
+    monkeypatch.setattr(module.objective, "loss", recording)
+    batch = {"image": torch.zeros(4, 3, 16, 16), "prompt": ["a red circle"] * 4}
+    module.terminal_steps = 3
+    for step in (0, 2, 3):
+        monkeypatch.setattr(TextToImage, "global_step", property(lambda self, s=step: s))  # no trainer needed
+        module.training_step(batch, 0)
+    assert torch.equal(seen[0], torch.ones(4)) and torch.equal(seen[1], torch.ones(4)), "steps 0 and 2 train at t = 1"
+    assert seen[2] is None, "from step 3 on the objective draws its own times"
+    with pytest.raises(ValueError, match="terminal_steps"):
+        TextToImage(module.encoder, fusion=LAPHead, backbone=SingleStreamDiT, terminal_steps=-1)
+
+
 def test_generate_is_deterministic_and_bounded(module):
     a = module.generate(["a red circle", "two blue squares"], num_steps=3, seed=1)
     b = module.generate(["a red circle", "two blue squares"], num_steps=3, seed=1)

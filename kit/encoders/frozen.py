@@ -155,6 +155,13 @@ class FrozenEncoder(FrozenModel, PromptEncoder):
             (`{"max_patches": 6}` for InternVL, `{"do_image_splitting": false}` for Idefics3).
         rewriter: VERIFI settings: the VLM rewrites each prompt and only its rewrite (and the
             images) is marked for conditioning. None encodes the prompt itself.
+        echo: encode each prompt twice, `prompt + echo_separator + prompt`, and mark only the second
+            copy PROMPT (the first is ECHO, which heads drop). A causal model's word states have read
+            only the words before them, so an object's words do not know the place phrase that
+            follows; in the second copy every word has read the whole prompt (echo embeddings,
+            Springer et al. 2024). The copies share `max_length`. Not with `rewriter`.
+        echo_separator: what joins the two copies; it must not merge with the words around it
+            in the tokenizer (checked on every prompt).
     """
 
     def __init__(
@@ -169,8 +176,12 @@ class FrozenEncoder(FrozenModel, PromptEncoder):
         trust_remote_code: bool = False,
         processor_kwargs: dict | None = None,
         rewriter: Rewriter | None = None,
+        echo: bool = False,
+        echo_separator: str = "\n",
     ) -> None:
         super().__init__()
+        if echo and rewriter is not None:
+            raise ValueError("FrozenEncoder: echo and rewriter are exclusive (VERIFI conditions on the generated rewrite, not the prompt); drop one")
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
@@ -189,6 +200,8 @@ class FrozenEncoder(FrozenModel, PromptEncoder):
         self.system_prompt = system_prompt
         self.image_token_id = image_token_id(self.model.config) if self.processor is not None else None
         self.chat = ChatInputs(self.tokenizer, self.processor, self.image_token_id, use_chat_template, max_length)
+        self.echo = echo
+        self.echo_separator = echo_separator
         self.rewriter: Rewriter | None = None
         self.set_rewriter(rewriter)
         self._weights = _weights_digest(path)
@@ -196,6 +209,8 @@ class FrozenEncoder(FrozenModel, PromptEncoder):
 
     def set_rewriter(self, rewriter: Rewriter | None) -> None:
         """Rewrite prompts with VERIFI (None: encode them as they are)."""
+        if rewriter is not None and self.echo:
+            raise ValueError("FrozenEncoder: echo and rewriter are exclusive (VERIFI conditions on the generated rewrite, not the prompt); drop one")
         if rewriter is not None and not (self.chat.use_chat_template and hasattr(self.model, "generate")):
             raise ValueError(f"VERIFI rewriting needs a generative model with a chat template; {self.name!r} is not one")
         self.rewriter = rewriter
@@ -213,11 +228,10 @@ class FrozenEncoder(FrozenModel, PromptEncoder):
         return self.rewriter is not None and self.rewriter.enabled
 
     def fingerprint(self) -> dict:
-        """Everything that changes the features: model, revision, weights, dtype, taps, template, rewriting."""
+        """Everything that changes the features: model, revision, weights, dtype, taps, template (with the echo), rewriting."""
         template = getattr(self.chat.template_owner, "chat_template", None) if self.chat.use_chat_template else None
-        template_digest = hashlib.sha256(
-            json.dumps([template, self.system_prompt, self.max_length, self.processor_kwargs], sort_keys=True).encode()
-        ).hexdigest()[:16]
+        rendering = [template, self.system_prompt, self.max_length, self.processor_kwargs] + ([self.echo_separator] if self.echo else [])
+        template_digest = hashlib.sha256(json.dumps(rendering, sort_keys=True).encode()).hexdigest()[:16]
         return {
             "model": self.name,
             "revision": self.revision,
@@ -252,10 +266,31 @@ class FrozenEncoder(FrozenModel, PromptEncoder):
         """Encode prompts (and per-prompt images). Returns hidden states `(B, N_taps, S, D)`, mask and kinds `(B, S)`."""
         if self.rewriting:
             return self._forward_rewritten(prompts, images)
-        batch, rows = self.chat(prompts, images, system=self.system_prompt)
+        if self.echo:
+            batch, rows = self.chat([p + self.echo_separator + p for p in prompts], images, system=self.system_prompt)
+            rows = [self._mark_echo(row, prompt) for row, prompt in zip(rows, prompts)]
+        else:
+            batch, rows = self.chat(prompts, images, system=self.system_prompt)
         hidden = self._hidden(batch)
         mask = batch["attention_mask"].bool().to(hidden.device)
         return EncoderOutput(hidden_states=hidden, mask=mask, kinds=kinds_tensor(rows, mask.shape[1]).to(hidden.device))
+
+    def _mark_echo(self, row: Row, prompt: str) -> Row:
+        """Mark the first copy (and the separator) of an echoed row's PROMPT span as ECHO."""
+        span = [j for j, k in enumerate(row.kinds) if k == int(TokenKind.PROMPT)]
+        first = self.tokenizer(prompt + self.echo_separator, add_special_tokens=False)["input_ids"]
+        alone = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        ids = [row.ids[j] for j in span]
+        second = ids[len(first) :]  # a prefix of the prompt's own tokens (shorter only when max_length cut it, with a warning)
+        if ids[: len(first)] != first or not second or second != alone[: len(second)]:
+            raise ValueError(
+                f"echo: in {prompt[:60]!r} the tokenizer of {self.name!r} merges the separator {self.echo_separator!r} with the "
+                f"words around it, or max_length={self.max_length} leaves no room for the second copy; pick another echo_separator or raise max_length"
+            )
+        kinds = list(row.kinds)
+        for j in span[: len(first)]:
+            kinds[j] = int(TokenKind.ECHO)
+        return Row(row.ids, kinds)
 
     # ------------------------------------------------------------------ VERIFI
     def _generate(self, batch: dict[str, Tensor], rows: list[Row]) -> list[list[int]]:

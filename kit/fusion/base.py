@@ -21,7 +21,7 @@ from kit.layers import RotaryAttention, TransformerBlock, rotary_tables
 from kit.registry import Registry
 from kit.types import Conditioning, EncoderOutput, EncoderSpec, TokenKind
 
-KindName = Literal["system", "instruction", "image", "generated", "prompt"]
+KindName = Literal["system", "instruction", "image", "generated", "prompt", "echo"]
 RefinerPositions = Literal["none", "rope"]
 
 

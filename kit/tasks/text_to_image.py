@@ -45,6 +45,9 @@ class TextToImage(L.LightningModule):
         optimizer: builds the optimizer from parameter groups (AdamW when None).
         lr_scheduler: builds a per-step schedule from the optimizer and the run's total steps.
         cond_drop_prob: probability of replacing a sample's conditioning with the null conditioning.
+        terminal_steps: the first this many training steps put every sample at t = 1 (pure noise:
+            the network sees nothing but the prompt), so the prompt -> layout regression, which the
+            full time distribution teaches only slowly, is learned first (docs/efficiency.md).
         guidance_scale: default classifier-free guidance scale for sampling.
         guidance_rescale: guidance-rescale factor in [0, 1] (Lin et al. 2023); 0 is off.
         guidance_interval: times `(low, high)` where guidance applies (Kynkaanniemi et al. 2024).
@@ -67,6 +70,7 @@ class TextToImage(L.LightningModule):
         optimizer: OptimizerFactory | None = None,
         lr_scheduler: SchedulerFactory | None = None,
         cond_drop_prob: float = 0.1,
+        terminal_steps: int = 0,
         guidance_scale: float = 1.0,
         guidance_rescale: float = 0.0,
         guidance_interval: tuple[float, float] = (0.0, 1.0),
@@ -94,6 +98,9 @@ class TextToImage(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         self.cond_drop_prob = cond_drop_prob
+        if terminal_steps < 0:
+            raise ValueError(f"terminal_steps must be >= 0, got {terminal_steps}")
+        self.terminal_steps = terminal_steps
         self.guidance_scale = guidance_scale
         self.guidance_rescale = guidance_rescale
         self.guidance_interval = tuple(guidance_interval)
@@ -159,7 +166,8 @@ class TextToImage(L.LightningModule):
                 return None  # nothing decodable in this batch: skip the step
         x0 = self.to_model_space(batch["image"])  # (B, C, H, W)
         cond = self.drop_conditioning(self.condition(batch["prompt"], batch.get("encoded")))
-        terms = self.objective.loss(self.backbone, x0, cond)
+        t = torch.ones(x0.shape[0], device=x0.device) if self.global_step < self.terminal_steps else None  # (B,) or the objective's draw
+        terms = self.objective.loss(self.backbone, x0, cond, t=t)
         self.log("train/loss", terms["loss"], prog_bar=True)
         return terms["loss"]
 
