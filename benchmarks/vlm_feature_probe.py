@@ -2,6 +2,7 @@
 
     python benchmarks/vlm_feature_probe.py                                   # the shapes VLM
     python benchmarks/vlm_feature_probe.py --model kit:shapes-vlm-random     # the random VLM
+    python benchmarks/vlm_feature_probe.py --echo                            # the prompt's second copy (FrozenEncoder echo)
 
 Encodes single-object detailed captions ("a large red circle in the top left") through the
 recipe's encoder and fits a ridge-regression probe (one-hot targets, standardised features,
@@ -14,7 +15,8 @@ layer to the object's cell (9 classes), colour (6), shape (4) and size (2). Two 
 
 A conditioning token that a DiT can bind without help would carry both what and where; this
 says whether any one token of the encoder does. Chance: cell 0.11, colour 0.17, shape 0.25,
-size 0.50. Results are appended to `--out` (JSON lines) with the command and the commit.
+size 0.50. With `--echo` the encoder reads each prompt twice and the probed tokens are those of
+the second copy, which has read the whole prompt. Results are appended to `--out` (JSON lines) with the command and the commit.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("-c", "--config", default=str(ROOT / "recipes" / "lap.yaml"), help="the recipe whose encoder is probed")
     p.add_argument("--model", default=None, help="replace the recipe encoder's model (e.g. kit:shapes-vlm-random)")
+    p.add_argument("--echo", action="store_true", help="encode each prompt twice and probe the second copy (FrozenEncoder echo)")
     p.add_argument("--train", type=int, default=1000)
     p.add_argument("--test", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
@@ -57,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from kit.world.scene import COLOURS, GRID, SHAPES, SIZES, sample_scene
 
     overrides = [f"--model.init_args.encoder.init_args.model={args.model}"] if args.model else []
+    overrides += ["--model.init_args.encoder.init_args.echo=true"] if args.echo else []
     encoder = run_cli(["-c", args.config, "--trainer.logger=false", *overrides], run=False).model.encoder
     rng = np.random.default_rng(args.seed)
     prompts, labels = [], {k: [] for k in TARGETS}
@@ -95,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(f"{token:5s} tap {row['tap']:2d}  " + "  ".join(f"{k} {row[k]:.2f}" for k in TARGETS), flush=True)
     append_record(
-        args.out, {"command": command_line("benchmarks/vlm_feature_probe.py", argv), "commit": commit(), "model": args.model or "recipe", "rows": rows}
+        args.out, {"command": command_line("benchmarks/vlm_feature_probe.py", argv), "commit": commit(), "model": args.model or "recipe", "echo": args.echo, "rows": rows}
     )
     return 0
 

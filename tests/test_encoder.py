@@ -66,6 +66,30 @@ def test_overlong_prompt_is_truncated_with_a_warning():
     assert out.mask.shape[1] == 16
 
 
+def test_echo_conditions_on_the_second_copy_which_has_read_the_whole_prompt(encoder):
+    from kit.encoders.frozen import FrozenEncoder as Encoder
+
+    echo = Encoder("kit:shapes-vlm-random", taps="all", max_length=64, echo=True)
+    prompts = ["a large red circle in the top left", "two blue squares"]
+    plain, echoed = encoder(prompts), echo(prompts)
+    for i, prompt in enumerate(prompts):
+        ids = encoder.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        first = encoder.tokenizer(prompt + "\n", add_special_tokens=False)["input_ids"]
+        kept = echoed.select((TokenKind.PROMPT,))
+        n = int(kept.mask[i].sum())
+        assert n == len(ids), "only the second copy is PROMPT: as many tokens as the prompt alone"
+        assert int((echoed.kinds[i] == int(TokenKind.ECHO)).sum()) == len(first), "the first copy and the separator are ECHO"
+        plain_states = plain.select((TokenKind.PROMPT,)).hidden_states[i, -1, :n]
+        assert not torch.allclose(kept.hidden_states[i, -1, :n], plain_states, atol=1e-3), "the second copy's states differ: they have read the prompt"
+    assert echo.fingerprint() != encoder.fingerprint()
+    with pytest.raises(ValueError, match="merges the separator"):  # " a" is one token: the second copy would not tokenize alike
+        Encoder("kit:shapes-vlm-random", taps="last", echo=True, echo_separator=" ")(["a red circle"])
+    with pytest.raises(ValueError, match="echo and rewriter are exclusive"):
+        from kit.encoders.verifi import Rewriter
+
+        Encoder("kit:shapes-vlm-random", taps="last", echo=True, rewriter=Rewriter())
+
+
 def test_the_fingerprint_changes_with_each_thing_that_changes_the_features(tmp_path):
     """Model, revision, weights, dtype, taps and template each change exactly their key (the cache's refusal rests on it)."""
     import shutil
@@ -78,11 +102,12 @@ def test_the_fingerprint_changes_with_each_thing_that_changes_the_features(tmp_p
         "dtype": FrozenEncoder("kit:shapes-vlm-random", taps="all", dtype="bfloat16"),
         "taps": FrozenEncoder("kit:shapes-vlm-random", taps="last"),
         "template": FrozenEncoder("kit:shapes-vlm-random", taps="all", system_prompt="draw it"),
+        "template ": FrozenEncoder("kit:shapes-vlm-random", taps="all", echo=True),  # the echo is part of the rendering
     }
     for key, encoder in variants.items():
         other = encoder.fingerprint()
         changed = {k for k in ref if other[k] != ref[k]}
-        assert key in changed and changed <= {key, "weights"}, (key, changed)  # another model also has other weights
+        assert key.strip() in changed and changed <= {key.strip(), "weights"}, (key, changed)  # another model also has other weights
     # the weights alone: the same folder with one tensor altered
     folder = tmp_path / "m"
     shutil.copytree(resolve_model_path("kit:shapes-vlm-random"), folder)
