@@ -99,7 +99,14 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(f"{token:5s} tap {row['tap']:2d}  " + "  ".join(f"{k} {row[k]:.2f}" for k in TARGETS), flush=True)
     append_record(
-        args.out, {"command": command_line("benchmarks/vlm_feature_probe.py", argv), "commit": commit(), "model": args.model or "recipe", "echo": args.echo, "rows": rows}
+        args.out,
+        {
+            "command": command_line("benchmarks/vlm_feature_probe.py", argv),
+            "commit": commit(),
+            "model": args.model or "recipe",
+            "echo": args.echo,
+            "rows": rows,
+        },
     )
     return 0
 

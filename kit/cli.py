@@ -7,6 +7,7 @@ instantiation, and every run saves its resolved config beside its TensorBoard lo
 
 from __future__ import annotations
 
+import re
 import sys
 import warnings
 from importlib import import_module
@@ -55,15 +56,48 @@ class KitArgumentParser(LightningArgumentParser):
     """Lightning's parser, with errors that list the registered parts when a name is unknown."""
 
     def error(self, message: str, ex: Exception | None = None):
-        hints = []
         text = str(message)
-        if "fusion" in text:
+        keys = re.findall(r'Parser key "([\w.]+)"', text)
+        hints = []
+        if "fusion" in keys:
             hints.append(f"known fusion heads: {FUSION_HEADS.describe()}")
-        if "backbone" in text:
+        if "backbone" in keys:
             hints.append(f"known backbones: {BACKBONES.describe()}")
-        if hints:
-            message = f"{text}\n" + "\n".join(hints)
-        return super().error(message, ex)
+        first = _unknown_option(text) or "; ".join([summarize_parser_error(text), *hints])
+        return super().error(f"{first}\n(details)\n{text}", ex)
+
+
+def summarize_parser_error(text: str) -> str:
+    """One line out of a nested jsonargparse error: the deepest key and the first reason given for it."""
+    keys = [k for k in re.findall(r'Parser key "([\w.]+)"', text) if k != "model" or len(re.findall(r'Parser key "', text)) == 1]
+    tail = text[text.rfind('Parser key "') :] if keys else text
+    skip = ("Parser key", "Does not validate", "Subtypes:", "Errors:", "Given value")
+    reasons = [line.strip().lstrip("- ").strip() for line in tail.splitlines()]
+    reason = next((r for r in reasons if r and not r.startswith(skip)), text.strip().splitlines()[0] if text.strip() else "invalid arguments")
+    return f"{'.'.join(keys)}: {reason}" if keys else reason
+
+
+def _unknown_option(text: str) -> str | None:
+    """'unknown setting X of CLASS; it takes: ...' when the parser refused an option a class does not take."""
+    import inspect
+    import re
+
+    option = re.search(r"Option '(\w+)' is not accepted", text)
+    owner = re.findall(r"class_path='([\w.]+)'", text[: option.end() + 400] if option else "")
+    if not option:
+        return None
+    if not owner:
+        return f"unknown setting {option.group(1)!r}"
+    module, _, name = owner[-1].rpartition(".")
+    try:
+        params = [
+            p
+            for p in inspect.signature(getattr(import_module(module), name)).parameters
+            if p not in ("self", "spec", "cond_dim", "num_blocks", "in_channels", "input_size")
+        ]
+    except (ImportError, AttributeError, ValueError, TypeError):
+        params = []
+    return f"unknown setting {option.group(1)!r} of {owner[-1]}" + (f"; it takes: {', '.join(params)}" if params else "")
 
 
 class ConfigurationError(Exception):
@@ -87,6 +121,30 @@ class KitCLI(LightningCLI):
             cause = _root_cause(e)
             raise ConfigurationError(f"{type(cause).__name__}: {cause}") from cause
 
+    def _parse_ckpt_path(self) -> None:
+        """`--ckpt_path`: the recipe decides the model, never the checkpoint. Lightning would merge the
+        checkpoint's recorded hyperparameters into the config (so another recipe silently trained the
+        checkpoint's model); here a checkpoint whose model differs from the recipe's is refused, naming
+        the differences, before any run folder exists. Other differences follow the recipe, with a warning."""
+        sub = self.config.get("subcommand")
+        ckpt = self.config[sub].get("ckpt_path") if sub else None
+        if not ckpt or ckpt in ("last", "hpc", "registry"):
+            return
+        from kit.tasks.checkpoint import check_resume
+
+        recipe = self.config[sub]
+        model = recipe.model.init_args.as_dict() if recipe.model is not None and hasattr(recipe.model, "init_args") else {}
+        data = recipe.data.init_args.as_dict() if recipe.data is not None and hasattr(recipe.data, "init_args") else {}
+        for key, linked in (("image_size", "image_size"), ("in_channels", "channels")):  # linked from the data at instantiation
+            if linked in data:
+                model[key] = data[linked]
+        try:
+            followed = check_resume(ckpt, model)
+        except (FileNotFoundError, ValueError) as e:
+            raise ConfigurationError(str(e)) from e
+        if followed:
+            warnings.warn(f"resuming {ckpt}: these settings follow the recipe, not the checkpoint: {'; '.join(followed)}", stacklevel=2)
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.image_size", "model.init_args.image_size", apply_on="instantiate")
         parser.link_arguments("data.channels", "model.init_args.in_channels", apply_on="instantiate")
@@ -107,6 +165,8 @@ def run_cli(args: list[str] | dict[str, Any] | None = None, run: bool = True, cl
         warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")  # the frozen encoder, by design
         warnings.filterwarnings("ignore", message=r".*define a `flops_per_batch`.*")  # we log samples/s, not FLOPs
         warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")  # inside Lightning 2.6.6
+        # the training sampler continues from the step (kit.tasks.data.ResumableSampler), which Lightning cannot see
+        warnings.filterwarnings("ignore", message=r".*your dataloader is not resumable.*")
         return _build_cli(args, run, cli_class)
 
 
@@ -138,13 +198,17 @@ def main(argv: list[str] | None = None) -> int:
         from kit.encoders.cache import CacheMismatchError
 
         try:
-            run_cli(None if argv == sys.argv[1:] else argv)
+            cli = run_cli(None if argv == sys.argv[1:] else argv)
         except ConfigurationError as e:
             print(f"error: the recipe cannot be built: {e}", file=sys.stderr)
             return 2
         except CacheMismatchError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+        stopped = getattr(cli.model, "stopped", None)
+        if stopped:
+            print(f"error: {stopped}", file=sys.stderr)
+            return 1
         return 0
-    print(f"unknown verb {verb!r}\n\n{usage()}", file=sys.stderr)
+    print(f"error: unknown verb {verb!r}; the verbs are {', '.join([*LIGHTNING_VERBS, *KIT_VERBS])}\n\n{usage()}", file=sys.stderr)
     return 2

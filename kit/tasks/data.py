@@ -14,7 +14,8 @@ from collections.abc import Sequence
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, default_collate
+from lightning.pytorch.utilities import rank_zero_warn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 
 from kit.encoders.cache import FeatureCache, collate_entries
 from kit.world import STYLES, caption, render, scene_rng
@@ -121,6 +122,42 @@ class ShapesDataset(Dataset):
         return {"image": image_to_tensor(render(scene, self.image_size)), "prompt": prompt}
 
 
+class ResumableSampler(DistributedSampler):
+    """Training indices that a resumed run continues exactly, and that ranks share without overlap.
+
+    The order is a function of `(seed, epoch)` alone (a seeded permutation, or index order when
+    `shuffle` is off), never of the global RNG; rank `r` of `R` reads every R-th index; and the
+    first `start` indices of this rank's share are skipped in the next epoch entered (a resumed run
+    sets it from its step; `len` stays the whole epoch's, as Lightning's batch count expects).
+    Subclassing `DistributedSampler` keeps Lightning from wrapping it again under DDP.
+
+    Args:
+        dataset: the dataset (only its length is read).
+        shuffle: permute the indices each epoch.
+        seed: seed of the permutation.
+        num_replicas: R, the world size.
+        rank: r, this process's rank.
+        drop_last: drop the tail that does not divide among the ranks.
+    """
+
+    def __init__(self, dataset: Dataset, shuffle: bool, seed: int = 0, num_replicas: int = 1, rank: int = 0, drop_last: bool = True) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last)
+        self.start = 0
+
+    def __iter__(self):
+        indices = list(super().__iter__())  # this rank's share of the (seed, epoch) order
+        start, self.start = self.start, 0  # only the resumed epoch is entered part-way
+        return iter(indices[start:])
+
+
+def check_loader_sizes(batch_size: int, num_workers: int) -> None:
+    """A one-line error for a batch size or worker count no loader can use (raised when the data is built, before any run folder)."""
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if not isinstance(num_workers, int) or num_workers < 0:
+        raise ValueError(f"num_workers must be 0 (load in the training process) or more, got {num_workers!r}")
+
+
 class ImageTextData(L.LightningDataModule):
     """Shared loaders of the image-text DataModules: subclasses set `train_set`, `val_set`,
     `batch_size` and `num_workers`, and may override `collate`."""
@@ -134,10 +171,21 @@ class ImageTextData(L.LightningDataModule):
         return default_collate(items)
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+        sampler = None
+        if shuffle:  # training: a sampler that a resumed run continues from its step, sharded over ranks
+            trainer = self.trainer
+            world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+            seed = getattr(self, "seed", 0)
+            sampler = ResumableSampler(
+                dataset, shuffle=not getattr(dataset, "ordered", False), seed=seed, num_replicas=world, rank=rank
+            )  # a curriculum is read in order
+            per_epoch = (sampler.num_samples // self.batch_size) * self.batch_size or sampler.num_samples  # items a rank trains on per epoch
+            if trainer is not None and per_epoch:
+                sampler.start = (trainer.global_step * trainer.accumulate_grad_batches * self.batch_size) % per_epoch  # already trained on, this epoch
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle and not getattr(dataset, "ordered", False),  # a curriculum is read in order
+            sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             drop_last=shuffle and len(dataset) > self.batch_size,  # full training batches, unless there is only one
@@ -201,7 +249,11 @@ class ShapesDataModule(ImageTextData):
         super().__init__()
         if caption_curriculum < 0:
             raise ValueError(f"caption_curriculum must be >= 0 items, got {caption_curriculum}")
+        check_loader_sizes(batch_size, num_workers)
+        if val_size < 1:
+            raise ValueError(f"val_size must be at least 1 (the validation loss and sample grids read it), got {val_size}")
         self.save_hyperparameters()
+        self.seed = seed
         self.image_size = image_size
         self.channels = 3
         self.batch_size = batch_size
@@ -212,6 +264,18 @@ class ShapesDataModule(ImageTextData):
             train_size = min(train_size, cached)  # train on the items whose prompts are cached
         self.train_set = ShapesDataset(train_size, "train", seed, image_size, caption_styles, caption_weights, caption_curriculum, count_curriculum or ())
         self.val_set = ShapesDataset(val_size, "val", seed, image_size, [val_caption_style])
+
+    def setup(self, stage: str) -> None:
+        """Warn when a feature cache covers fewer training items than the run will draw (it would cycle over them)."""
+        trainer = self.trainer
+        if self.feature_cache is None or trainer is None or stage != "fit" or trainer.max_steps <= 0:
+            return
+        needed = trainer.max_steps * self.batch_size * trainer.accumulate_grad_batches * trainer.world_size
+        if len(self.train_set) < needed:
+            rank_zero_warn(
+                f"the feature cache covers {len(self.train_set)} training items but this run draws {needed} "
+                f"({trainer.world_size} rank(s)): it will cycle over them; rebuild it with `python -m kit cache` and this run's settings"
+            )
 
     def preview_prompts(self, n: int) -> list[str]:
         """The first `n` validation prompts: fixed prompts for sample grids."""

@@ -20,7 +20,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset, default_collate
 
-from kit.tasks.data import ImageTextData, image_to_tensor
+from kit.tasks.data import ImageTextData, check_loader_sizes, image_to_tensor
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -105,6 +105,7 @@ class ImageFolderData(ImageTextData):
     """
 
     def __init__(self, root: str, image_size: int = 64, batch_size: int = 16, val_fraction: float = 0.05, num_workers: int = 0) -> None:
+        check_loader_sizes(batch_size, num_workers)
         super().__init__()
         self.root = Path(root)
         if not self.root.is_dir():

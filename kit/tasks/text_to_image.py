@@ -8,12 +8,16 @@ the backbone's conditioning width, so no derived width appears in a recipe.
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
+from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
@@ -96,6 +100,10 @@ class TextToImage(L.LightningModule):
         self.objective = objective or RectifiedFlow()
         self.sampler = sampler or EulerSampler()
         self.optimizer_factory = optimizer
+        if optimizer is not None:  # build it once on a stand-in parameter: a bad setting fails here, before any run folder
+            probe = optimizer([{"params": [nn.Parameter(torch.zeros(1))]}])
+            if any(group.get("lr", 1.0) == 0 for group in probe.param_groups):
+                warnings.warn("the learning rate is 0: training will not change the weights", stacklevel=2)
         self.scheduler_factory = lr_scheduler
         self.cond_drop_prob = cond_drop_prob
         if terminal_steps < 0:
@@ -107,6 +115,7 @@ class TextToImage(L.LightningModule):
         self.weight_decay = weight_decay
         self.sample_shape = (in_channels, image_size, image_size)  # what the sampler draws: pixels or latents
         self.skipped_images = 0
+        self.stopped: str | None = None  # why training stopped early (a non-finite gradient), for the CLI
         self.ema = EMA(self.named_parameters(), ema_decay) if ema_decay > 0 else None
         if compile:
             self.backbone.compile()
@@ -116,7 +125,9 @@ class TextToImage(L.LightningModule):
         """Context in which the trainable weights are the EMA ones (a no-op without EMA)."""
         return self.ema.swapped() if self.ema is not None else nullcontext()
 
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+    def optimizer_step(self, *args, **kwargs) -> None:
+        """The optimizer step, then the EMA update: before any callback (a checkpoint) sees the step."""
+        super().optimizer_step(*args, **kwargs)
         if self.ema is not None:
             self.ema.update()
 
@@ -137,11 +148,20 @@ class TextToImage(L.LightningModule):
 
     # ----------------------------------------------------------------- conditioning
     def condition(self, prompts: list[str], encoded: EncoderOutput | None = None) -> Conditioning:
-        """Prompts -> conditioning through the frozen encoder (or its cached output) and the fusion head."""
-        return self.fusion(encoded if encoded is not None else self.encoder(prompts))
+        """Prompts -> conditioning through the frozen encoder (or its cached output) and the fusion head.
+        An empty prompt gets the learned null conditioning: it asks for an unconditional sample."""
+        cond = self.fusion(encoded if encoded is not None else self.encoder(prompts))
+        empty = torch.tensor([not p.strip() for p in prompts], device=self.device)  # (B,)
+        return cond.where(empty, self.fusion.null_conditioning(len(prompts))) if empty.any() else cond
 
     def setup(self, stage: str) -> None:
-        """Refuse a feature cache built by another encoder configuration, before any step runs."""
+        """Refuse `ddp_spawn`, and a feature cache built by another encoder configuration, before any step runs."""
+        strategy = self.trainer.strategy if self._trainer is not None else None
+        if getattr(strategy, "_start_method", None) in ("spawn", "forkserver"):
+            raise ValueError(
+                "the ddp_spawn strategy is not supported: spawned workers receive the module by pickling, frozen Hugging Face "
+                "encoder included; use --trainer.strategy=ddp, which starts every process from the recipe"
+            )
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         cache = getattr(datamodule, "feature_cache", None)
         if cache is not None and cache.fingerprint != self.encoder.fingerprint():
@@ -158,6 +178,14 @@ class TextToImage(L.LightningModule):
         """Images -> what the backbone denoises: the images, or their VAE latents."""
         return images if self.autoencoder is None else self.autoencoder.encode(images)
 
+    def step_generator(self) -> torch.Generator:
+        """The random stream of one training step: a function of (run seed, step, rank) alone, so a resumed
+        run draws the same times, noise and dropout as an uninterrupted one, and DDP ranks draw different ones."""
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        rank = self.trainer.global_rank if self._trainer is not None else 0
+        key = ((seed * 1_000_003 + self.global_step) * 65_537 + rank) % (2**63)
+        return torch.Generator(device=self.device).manual_seed(key)
+
     def training_step(self, batch: dict, batch_idx: int) -> Tensor | None:
         if "skipped" in batch:  # undecodable images dropped by the data (kit.tasks.folder)
             self.skipped_images += int(batch["skipped"])
@@ -165,9 +193,12 @@ class TextToImage(L.LightningModule):
             if len(batch["prompt"]) == 0:
                 return None  # nothing decodable in this batch: skip the step
         x0 = self.to_model_space(batch["image"])  # (B, C, H, W)
-        cond = self.drop_conditioning(self.condition(batch["prompt"], batch.get("encoded")))
-        t = torch.ones(x0.shape[0], device=x0.device) if self.global_step < self.terminal_steps else None  # (B,) or the objective's draw
-        terms = self.objective.loss(self.backbone, x0, cond, t=t)
+        generator = self.step_generator()
+        cond = self.drop_conditioning(self.condition(batch["prompt"], batch.get("encoded")), generator=generator)
+        b = x0.shape[0]
+        t = torch.ones(b, device=x0.device) if self.global_step < self.terminal_steps else self.objective.sample_time(b, x0.device, generator=generator)  # (B,)
+        noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)  # (B, C, H, W)
+        terms = self.objective.loss(self.backbone, x0, cond, t=t, noise=noise)
         self.log("train/loss", terms["loss"], prog_bar=True)
         return terms["loss"]
 
@@ -181,13 +212,40 @@ class TextToImage(L.LightningModule):
         t = (torch.arange(b, device=self.device) + 0.5) / b  # (B,)
         noise = torch.randn(x0.shape, device=self.device, generator=generator)
         terms = self.objective.loss(self.backbone, x0, self.condition(batch["prompt"], batch.get("encoded")), t=t, noise=noise)
-        self.log("val/loss", terms["loss"], prog_bar=True, batch_size=b)
+        self.log("val/loss", terms["loss"], prog_bar=True, batch_size=b, sync_dist=True)  # the mean over ranks under DDP
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self.validation_step(batch, batch_idx)
 
     def predict_step(self, batch: dict, batch_idx: int) -> Tensor:
         return self.generate(batch["prompt"], seed=batch_idx)
+
+    def on_before_optimizer_step(self, optimizer: Optimizer) -> None:
+        """Log the gradient norm; when it is not finite on any rank, skip this update, save the weights
+        from before it and stop the run with a message naming the step (the weights never become NaN)."""
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        norm = (
+            torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.detach().float()) for g in grads]))
+            if grads
+            else torch.zeros((), device=self.device)
+        )
+        self.log("train/grad_norm", norm)
+        if not self.trainer.strategy.reduce_boolean_decision(not bool(torch.isfinite(norm)), all=False):
+            return
+        for p in self.parameters():
+            p.grad = None  # the optimizer skips parameters without gradients: this step changes nothing
+        step = self.global_step + 1
+        ckpt = self.trainer.checkpoint_callback
+        folder = Path(ckpt.dirpath) if ckpt is not None and ckpt.dirpath else Path(self.trainer.default_root_dir) / "checkpoints"
+        path = folder / f"nonfinite-step={step}.ckpt"
+        self.trainer.save_checkpoint(path)
+        loss = self.trainer.callback_metrics.get("train/loss")
+        self.stopped = (
+            f"training stopped at step {step}: the gradient norm is {float(norm)} (loss {float(loss) if loss is not None else 'unknown'}); "
+            f"the weights from before this update are in {path}. Lower the learning rate or check the data."
+        )
+        self.trainer.should_stop = True
+        rank_zero_warn(self.stopped)
 
     # ----------------------------------------------------------------- sampling
     @torch.no_grad()

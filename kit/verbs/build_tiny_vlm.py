@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from jsonargparse import ArgumentParser
-
 from kit.encoders.tiny_vlm import build_tiny_vlm
+from kit.verbs import VerbParser
 
 
 def main(argv: list[str]) -> int:
-    p = ArgumentParser(prog="python -m kit build-tiny-vlm", description="Train the tokenizer and initialise a tiny Qwen2-VL for the shapes world.")
+    p = VerbParser(prog="python -m kit build-tiny-vlm", description="Train the tokenizer and initialise a tiny Qwen2-VL for the shapes world.")
     p.add_argument("--out", type=str, default="kit/assets/shapes-vlm-random", help="output directory")
     p.add_argument("--seed", type=int, default=0, help="initialisation seed")
     args = p.parse_args(argv)

@@ -1,7 +1,7 @@
 """`python -m kit cache --config RECIPE --out DIR`: run the recipe's frozen encoder once over its data.
 
 Encodes the prompts of the training items a run of the recipe will draw (max_steps x batch
-size, or `--train-items`) and of the validation set, each distinct prompt once, into safetensors
+size x DDP ranks, or `--train-items`) and of the validation set, each distinct prompt once, into safetensors
 shards keyed by the encoder's fingerprint (`kit.encoders.cache`). Interrupted runs resume.
 Train from it with `--data.init_args.feature_cache=DIR`; a cache built with another encoder
 configuration is refused with both fingerprints.
@@ -12,11 +12,11 @@ from __future__ import annotations
 import sys
 import time
 
-from jsonargparse import ArgumentParser
+from kit.verbs import VerbParser
 
 
 def main(argv: list[str]) -> int:
-    p = ArgumentParser(prog="python -m kit cache", description="Cache a recipe's frozen-encoder features for its training and validation prompts.")
+    p = VerbParser(prog="python -m kit cache", description="Cache a recipe's frozen-encoder features for its training and validation prompts.")
     p.add_argument("-c", "--config", type=str, action="append", required=True, help="recipe files, composed left to right")
     p.add_argument("--out", type=str, required=True, help="cache directory (resumed if it holds a cache of the same encoder)")
     p.add_argument("--train-items", type=int | None, default=None, help="training items to cover (max_steps x batch size when omitted)")
@@ -42,7 +42,8 @@ def main(argv: list[str]) -> int:
     if not hasattr(data, "cache_keys"):
         print(f"error: {type(data).__name__} cannot list its prompts for a cache (it has no cache_keys)", file=sys.stderr)
         return 2
-    items = args.train_items or max(trainer.max_steps, 1) * data.batch_size * trainer.accumulate_grad_batches
+    ranks = trainer.num_devices * trainer.num_nodes  # every DDP rank draws its own share of the items
+    items = args.train_items or max(trainer.max_steps, 1) * data.batch_size * trainer.accumulate_grad_batches * ranks
     keys = data.cache_keys(items)
     started = time.perf_counter()
     print(f"caching {len(set(keys))} distinct prompts of {items} training items + {len(data.val_set)} validation items with {encoder.name} -> {args.out}")

@@ -7,10 +7,11 @@ import sys
 from jsonargparse import ArgumentParser
 
 from kit.analysis.compare import markdown_table, write_report
+from kit.verbs import VerbParser
 
 
 def parser() -> ArgumentParser:
-    p = ArgumentParser(prog="python -m kit compare", description="Compare runs (variants x seeds) from their TensorBoard event files.")
+    p = VerbParser(prog="python -m kit compare", description="Compare runs (variants x seeds) from their TensorBoard event files.")
     p.add_argument("root", type=str, help="folder of runs: ROOT/<variant>/<seed>/events.out.tfevents.*")
     p.add_argument("--metric", type=str, nargs="+", default=None, help="metrics to compare (the first sorts the table); default: every val/ and eval/ scalar")
     p.add_argument("--out", type=str, default="report", help="folder for compare.md, compare.csv, runs.csv and the PNG plots")

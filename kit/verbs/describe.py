@@ -14,13 +14,13 @@ from __future__ import annotations
 from importlib import import_module
 
 import torch
-from jsonargparse import ArgumentParser
 
 from kit.analysis.describe import PartReport, class_conditioning, describe_backbone, describe_module, table
+from kit.verbs import VerbParser
 
 
 def main(argv: list[str]) -> int:
-    p = ArgumentParser(prog="python -m kit describe", description="Parameters and forward GMACs (multiply-adds) of a recipe's model, per part.")
+    p = VerbParser(prog="python -m kit describe", description="Parameters and forward GMACs (multiply-adds) of a recipe's model, per part.")
     p.add_argument("-c", "--config", type=str, action="append", required=True, help="recipe files, composed left to right")
     p.add_argument("--image-size", type=int | None, default=None, help="input side (pixels or latent cells) instead of the data's")
     p.add_argument("--channels", type=int | None, default=None, help="input channels instead of the data's (4 for SD-VAE latents)")

@@ -17,12 +17,13 @@ import numpy as np
 import torch
 from jsonargparse import ArgumentParser
 
+from kit.verbs import VerbParser
 from kit.vlm.tasks import REWRITE_SYSTEM_PROMPT, TASKS, Conversation, make_conversation
 from kit.world.suites import load_suite
 
 
 def parser() -> ArgumentParser:
-    p = ArgumentParser(prog="python -m kit eval-vlm", description="Score a shapes VLM on held-out scenes: descriptions, QA, rewrites, edits.")
+    p = VerbParser(prog="python -m kit eval-vlm", description="Score a shapes VLM on held-out scenes: descriptions, QA, rewrites, edits.")
     p.add_argument("--model", type=str, default="kit:shapes-vlm", help="model name, path or kit:<asset> (a Qwen2-VL trained on the shapes world)")
     p.add_argument("--n", type=int, default=200, help="held-out conversations per task")
     p.add_argument("--suite", type=bool, default=True, help="also score rewrites of every prompt of the t2i suite")

@@ -14,14 +14,16 @@ from pathlib import Path
 
 import torch
 from jsonargparse import ArgumentParser
+from jsonargparse.typing import PositiveInt
 
 from kit.analysis import anchor_images, generate_suite, score_images, subset
 from kit.analysis.evaluate import SOURCES
+from kit.verbs import VerbParser, add_checkpoint_arguments
 from kit.world.suites import PromptFileError, load_prompt_file, load_suite
 
 
 def parser() -> ArgumentParser:
-    p = ArgumentParser(prog="python -m kit evaluate", description="Score a checkpoint (or an anchor) on a prompt suite with the oracle.")
+    p = VerbParser(prog="python -m kit evaluate", description="Score a checkpoint (or an anchor) on a prompt suite with the oracle.")
     p.add_argument("--ckpt", type=str | None, default=None, help="checkpoint to evaluate (needed for --suite t2i)")
     p.add_argument("--suite", type=str, default="t2i", help=f"image source: {', '.join(SOURCES)}")
     p.add_argument(
@@ -31,15 +33,16 @@ def parser() -> ArgumentParser:
         help="a shipped prompt suite by name, or a prompt file: one prompt a line (.txt) or JSON lines with 'prompt' and optional 'category' (.jsonl)",
     )
     p.add_argument("--version", type=int, default=1, help="suite version")
-    p.add_argument("--images-per-prompt", type=int, default=1, help="images generated per prompt")
-    p.add_argument("--per-category", type=int | None, default=None, help="only the first N prompts of each category")
-    p.add_argument("--image-size", type=int | None, default=None, help="anchor image size (the checkpoint's, else 32)")
-    p.add_argument("--steps", type=int | None, default=None, help="sampler steps (the recipe's when omitted)")
+    p.add_argument("--images-per-prompt", type=PositiveInt, default=1, help="images generated per prompt")
+    p.add_argument("--per-category", type=PositiveInt | None, default=None, help="only the first N prompts of each category")
+    p.add_argument("--image-size", type=PositiveInt | None, default=None, help="anchor image size (the checkpoint's, else 32)")
+    p.add_argument("--steps", type=PositiveInt | None, default=None, help="sampler steps (the recipe's when omitted)")
     p.add_argument("--guidance", type=float | None, default=None, help="CFG scale (the recipe's when omitted)")
-    p.add_argument("--batch-size", type=int, default=64, help="prompts per generation batch")
+    p.add_argument("--batch-size", type=PositiveInt, default=64, help="prompts per generation batch")
     p.add_argument("--seed", type=int, default=0, help="noise seed")
     p.add_argument("--rewrite", type=str | None, default=None, help="VERIFI rewriting at inference: on or off (the recipe's setting when omitted)")
     p.add_argument("--system-prompt", type=str | None, default=None, help="a different VERIFI system prompt at inference")
+    add_checkpoint_arguments(p)
     p.add_argument("--device", type=str, default="cuda" if torch.cuda.is_available() else "cpu", help="device to generate on")
     p.add_argument("--out", type=str, default="results.json", help="output JSON path")
     return p
@@ -79,7 +82,7 @@ def main(argv: list[str]) -> int:
         from kit.tasks.checkpoint import load_checkpoint
 
         try:
-            module = load_checkpoint(args.ckpt, map_location=args.device)
+            module = load_checkpoint(args.ckpt, map_location=args.device, encoder_model=args.encoder_model, trust=args.trust_checkpoint)
             configure_rewriting(module.encoder, args.rewrite, args.system_prompt)
         except (FileNotFoundError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)

@@ -13,8 +13,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from jsonargparse import ArgumentParser
-
+from kit.verbs import VerbParser
 from kit.world.oracle import Oracle
 from kit.world.perturb import PERTURBATIONS, perturb
 from kit.world.render import render
@@ -62,7 +61,7 @@ def oracle_check(n: int, sizes: list[int], seed: int = 0, oracle: Oracle | None 
 
 
 def main(argv: list[str]) -> int:
-    p = ArgumentParser(prog="python -m kit oracle-check", description="Measure the oracle on clean and perturbed renders of random scenes.")
+    p = VerbParser(prog="python -m kit oracle-check", description="Measure the oracle on clean and perturbed renders of random scenes.")
     p.add_argument("--n", type=int, default=2000, help="scenes per image size and condition")
     p.add_argument("--sizes", type=list[int], default=[32, 48, 64], help="image sizes to check (include every size you train at)")
     p.add_argument("--seed", type=int, default=0, help="scene seed")

@@ -7,26 +7,29 @@ from pathlib import Path
 
 import torch
 from jsonargparse import ArgumentParser
+from jsonargparse.typing import PositiveInt
 from PIL import Image
 from torchvision.utils import make_grid
 
 from kit.encoders.verifi import configure_rewriting
 from kit.tasks.checkpoint import load_checkpoint
 from kit.tasks.data import tensor_to_image
+from kit.verbs import VerbParser, add_checkpoint_arguments
 
 
 def parser() -> ArgumentParser:
-    p = ArgumentParser(prog="python -m kit sample", description="Sample images from a trained checkpoint into a PNG grid (one row per prompt).")
+    p = VerbParser(prog="python -m kit sample", description="Sample images from a trained checkpoint into a PNG grid (one row per prompt).")
     p.add_argument("--ckpt", type=str, required=True, help="checkpoint written by `python -m kit fit`")
     p.add_argument("--prompt", type=str, action="append", required=True, help="text prompt; repeat for several prompts")
-    p.add_argument("--num", type=int, default=4, help="images per prompt")
+    p.add_argument("--num", type=PositiveInt, default=4, help="images per prompt")
     p.add_argument("--out", type=str, default="grid.png", help="output PNG path")
-    p.add_argument("--steps", type=int | None, default=None, help="sampler steps (the recipe's when omitted)")
+    p.add_argument("--steps", type=PositiveInt | None, default=None, help="sampler steps (the recipe's when omitted)")
     p.add_argument("--guidance", type=float | None, default=None, help="classifier-free guidance scale (the recipe's when omitted)")
     p.add_argument("--seed", type=int, default=0, help="noise seed")
     p.add_argument("--rewrite", type=str | None, default=None, help="VERIFI rewriting at inference: on or off (the recipe's setting when omitted)")
     p.add_argument("--system-prompt", type=str | None, default=None, help="a different VERIFI system prompt at inference")
-    p.add_argument("--scale", type=int, default=4, help="nearest-neighbour upscaling of the saved grid")
+    p.add_argument("--scale", type=PositiveInt, default=4, help="nearest-neighbour upscaling of the saved grid")
+    add_checkpoint_arguments(p)
     p.add_argument("--device", type=str, default="cuda" if torch.cuda.is_available() else "cpu", help="device to sample on")
     return p
 
@@ -34,7 +37,7 @@ def parser() -> ArgumentParser:
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     try:
-        module = load_checkpoint(args.ckpt, map_location=args.device)
+        module = load_checkpoint(args.ckpt, map_location=args.device, encoder_model=args.encoder_model, trust=args.trust_checkpoint)
         configure_rewriting(module.encoder, args.rewrite, args.system_prompt)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
