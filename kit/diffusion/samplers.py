@@ -20,6 +20,7 @@ from torch import Tensor
 
 from kit.diffusion.base import DenoiserFn, Sampler
 from kit.diffusion.objectives import DiffusionObjective, shift_time
+from kit.diffusion.schedules import DDPMSchedule
 
 
 class GridSampler(Sampler):
@@ -30,14 +31,15 @@ class GridSampler(Sampler):
         shift: time shift of the grid (1 = none); used with `spacing='time'`.
         spacing: 'time' spaces the steps evenly in t (natural for flow matching); 'log_snr'
             evenly in log(alpha / sigma) (Lu et al. 2022; better for DDPM schedules, whose
-            noise level changes fastest near t = 0).
+            noise level changes fastest near t = 0); 'auto' picks 'log_snr' for DDPM schedules
+            and 'time' otherwise.
     """
 
-    def __init__(self, num_steps: int = 50, shift: float = 1.0, spacing: Literal["time", "log_snr"] = "time") -> None:
+    def __init__(self, num_steps: int = 50, shift: float = 1.0, spacing: Literal["auto", "time", "log_snr"] = "time") -> None:
         if num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
-        if spacing not in ("time", "log_snr"):
-            raise ValueError(f"unknown spacing {spacing!r}; known: time, log_snr")
+        if spacing not in ("auto", "time", "log_snr"):
+            raise ValueError(f"unknown spacing {spacing!r}; known: auto, time, log_snr")
         self.num_steps = num_steps
         self.shift = shift
         self.spacing = spacing
@@ -47,7 +49,7 @@ class GridSampler(Sampler):
         objective's `t_min` (or 1/num_steps for continuous time), then 0 for the final jump."""
         n = num_steps or self.num_steps
         f64 = {"device": device, "dtype": torch.float64}
-        if self.spacing == "time":
+        if self.spacing_for(objective) == "time":
             if objective.t_min > 0:
                 grid = torch.linspace(1.0, objective.t_min, n, **f64) if n > 1 else torch.ones(1, **f64)
                 return torch.cat([shift_time(grid, self.shift), grid.new_zeros(1)])
@@ -63,6 +65,12 @@ class GridSampler(Sampler):
         grid = dense[index]
         grid[0] = 1.0
         return torch.cat([grid, grid.new_zeros(1)])
+
+    def spacing_for(self, objective: DiffusionObjective) -> str:
+        """The spacing used with `objective`: 'auto' resolves to 'log_snr' on DDPM schedules, else 'time'."""
+        if self.spacing != "auto":
+            return self.spacing
+        return "log_snr" if isinstance(objective.schedule, DDPMSchedule) else "time"
 
     @staticmethod
     def _x0_eps(fn: DenoiserFn, objective: DiffusionObjective, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
@@ -137,7 +145,15 @@ class DDIMSampler(GridSampler):
 
 
 class DPMSolverPP2M(GridSampler):
-    """DPM-Solver++(2M): second-order multistep on the data prediction, first order on the first and last step."""
+    """DPM-Solver++(2M): second-order multistep on the data prediction, first order on the first and last step.
+
+    Its grid defaults to `spacing='auto'`: evenly in log-SNR on DDPM schedules (at 10 steps on the
+    scaled-linear schedule, with the exact denoiser of a Gaussian, the covariance error is 0.034 on the
+    log-SNR grid against 0.218 on the time grid: `tests/test_diffusion.py`), in time on flows.
+    """
+
+    def __init__(self, num_steps: int = 50, shift: float = 1.0, spacing: Literal["auto", "time", "log_snr"] = "auto") -> None:
+        super().__init__(num_steps, shift, spacing)
 
     @torch.no_grad()
     def sample(self, fn: DenoiserFn, noise: Tensor, objective: DiffusionObjective, num_steps: int | None = None) -> Tensor:
