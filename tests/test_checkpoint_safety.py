@@ -1,11 +1,11 @@
 """A checkpoint is data: crafted checkpoints are refused before anything they name is built or run."""
 
-import json
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from parts_for_tests import remote_code_model_folder
 
 from kit.cli import main, run_cli
 from kit.encoders import resolve_model_path
@@ -30,24 +30,12 @@ def crafted(trained: Path, tmp_path: Path, edit) -> str:
     return str(path)
 
 
-def evil_model_folder(tmp_path: Path) -> tuple[Path, Path]:
-    """A model folder whose config maps every Auto class to a local Python file that leaves a marker."""
-    folder = tmp_path / "evil"
-    shutil.copytree(resolve_model_path("kit:shapes-vlm-random"), folder)
-    marker = tmp_path / "ran"
-    (folder / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\nfrom transformers import Qwen2VLForConditionalGeneration as Evil\n")
-    config = json.loads((folder / "config.json").read_text())
-    config["auto_map"] = {"AutoModel": "evil.Evil", "AutoModelForImageTextToText": "evil.Evil", "AutoModelForCausalLM": "evil.Evil"}
-    (folder / "config.json").write_text(json.dumps(config))
-    return folder, marker
-
-
 def sample(ckpt: str, tmp_path: Path, *extra: str) -> int:
     return main(["sample", "--ckpt", ckpt, "--prompt", "a red circle", "--num", "1", "--steps", "1", "--out", str(tmp_path / "g.png"), *extra])
 
 
 def test_a_checkpoint_that_points_at_remote_code_is_refused_and_nothing_runs(trained, tmp_path, capsys):
-    folder, marker = evil_model_folder(tmp_path)
+    folder, marker = remote_code_model_folder(tmp_path)
 
     def edit(hp):
         hp["encoder"]["init_args"].update(model=str(folder), trust_remote_code=True)

@@ -125,16 +125,9 @@ def test_the_fingerprint_changes_with_each_thing_that_changes_the_features(tmp_p
 def test_a_model_folder_with_remote_code_does_not_run_it_by_default(tmp_path):
     """trust_remote_code is off unless asked: a config whose auto_map names a local Python file
     never imports it (the stock class is used, or loading fails), and nothing it would do happens."""
-    import json
-    import shutil
+    from parts_for_tests import remote_code_model_folder
 
-    folder = tmp_path / "m"
-    shutil.copytree(resolve_model_path("kit:shapes-vlm-random"), folder)
-    marker = tmp_path / "ran"
-    (folder / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\nfrom transformers import Qwen2VLForConditionalGeneration as Evil\n")
-    config = json.loads((folder / "config.json").read_text())
-    config["auto_map"] = {"AutoModel": "evil.Evil", "AutoModelForImageTextToText": "evil.Evil", "AutoModelForCausalLM": "evil.Evil"}
-    (folder / "config.json").write_text(json.dumps(config))
+    folder, marker = remote_code_model_folder(tmp_path)
     encoder = FrozenEncoder(str(folder), taps="all")  # the stock class for its model_type, not the folder's code
     assert not marker.exists(), "the folder's Python file ran"
     assert type(encoder.model).__module__.startswith("transformers."), type(encoder.model)

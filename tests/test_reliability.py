@@ -96,3 +96,40 @@ def test_a_longer_run_on_resume_stretches_the_schedule_and_says_so():
         long.load_state_dict(short.state_dict())
     assert long.last_epoch == 5 and long.total_steps == 40
     assert opt2.param_groups[0]["lr"] == pytest.approx(long.factor(5)) and long.factor(5) > short.factor(5), "the rate follows the longer cosine"
+
+
+def test_kill_9_mid_run_then_resume_from_last_gives_the_uninterrupted_losses(tmp_path):
+    """A run killed with SIGKILL at whatever step it reached resumes from `last.ckpt` (written every
+    step, atomically by Lightning) and every later loss equals the uninterrupted run's."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    overlay = tmp_path / "every1.yaml"
+    overlay.write_text(
+        "trainer:\n  max_steps: 30\n  val_check_interval: 30\n  callbacks:\n"
+        "    - class_path: lightning.pytorch.callbacks.ModelCheckpoint\n      init_args: {save_last: true, every_n_train_steps: 1, save_top_k: 0}\n"
+    )
+    extra = ["-c", str(overlay)]
+    assert main(smoke_fit(tmp_path / "whole", *extra)) == 0
+    cmd = [sys.executable, "-m", "kit", *smoke_fit(tmp_path / "killed", *extra)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = None
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        found = list((tmp_path / "killed").glob("*/version_0/checkpoints/last.ckpt"))
+        if found and torch.load(found[0], map_location="cpu", weights_only=True)["global_step"] >= 8:
+            last = found[0]
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None and last is not None, "the run was still going when it was killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    step = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+    assert 8 <= step < 30
+    assert main(smoke_fit(tmp_path / "resumed", *extra, f"--ckpt_path={last}")) == 0
+    whole, resumed = losses(next((tmp_path / "whole").glob("*/version_0"))), losses(next((tmp_path / "resumed").glob("*/version_0")))
+    assert sorted(resumed) == list(range(step, 30))
+    assert [resumed[s] for s in range(step, 30)] == [whole[s] for s in range(step, 30)], f"killed at step {step}"
