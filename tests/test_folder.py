@@ -59,3 +59,18 @@ def test_fit_on_a_folder_logs_the_skipped_images(tmp_path, repo):
         cli = run_cli(args)
     assert cli.model.skipped_images == 1
     assert cli.trainer.callback_metrics["data/skipped_images"] == 1
+
+
+def test_a_batch_with_no_decodable_image_is_skipped_under_every_callback(tmp_path, repo):
+    """batch_size 1 over a folder with a broken image: one step has nothing to train on. It is skipped
+    and counted, and the recipe's callbacks (throughput, sample grids, layer weights) survive it."""
+    from kit.cli import run_cli
+
+    root = _folder(tmp_path / "d", n_good=5)
+    args = ["fit", "-c", str(repo / "recipes/lap.yaml"), "-c", str(repo / "recipes/smoke.yaml"), f"--trainer.logger.init_args.save_dir={tmp_path}"]
+    args += ["--data=kit.tasks.ImageFolderData", f"--data.root={root}", "--data.image_size=32", "--data.batch_size=1", "--data.val_fraction=0.2"]
+    args += ["--trainer.max_steps=6", "--trainer.limit_val_batches=1"]
+    with pytest.warns(UserWarning, match="cannot be decoded"):
+        cli = run_cli(args)
+    assert cli.model.skipped_images == 1, "the broken image's step was reached, skipped and counted"
+    assert cli.trainer.global_step >= 5

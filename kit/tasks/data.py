@@ -25,8 +25,9 @@ SPLITS = {"train": 0, "val": 1, "test": 2}
 
 
 def batch_size(batch: dict) -> int:
-    """Samples in a batch (for Lightning's `ThroughputMonitor`)."""
-    return len(batch["prompt"])
+    """Items a batch drew, decoded or skipped (for Lightning's `ThroughputMonitor`, which needs at least
+    one a batch: a batch whose every image failed to decode still counts what the loader read)."""
+    return len(batch["prompt"]) + int(batch.get("skipped", 0))
 
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
