@@ -83,6 +83,7 @@ OTHER_TESTS = {  # table rows that are behaviours, each with its own test
     "cache-of-another-encoder": "tests/test_cache.py::test_a_cache_of_another_encoder_is_refused_with_both_fingerprints",
     "unreadable-prompt-line": "tests/test_evaluate.py::test_evaluate_a_prompt_file_reports_bad_lines_and_scores_the_rest",
     "kernels-mode": "tests/test_bad_inputs.py::test_an_unknown_kernels_mode_names_the_modes",
+    "cache-too-small": "tests/test_cache.py::test_the_cache_is_sized_for_every_rank_and_a_short_one_warns",
     "batch-of-undecodable-images": "tests/test_folder.py::test_a_batch_with_no_decodable_image_is_skipped_under_every_callback",
 }
 

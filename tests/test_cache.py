@@ -118,3 +118,18 @@ def test_the_default_bf16_cache_trains_within_its_rounding(repo, tmp_path):
     # parameters agree to about lr x steps, and they are not bit-equal (the cache really is bf16)
     drift = (cached_head - head).abs().max()
     assert 0 < drift < 5e-3, f"bf16 cache moved the head by {drift:.2e}"
+
+
+def test_the_cache_is_sized_for_every_rank_and_a_short_one_warns(repo, tmp_path):
+    """`kit cache` covers max_steps x batch x ranks items; a run that would draw more than a cache holds says so."""
+    import json
+
+    from kit.cli import main, run_cli
+
+    base = ["-c", str(repo / "recipes/lap.yaml"), "-c", str(repo / "recipes/smoke.yaml")]
+    assert main(["cache", *base, "--out", str(tmp_path / "two"), "--set=--trainer.devices=2", "--set=--trainer.accelerator=cpu"]) == 0
+    manifest = json.loads((tmp_path / "two" / "manifest.json").read_text())
+    assert manifest["data"]["train_items"] == 3 * 4 * 2, "smoke: 3 steps x batch 4 x 2 ranks"
+    assert main(["cache", *base, "--out", str(tmp_path / "one"), "--train-items=4"]) == 0
+    with pytest.warns(UserWarning, match=r"the feature cache covers 4 training items but this run draws 12"):
+        run_cli(["fit", *base, f"--data.init_args.feature_cache={tmp_path / 'one'}", f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}"])
