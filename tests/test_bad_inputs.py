@@ -172,7 +172,8 @@ def test_an_empty_prompt_is_an_unconditional_sample(encoder):
     for row in (1, 2):
         assert int(cond.mask[row].sum()) == 1 and torch.equal(cond.tokens[row, 0], null.tokens[0, 0]), "the learned null conditioning"
     assert int(cond.mask[0].sum()) > 1, "a real prompt keeps its tokens"
-    empty = module.generate([""], num_steps=2, seed=0, guidance_scale=3.0)
+    with pytest.warns(UserWarning, match=r"1 empty prompt\(s\): sampled without a prompt"):
+        empty = module.generate([""], num_steps=2, seed=0, guidance_scale=3.0)
     unconditional = module.generate(["a red circle"], num_steps=2, seed=0, guidance_scale=0.0)  # scale 0: the null branch alone
     assert torch.allclose(empty, unconditional, atol=1e-6), "sampling an empty prompt is sampling without a prompt"
 

@@ -258,6 +258,9 @@ class TextToImage(L.LightningModule):
             num_steps: sampler steps (the sampler's own when None).
             seed: seed of the initial noise.
         """
+        empty = sum(not p.strip() for p in prompts)
+        if empty:
+            warnings.warn(f"{empty} empty prompt(s): sampled without a prompt (the learned null conditioning)", stacklevel=2)
         was_training = self.training
         self.eval()
         scale = self.guidance_scale if guidance_scale is None else guidance_scale
