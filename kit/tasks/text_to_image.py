@@ -222,7 +222,8 @@ class TextToImage(L.LightningModule):
 
     def on_before_optimizer_step(self, optimizer: Optimizer) -> None:
         """Log the gradient norm; when it is not finite on any rank, skip this update, save the weights
-        from before it and stop the run with a message naming the step (the weights never become NaN)."""
+        from before it and stop the run with a message naming the step (the weights never become NaN).
+        Under fp16 loss scaling an overflowing step is left to the scaler, which skips it."""
         grads = [p.grad for p in self.parameters() if p.grad is not None]
         norm = (
             torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.detach().float()) for g in grads]))
@@ -230,6 +231,8 @@ class TextToImage(L.LightningModule):
             else torch.zeros((), device=self.device)
         )
         self.log("train/grad_norm", norm)
+        if getattr(self.trainer.precision_plugin, "scaler", None) is not None:
+            return  # fp16 with a loss scaler: an overflow is the scaler's to skip, not a diverged run
         if not self.trainer.strategy.reduce_boolean_decision(not bool(torch.isfinite(norm)), all=False):
             return
         for p in self.parameters():
