@@ -75,6 +75,8 @@ OTHER_TESTS = {  # table rows that are behaviours, each with its own test
     "crafted-ckpt-remote-code": "tests/test_checkpoint_safety.py::test_a_checkpoint_that_points_at_remote_code_is_refused_and_nothing_runs",
     "crafted-ckpt-encoder-path": "tests/test_checkpoint_safety.py::test_a_recorded_encoder_path_needs_the_users_word",
     "crafted-ckpt-class": "tests/test_checkpoint_safety.py::test_a_class_outside_the_kit_torch_optim_and_lightning_is_refused",
+    "crafted-ckpt-string-parts": "tests/test_checkpoint_safety.py::test_parts_written_as_strings_and_unlisted_packages_are_refused",
+    "crafted-ckpt-legacy-keys": "tests/test_checkpoint_safety.py::test_legacy_hyperparameter_keys_are_refused",
     "resume-other-model": "tests/test_reliability.py::test_resuming_another_model_is_refused_before_any_run_folder",
     "nan-loss": "tests/test_reliability.py::test_a_diverging_run_stops_at_its_first_nonfinite_step_and_keeps_its_weights",
     "ddp-spawn": "tests/test_ddp.py::test_ddp_spawn_is_refused_with_the_reason",

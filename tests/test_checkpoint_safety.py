@@ -83,3 +83,32 @@ def test_unreadable_checkpoints_get_one_line(trained, tmp_path, capsys):
         assert sample(str(path), tmp_path) == 2, path
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda hp: hp.update(encoder="{class_path: kit.encoders.FrozenEncoder, init_args: {model: evil/repo, trust_remote_code: true}}"),
+            "a part must be a class_path block",
+        ),
+        (lambda hp: hp.update(optimizer="os.system"), "a part must be a class_path block"),
+        (lambda hp: hp["encoder"]["init_args"].update(system_prompt="{class_path: subprocess.Popen}"), "would be read as code to import"),
+        (lambda hp: hp["encoder"]["init_args"].update(model="pkg:os"), "not shipped with the kit"),
+        (lambda hp: hp["encoder"]["init_args"].update(model="kit:../../../tmp/x"), "not shipped with the kit"),
+    ],
+    ids=["inline-yaml-encoder", "import-path-optimizer", "inline-yaml-leaf", "pkg-any-module", "kit-path-traversal"],
+)
+def test_parts_written_as_strings_and_unlisted_packages_are_refused(trained, tmp_path, capsys, edit, message):
+    ckpt = crafted(trained, tmp_path, edit)
+    assert sample(ckpt, tmp_path) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_legacy_hyperparameter_keys_are_refused(trained, tmp_path, capsys):
+    checkpoint = torch.load(trained, map_location="cpu", weights_only=True)
+    checkpoint["module_arguments"] = {"encoder": {"class_path": "kit.encoders.FrozenEncoder", "init_args": {"model": "evil/repo"}}}
+    path = tmp_path / "legacy.ckpt"
+    torch.save(checkpoint, path)
+    assert sample(str(path), tmp_path) == 2
+    assert "legacy hyperparameter keys ['module_arguments']" in capsys.readouterr().err

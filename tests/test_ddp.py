@@ -59,12 +59,15 @@ def test_ranks_draw_different_noise_and_resumes_draw_the_same(encoder, monkeypat
     )
     draws = {}
     for rank, step in [(0, 5), (1, 5), (0, 6), (0, 5)]:
-        monkeypatch.setattr(module, "_trainer", SimpleNamespace(global_rank=rank, global_step=step))
+        monkeypatch.setattr(module, "_trainer", SimpleNamespace(global_rank=rank, global_step=step, accumulate_grad_batches=2))
         monkeypatch.setattr(type(module), "global_step", property(lambda self: self._trainer.global_step))
         draws.setdefault((rank, step), []).append(torch.randn(4, generator=module.step_generator()))
     assert not torch.equal(draws[(0, 5)][0], draws[(1, 5)][0]), "ranks differ"
     assert not torch.equal(draws[(0, 5)][0], draws[(0, 6)][0]), "steps differ"
     assert torch.equal(draws[(0, 5)][0], draws[(0, 5)][1]), "the same (step, rank) draws the same: a resumed run repeats it"
+    assert not torch.equal(torch.randn(4, generator=module.step_generator(0)), torch.randn(4, generator=module.step_generator(1))), (
+        "the micro-batches of one accumulated step draw differently"
+    )
 
 
 def test_ddp_spawn_is_refused_with_the_reason(tmp_path):

@@ -82,6 +82,8 @@ def test_echo_conditions_on_the_second_copy_which_has_read_the_whole_prompt(enco
         plain_states = plain.select((TokenKind.PROMPT,)).hidden_states[i, -1, :n]
         assert not torch.allclose(kept.hidden_states[i, -1, :n], plain_states, atol=1e-3), "the second copy's states differ: they have read the prompt"
     assert echo.fingerprint() != encoder.fingerprint()
+    empty = echo(["", "a red circle"])  # an empty prompt has nothing to echo (and conditions on the null token downstream)
+    assert int((empty.kinds[0] == int(TokenKind.ECHO)).sum()) == 0 and int((empty.kinds[1] == int(TokenKind.ECHO)).sum()) > 0
     with pytest.raises(ValueError, match="merges the separator"):  # " a" is one token: the second copy would not tokenize alike
         Encoder("kit:shapes-vlm-random", taps="last", echo=True, echo_separator=" ")(["a red circle"])
     with pytest.raises(ValueError, match="echo and rewriter are exclusive"):

