@@ -133,3 +133,13 @@ def test_kill_9_mid_run_then_resume_from_last_gives_the_uninterrupted_losses(tmp
     whole, resumed = losses(next((tmp_path / "whole").glob("*/version_0"))), losses(next((tmp_path / "resumed").glob("*/version_0")))
     assert sorted(resumed) == list(range(step, 30))
     assert [resumed[s] for s in range(step, 30)] == [whole[s] for s in range(step, 30)], f"killed at step {step}"
+
+
+def test_a_setting_added_after_a_checkpoint_was_written_is_not_a_difference():
+    from kit.tasks.checkpoint import config_differences
+
+    saved = {"encoder": {"class_path": "kit.encoders.FrozenEncoder", "init_args": {"model": "kit:shapes-vlm", "taps": "all"}}}
+    recipe = {"encoder": {"class_path": "kit.encoders.FrozenEncoder", "init_args": {"model": "kit:shapes-vlm", "taps": "all", "echo": False}}}
+    assert config_differences(saved, recipe) == [], "a checkpoint from before `echo` existed resumes"
+    recipe["encoder"]["init_args"]["taps"] = "last"
+    assert config_differences(saved, recipe) == ["encoder.init_args.taps: 'all' -> 'last'"]
