@@ -16,6 +16,7 @@ folder with `trust_remote_code` runs that folder's Python). So before anything i
 
 from __future__ import annotations
 
+import io
 import pickle
 import re
 import zipfile
@@ -123,7 +124,7 @@ def check_recorded_config(hparams: dict, path: str, *, encoder_model: str | None
     return hparams
 
 
-def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", raw: io.BytesIO | None = None) -> dict:
     """The checkpoint's contents (tensors and plain data only), or a one-line error saying what is wrong with the file."""
     path = Path(path)
     if path.is_dir():
@@ -137,7 +138,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if path.stat().st_size == 0:
         raise ValueError(f"checkpoint {str(path)!r} is empty (0 bytes): the run that wrote it was probably interrupted")
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        checkpoint = torch.load(io.BytesIO(path.read_bytes()) if raw is None else raw, map_location=map_location, weights_only=True)
     except (EOFError, RuntimeError, zipfile.BadZipFile, pickle.UnpicklingError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"checkpoint {str(path)!r} cannot be read (truncated or not a checkpoint): {first[:200]}") from None
@@ -186,7 +187,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
             (also how to accept a recorded encoder that is not shipped with the kit).
         trust: accept the checkpoint's recorded encoder and `trust_remote_code` as they are.
     """
-    checkpoint = read_checkpoint(path, map_location)
+    raw = io.BytesIO(Path(path).read_bytes()) if Path(path).is_file() else None  # read once: checked, then built from
+    checkpoint = read_checkpoint(path, map_location, raw)
     hparams = checkpoint.get("hyper_parameters")
     legacy = [k for k in ("hparams", "module_arguments") if k in checkpoint]  # Lightning would merge these too
     if legacy:
@@ -195,5 +197,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
         raise ValueError(f"checkpoint {str(path)!r} records no model config (was it written by `python -m kit fit`?)")
     safe = check_recorded_config(hparams, str(path), encoder_model=encoder_model, trust=trust)
     overrides = {"encoder": safe["encoder"]} if safe["encoder"] != hparams["encoder"] else {}
-    module = TextToImage.load_from_checkpoint(path, map_location=map_location, weights_only=True, **overrides)
+    raw.seek(0)
+    module = TextToImage.load_from_checkpoint(raw, map_location=map_location, weights_only=True, **overrides)
     return module.eval()
