@@ -30,7 +30,11 @@ def test_evaluate_a_checkpoint_and_bad_arguments(tmp_path, capsys, repo):
     # each category is the fraction of its 2 x 2 images scored right, and overall their mean
     assert len(results["categories"]) == 7 and all(float(v * 4).is_integer() for v in results["categories"].values())
     assert results["overall"] == pytest.approx(sum(results["categories"].values()) / 7)
-    assert results["steps"] == 2, "the recipe's sampler settings are recorded"
+    assert results["steps"] == 2 and results["shift"] == 1.0, "the recipe's sampler settings are recorded"
+    out2 = tmp_path / "r2.json"
+    assert main(["evaluate", "--ckpt", str(ckpt), "--per-category", "1", "--shift", "4", "--guidance", "0", "--out", str(out2)]) == 0
+    shifted = json.loads(out2.read_text())
+    assert shifted["shift"] == 4.0 and shifted["guidance_scale"] == 0.0, "the settings given on the command line are the ones recorded"
 
     assert main(["evaluate", "--suite", "t2i", "--out", str(out)]) == 2
     assert "--suite t2i needs --ckpt" in capsys.readouterr().err

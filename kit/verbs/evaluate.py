@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 from jsonargparse import ArgumentParser
-from jsonargparse.typing import PositiveInt
+from jsonargparse.typing import PositiveFloat, PositiveInt
 
 from kit.analysis import anchor_images, generate_suite, score_images, subset
 from kit.analysis.evaluate import SOURCES
@@ -38,6 +38,7 @@ def parser() -> ArgumentParser:
     p.add_argument("--image-size", type=PositiveInt | None, default=None, help="anchor image size (the checkpoint's, else 32)")
     p.add_argument("--steps", type=PositiveInt | None, default=None, help="sampler steps (the recipe's when omitted)")
     p.add_argument("--guidance", type=float | None, default=None, help="CFG scale (the recipe's when omitted)")
+    p.add_argument("--shift", type=PositiveFloat | None, default=None, help="time shift of the sampler's step grid, > 1 spends more steps near noise (the recipe's when omitted)")
     p.add_argument("--batch-size", type=PositiveInt, default=64, help="prompts per generation batch")
     p.add_argument("--seed", type=int, default=0, help="noise seed")
     p.add_argument("--rewrite", type=str | None, default=None, help="VERIFI rewriting at inference: on or off (the recipe's setting when omitted)")
@@ -87,10 +88,17 @@ def main(argv: list[str]) -> int:
         except (FileNotFoundError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+        if args.shift is not None:
+            module.sampler.shift = args.shift
         images = generate_suite(
             module, entries, args.images_per_prompt, batch_size=args.batch_size, seed=args.seed, guidance_scale=args.guidance, num_steps=args.steps
         )
-        meta.update(checkpoint=str(args.ckpt), guidance_scale=args.guidance or module.guidance_scale, steps=args.steps or module.sampler.num_steps)
+        meta.update(
+            checkpoint=str(args.ckpt),
+            guidance_scale=module.guidance_scale if args.guidance is None else args.guidance,
+            steps=args.steps or module.sampler.num_steps,
+            shift=module.sampler.shift,
+        )
         meta.update(rewrite=module.encoder.rewriter.fingerprint() if module.encoder.rewriting else None)
     else:
         size = args.image_size or 32

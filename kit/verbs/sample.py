@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 from jsonargparse import ArgumentParser
-from jsonargparse.typing import PositiveInt
+from jsonargparse.typing import PositiveFloat, PositiveInt
 from PIL import Image
 from torchvision.utils import make_grid
 
@@ -25,6 +25,7 @@ def parser() -> ArgumentParser:
     p.add_argument("--out", type=str, default="grid.png", help="output PNG path")
     p.add_argument("--steps", type=PositiveInt | None, default=None, help="sampler steps (the recipe's when omitted)")
     p.add_argument("--guidance", type=float | None, default=None, help="classifier-free guidance scale (the recipe's when omitted)")
+    p.add_argument("--shift", type=PositiveFloat | None, default=None, help="time shift of the sampler's step grid, > 1 spends more steps near noise (the recipe's when omitted)")
     p.add_argument("--seed", type=int, default=0, help="noise seed")
     p.add_argument("--rewrite", type=str | None, default=None, help="VERIFI rewriting at inference: on or off (the recipe's setting when omitted)")
     p.add_argument("--system-prompt", type=str | None, default=None, help="a different VERIFI system prompt at inference")
@@ -42,6 +43,8 @@ def main(argv: list[str]) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.shift is not None:
+        module.sampler.shift = args.shift
     if module.encoder.rewriting:
         for prompt, rewrite in zip(args.prompt, module.encoder.rewrite(args.prompt)):
             print(f"rewrite: {prompt!r} -> {rewrite!r}")
