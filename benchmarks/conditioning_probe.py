@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--zero-noise", action="store_true", help="zeros instead of noise: the pure prompt -> image regression")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(ROOT / "results" / "conditioning_probe.jsonl"))
-    p.add_argument("overrides", nargs="*", help="CLI overrides, e.g. --data.init_args.caption_weights=[1,0,0,0] (after --)")
+    p.add_argument("overrides", nargs="*", help="CLI overrides, e.g. --data.init_args.caption_weights=[1,0,0,0,0] (after --)")
     args = p.parse_args(argv)
     from kit.analysis.provenance import append_record, command_line, commit
     from kit.cli import run_cli

@@ -160,3 +160,29 @@ def test_rope_refiner_sees_token_order_and_ignores_padding():
         TokenRefiner(12, 1, 4, positions="rope")
     head = LAPHead(TINY_SPEC, 16, refiner_depth=1, refiner_positions="rope", num_heads=2)
     assert head(random_encoder_output(TINY_SPEC, [3, 5])).tokens.shape[-1] == 16
+
+
+def test_standardized_input_uses_the_exact_statistics_of_every_training_token():
+    from kit.fusion.base import FeatureStandardizer
+
+    torch.manual_seed(0)
+    norm = FeatureStandardizer(3, 8)
+    offset, spread = torch.randn(3, 8) * 20, torch.rand(3, 8) * 10 + 0.1  # a shared component and uneven dimensions
+    batches = [offset + spread * torch.randn(n, 3, 8) for n in (5, 40, 1, 17)]
+    for h in batches:
+        norm(h)  # training mode: each batch is folded in before it is normalised
+    every = torch.cat(batches)
+    assert torch.allclose(norm.mean, every.mean(0), atol=1e-4)
+    assert torch.allclose(norm.var, every.var(0, unbiased=False), rtol=1e-4, atol=1e-4)
+    out = norm.eval()(every)
+    assert torch.allclose(out.mean(0), torch.zeros(3, 8), atol=1e-4) and torch.allclose(out.std(0, unbiased=False), torch.ones(3, 8), atol=1e-3)
+    before = norm.mean.clone()
+    norm(torch.randn(4, 3, 8) + 100)  # eval mode: the statistics do not move
+    assert torch.equal(norm.mean, before)
+
+    head = LAPHead(TINY_SPEC, 16, input_norm="standardize", num_heads=2)
+    assert {"in_norm.mean", "in_norm.var", "in_norm.count"} <= set(head.state_dict()), "the statistics are saved in checkpoints"
+    head(random_encoder_output(TINY_SPEC, [3, 5]))
+    assert int(head.in_norm.count) == 8, "only real tokens are counted"
+    with pytest.raises(ValueError, match="unknown input_norm"):
+        LAPHead(TINY_SPEC, 16, input_norm="batch", num_heads=2)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kit.world import caption, render
-from kit.world.captions import describe, join, noun_phrase, place
+from kit.world.captions import describe, noun_phrase
 from kit.world.edits import sample_edit
 from kit.world.parser import parse_caption
 from kit.world.questions import QUESTION_KINDS, ask
@@ -85,13 +85,6 @@ def draw_scene(rng: np.random.Generator, held_out: bool, num_objects: int | None
             return scene
 
 
-def _partial_phrase(obj, rng: np.random.Generator) -> str:
-    """The object with a random subset of size, colour and place ('a red circle on the left', 'a large square')."""
-    words = [w for w, keep in ((obj.size, rng.random() < 0.5), (obj.colour, rng.random() < 0.6)) if keep]
-    phrase = noun_phrase([*words, obj.shape])
-    return f"{phrase} {place(obj, rng)}" if rng.random() < 0.4 else phrase
-
-
 def _same_kind(scene: Scene) -> Scene:
     """All objects take the first object's shape and colour (counting prompts: 'three red circles')."""
     first = scene.objects[0]
@@ -111,11 +104,7 @@ def rewrite_prompt(rng: np.random.Generator, held_out: bool = False) -> tuple[st
                 break
         return noun_phrase([scene.objects[0].colour, scene.objects[0].shape], len(scene)), scene, register
     scene = draw_scene(rng, held_out, int(rng.integers(1, 5)))
-    if register == "partial":
-        objects = list(scene.objects)
-        rng.shuffle(objects)
-        return join([_partial_phrase(o, rng) for o in objects]), scene, register
-    if register in ("short", "count"):
+    if register in ("short", "count", "partial"):
         return caption(scene, register, rng), scene, register
     return caption(scene, "detailed", rng), scene, register
 

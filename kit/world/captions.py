@@ -9,6 +9,9 @@ Every caption is true of its scene. Registers:
 - ``relation``: two objects and a spatial relation that holds between them ("a red circle
   to the left of a blue square"); falls back to ``short`` for one-object scenes.
 - ``count``: how many objects of each shape ("three circles and a square").
+- ``partial``: every object, each with a random subset of its size, colour and place (the
+  shape always), in a random order ("a large square at the bottom and a red circle"): the
+  prompts that leave some attributes of an object open and give others.
 
 The phrasings are drawn from a random generator, so one scene gets many captions.
 """
@@ -21,7 +24,7 @@ import numpy as np
 
 from kit.world.scene import Scene, SceneObject
 
-STYLES: tuple[str, ...] = ("detailed", "short", "relation", "count")
+STYLES: tuple[str, ...] = ("detailed", "short", "relation", "count", "partial")
 
 NUMBERS = {1: "one", 2: "two", 3: "three", 4: "four"}
 
@@ -145,7 +148,21 @@ def count(scene: Scene, rng: np.random.Generator) -> str:
     return join([noun_phrase([shape], groups[shape]) for shape in keys])
 
 
-_CAPTIONERS = {"detailed": detailed, "short": short, "relation": relation, "count": count}
+def partial_phrase(obj: SceneObject, rng: np.random.Generator) -> str:
+    """The object with a random subset of size (p 0.5), colour (p 0.6) and place (p 0.4): 'a red circle on the left', 'a large square'."""
+    words = [w for w, keep in ((obj.size, rng.random() < 0.5), (obj.colour, rng.random() < 0.6)) if keep]
+    phrase = noun_phrase([*words, obj.shape])
+    return f"{phrase} {place(obj, rng)}" if rng.random() < 0.4 else phrase
+
+
+def partial(scene: Scene, rng: np.random.Generator) -> str:
+    """Every object in a random order, each as a `partial_phrase`."""
+    objects = list(scene.objects)
+    rng.shuffle(objects)
+    return join([partial_phrase(o, rng) for o in objects])
+
+
+_CAPTIONERS = {"detailed": detailed, "short": short, "relation": relation, "count": count, "partial": partial}
 
 
 def caption(scene: Scene, style: str, rng: np.random.Generator) -> str:
