@@ -15,14 +15,21 @@ HEAD_VARIANTS = {
         {"taps": 2, "projector": "attention", "layer_dropout": 0.3},
         {"taps": [2, 6], "projector": "flatten", "layer_depth": 0, "layer_dropout": 0.5},
         {"refiner_depth": 1, "refiner_positions": "rope"},
+        {"input_norm": "standardize"},
     ],
-    "last_layer": [{}, {"refiner_depth": 1, "tap": 0}, {"refiner_depth": 1, "refiner_positions": "rope"}],
-    "mean_layers": [{}, {"taps": [4, 6], "refiner_depth": 1}],
-    "scalar_mix": [{}, {"taps": 2}],
-    "resampler": [{"num_queries": 4, "width": 32, "depth": 2}, {"taps": [6], "num_queries": 1, "width": 16, "depth": 1, "num_heads": 2}],
-    "qformer": [{"num_queries": 4, "width": 32, "depth": 3}, {"tap": 0, "num_queries": 2, "width": 16, "depth": 2, "cross_attention_every": 1, "num_heads": 2}],
-    "kv_fusion": [{"num_blocks": 3}, {"num_blocks": 2, "layers": [2, 6]}],
-    "injection": [{"num_blocks": 4}, {"num_blocks": 1, "layers": [5]}],
+    "last_layer": [{}, {"refiner_depth": 1, "tap": 0}, {"refiner_depth": 1, "refiner_positions": "rope"}, {"input_norm": "standardize"}],
+    "mean_layers": [{}, {"taps": [4, 6], "refiner_depth": 1, "input_norm": "standardize"}],
+    "scalar_mix": [{}, {"taps": 2, "input_norm": "standardize"}],
+    "resampler": [
+        {"num_queries": 4, "width": 32, "depth": 2},
+        {"taps": [6], "num_queries": 1, "width": 16, "depth": 1, "num_heads": 2, "input_norm": "standardize"},
+    ],
+    "qformer": [
+        {"num_queries": 4, "width": 32, "depth": 3},
+        {"tap": 0, "num_queries": 2, "width": 16, "depth": 2, "cross_attention_every": 1, "num_heads": 2, "input_norm": "standardize"},
+    ],
+    "kv_fusion": [{"num_blocks": 3}, {"num_blocks": 2, "layers": [2, 6], "input_norm": "standardize"}],
+    "injection": [{"num_blocks": 4}, {"num_blocks": 1, "layers": [5], "input_norm": "standardize"}],
 }
 BACKBONE_VARIANTS = {
     "dit": [{"patch_size": 2, "width": 32, "depth": 2, "num_heads": 2}, {"patch_size": 4, "width": 32, "depth": 1, "num_heads": 4, "pool_conditioning": True}],

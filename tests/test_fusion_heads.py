@@ -181,8 +181,35 @@ def test_standardized_input_uses_the_exact_statistics_of_every_training_token():
     assert torch.equal(norm.mean, before)
 
     head = LAPHead(TINY_SPEC, 16, input_norm="standardize", num_heads=2)
-    assert {"in_norm.mean", "in_norm.var", "in_norm.count"} <= set(head.state_dict()), "the statistics are saved in checkpoints"
-    head(random_encoder_output(TINY_SPEC, [3, 5]))
-    assert int(head.in_norm.count) == 8, "only real tokens are counted"
+    assert {"standardizer.mean", "standardizer.var", "standardizer.count"} <= set(head.state_dict()), "the statistics are saved in checkpoints"
+    enc = random_encoder_output(TINY_SPEC, [3, 5])
+    head(enc)
+    assert int(head.standardizer.count) == 8, "only real tokens are counted"
+    kept = enc.select(head.keep_kinds)
+    real = kept.hidden_states.transpose(1, 2)[kept.mask]  # (T, N, D)
+    assert torch.allclose(head.standardizer.mean, real.mean(0), atol=1e-5), "the statistics are those of the real tokens"
+
+
+@pytest.mark.parametrize("name", ["last_layer", "mean_layers", "resampler", "qformer", "kv_fusion"])
+def test_every_head_can_standardize_its_input_and_the_statistics_change_its_output(name):
+    """input_norm=standardize is a head-agnostic option (a fair ablation): in training each head
+    folds its real tokens into the statistics, and in eval the statistics change what it computes."""
+    from kit.fusion import FUSION_HEADS
+
+    torch.manual_seed(0)
+    kwargs = {"num_blocks": 2} if name == "kv_fusion" else {}
+    head = FUSION_HEADS.get(name)(TINY_SPEC, 16, input_norm="standardize", **kwargs)
+    enc = random_encoder_output(TINY_SPEC, [3, 5])
+    enc.hidden_states = enc.hidden_states * 7 + 3  # far from unit statistics
+    fresh = _tensors(head.eval()(enc))
+    head.train()(enc)
+    assert int(head.standardizer.count) == 8
+    fitted = _tensors(head.eval()(enc))
+    assert any(not torch.allclose(a, b, atol=1e-4) for a, b in zip(fresh, fitted)), f"{name} ignores its standardised input"
     with pytest.raises(ValueError, match="unknown input_norm"):
-        LAPHead(TINY_SPEC, 16, input_norm="batch", num_heads=2)
+        FUSION_HEADS.get(name)(TINY_SPEC, 16, input_norm="batch", **kwargs)
+
+
+def _tensors(cond):
+    """The tensors a conditioning carries, in a fixed order."""
+    return [t for t in (cond.tokens, cond.pooled, cond.per_layer) if t is not None]

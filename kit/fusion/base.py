@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import ClassVar, Literal
 
 import torch
+from einops import rearrange
 from timm.layers import Attention, RmsNorm
 from torch import Tensor, nn
 
@@ -35,6 +36,9 @@ class FusionHead(nn.Module, ABC):
         num_blocks: the backbone's depth when it takes per-layer conditioning, else None; only
             per-layer heads (key-value fusion, injection) use it.
         keep_kinds: token kinds the head conditions on; UniFusion drops system and instruction tokens.
+        input_norm: how the raw tapped features are normalised: `rms`, each head's own per-token RMS
+            norm (the papers'), or `standardize`: every tapped layer's dimensions standardised by their
+            statistics over the training tokens (`FeatureStandardizer`), in place of that RMS norm.
     """
 
     provides: ClassVar[frozenset[str]] = frozenset({"tokens"})
@@ -49,14 +53,18 @@ class FusionHead(nn.Module, ABC):
         num_blocks: int | None = None,
         *,
         keep_kinds: tuple[KindName, ...] = ("prompt", "image", "generated"),
+        input_norm: InputNorm = "rms",
     ) -> None:
         super().__init__()
+        if input_norm not in ("rms", "standardize"):
+            raise ValueError(f"{self.registry_name or type(self).__name__}: unknown input_norm {input_norm!r}; choose rms or standardize")
         self.spec = spec
         self.cond_dim = cond_dim
         self.num_blocks = num_blocks
         self.keep_kinds = tuple(TokenKind[k.upper()] for k in keep_kinds)
         self.null_tokens = nn.Parameter(torch.empty(1, 1, cond_dim))
         nn.init.normal_(self.null_tokens, std=0.02)
+        self.standardizer = FeatureStandardizer(spec.num_taps, spec.hidden_size) if input_norm == "standardize" else None
 
     @abstractmethod
     def forward(self, enc: EncoderOutput) -> Conditioning:
@@ -78,8 +86,18 @@ class FusionHead(nn.Module, ABC):
         return self.spec.taps
 
     def select(self, enc: EncoderOutput) -> EncoderOutput:
-        """Keep only the token kinds this head conditions on."""
-        return enc.select(self.keep_kinds)
+        """Keep only the token kinds this head conditions on; standardise their features under `input_norm=standardize`."""
+        enc = enc.select(self.keep_kinds)
+        if self.standardizer is None:
+            return enc
+        hidden = rearrange(enc.hidden_states, "b n m d -> b m n d")  # (B, M, N, D)
+        out = torch.zeros_like(hidden)
+        out[enc.mask] = self.standardizer(hidden[enc.mask])  # (T, N, D): statistics of real tokens only
+        return EncoderOutput(rearrange(out, "b m n d -> b n m d"), enc.mask, enc.kinds)
+
+    def tap_norm(self) -> nn.Module:
+        """The per-token RMS norm for raw tapped features `(..., D)`; the identity when `select` standardises them."""
+        return RmsNorm(self.spec.hidden_size) if self.standardizer is None else nn.Identity()
 
 
 FUSION_HEADS: Registry[FusionHead] = Registry("fusion head", FusionHead)
@@ -160,6 +178,7 @@ class SingleSequenceHead(FusionHead):
         mlp_ratio: MLP width multiple of the refiner.
         refiner_positions: `none` or `rope` (rotary token positions in the refiner; see `TokenRefiner`).
         keep_kinds: token kinds the head conditions on.
+        input_norm: `rms` or `standardize` (see `FusionHead`).
     """
 
     def __init__(
@@ -173,8 +192,9 @@ class SingleSequenceHead(FusionHead):
         mlp_ratio: float = 4.0,
         refiner_positions: RefinerPositions = "none",
         keep_kinds: tuple[KindName, ...] = ("prompt", "image", "generated"),
+        input_norm: InputNorm = "rms",
     ) -> None:
-        super().__init__(spec, cond_dim, num_blocks, keep_kinds=keep_kinds)
+        super().__init__(spec, cond_dim, num_blocks, keep_kinds=keep_kinds, input_norm=input_norm)
         self.refiner = TokenRefiner(spec.hidden_size, refiner_depth, num_heads, mlp_ratio, refiner_positions)
         self.adaptor = Adaptor(spec.hidden_size, cond_dim)
 
@@ -235,15 +255,6 @@ class FeatureStandardizer(nn.Module):
         if self.training:
             self.update(h)
         return ((h.float() - self.mean) * torch.rsqrt(self.var + self.eps)).to(h.dtype)
-
-
-def input_normalization(kind: InputNorm, num_layers: int, dim: int, head: str) -> nn.Module:
-    """The norm a head applies to its tapped features `(T, N, D)`: per-token RMS (`rms`) or `FeatureStandardizer`."""
-    if kind == "rms":
-        return RmsNorm(dim)
-    if kind == "standardize":
-        return FeatureStandardizer(num_layers, dim)
-    raise ValueError(f"{head}: unknown input_norm {kind!r}; choose rms or standardize")
 
 
 class Adaptor(nn.Sequential):

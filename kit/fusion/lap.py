@@ -26,7 +26,7 @@ from einops import rearrange
 from timm.layers import Attention, RmsNorm
 from torch import Tensor, nn
 
-from kit.fusion.base import FUSION_HEADS, Adaptor, FusionHead, InputNorm, KindName, RefinerPositions, TokenRefiner, input_normalization, tap_positions
+from kit.fusion.base import FUSION_HEADS, Adaptor, FusionHead, InputNorm, KindName, RefinerPositions, TokenRefiner, tap_positions
 from kit.kernels import attention_pool, layer_attention, weighted_sum
 from kit.layers import TransformerBlock, init_linear_trunc_normal
 from kit.types import Conditioning, EncoderOutput, EncoderSpec
@@ -149,7 +149,7 @@ class LAPHead(FusionHead):
             one is kept); the blocks do not attend to dropped layers and the projector skips them.
         input_norm: how the tapped features are normalised first: `rms` per token (the paper's), or
             `standardize` each layer's dimensions by their statistics over the training tokens
-            (`kit.fusion.base.FeatureStandardizer`).
+            (`kit.fusion.base.FeatureStandardizer`; see `FusionHead`).
         keep_kinds: token kinds the head conditions on.
     """
 
@@ -171,14 +171,14 @@ class LAPHead(FusionHead):
         input_norm: InputNorm = "rms",
         keep_kinds: tuple[KindName, ...] = ("prompt", "image", "generated"),
     ) -> None:
-        super().__init__(spec, cond_dim, num_blocks, keep_kinds=keep_kinds)
+        super().__init__(spec, cond_dim, num_blocks, keep_kinds=keep_kinds, input_norm=input_norm)
         if not 0.0 <= layer_dropout < 1.0:
             raise ValueError(f"lap: layer_dropout must be in [0, 1), got {layer_dropout}")
         self.positions = tap_positions(spec, taps, "lap")
         n = len(self.positions)
         width = width or spec.hidden_size
         self.layer_dropout = layer_dropout
-        self.in_norm = input_normalization(input_norm, n, spec.hidden_size, "lap")  # tapped layers differ wildly in scale
+        self.in_norm = self.tap_norm()  # tapped layers differ wildly in scale
         self.in_proj = nn.Identity() if width == spec.hidden_size else nn.Linear(spec.hidden_size, width)
         self.layer_blocks = nn.ModuleList(TransformerBlock(width, num_heads, mlp_ratio, attn_layer=LayerAxisAttention) for _ in range(layer_depth))
         if projector == "weight":

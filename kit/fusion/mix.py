@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import torch
 from einops import einsum
-from timm.layers import RmsNorm
 from torch import Tensor, nn
 
-from kit.fusion.base import FUSION_HEADS, KindName, RefinerPositions, SingleSequenceHead, tap_positions
+from kit.fusion.base import FUSION_HEADS, InputNorm, KindName, RefinerPositions, SingleSequenceHead, tap_positions
 from kit.layers import init_linear_trunc_normal
 from kit.types import EncoderSpec
 
@@ -31,6 +30,7 @@ class LayerMixHead(SingleSequenceHead):
         mlp_ratio: MLP width multiple of the refiner.
         refiner_positions: `none` or `rope` (rotary token positions in the refiner; see `TokenRefiner`).
         keep_kinds: token kinds the head conditions on.
+        input_norm: `rms` (the per-layer RMSNorm) or `standardize` (see `FusionHead`).
     """
 
     def __init__(
@@ -45,6 +45,7 @@ class LayerMixHead(SingleSequenceHead):
         mlp_ratio: float = 4.0,
         refiner_positions: RefinerPositions = "none",
         keep_kinds: tuple[KindName, ...] = ("prompt", "image", "generated"),
+        input_norm: InputNorm = "rms",
     ) -> None:
         super().__init__(
             spec,
@@ -55,9 +56,10 @@ class LayerMixHead(SingleSequenceHead):
             mlp_ratio=mlp_ratio,
             refiner_positions=refiner_positions,
             keep_kinds=keep_kinds,
+            input_norm=input_norm,
         )
         self.positions = tap_positions(spec, taps, self.registry_name or type(self).__name__)
-        self.norm = RmsNorm(spec.hidden_size)
+        self.norm = self.tap_norm()
         self.initialize_weights()
 
     def initialize_weights(self) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from kit.fusion.base import FUSION_HEADS, Adaptor, FusionHead, KindName
+from kit.fusion.base import FUSION_HEADS, Adaptor, FusionHead, InputNorm, KindName
 from kit.layers import init_linear_trunc_normal
 from kit.types import Conditioning, EncoderOutput, EncoderSpec
 
@@ -84,6 +84,8 @@ class PerBlockHead(FusionHead):
         num_blocks: the backbone's depth, passed by the module; must not exceed the encoder's taps.
         layers: hidden-state indices, one per backbone block; None spreads the taps evenly, last block on the last layer.
         keep_kinds: token kinds the head conditions on.
+        input_norm: `rms` (each block's projection keeps its own RMSNorm) or `standardize` the
+            encoder's features first (see `FusionHead`).
     """
 
     provides = frozenset({"per_layer"})
@@ -96,8 +98,9 @@ class PerBlockHead(FusionHead):
         *,
         layers: list[int] | None = None,
         keep_kinds: tuple[KindName, ...] = ("prompt", "image", "generated"),
+        input_norm: InputNorm = "rms",
     ) -> None:
-        super().__init__(spec, cond_dim, num_blocks, keep_kinds=keep_kinds)
+        super().__init__(spec, cond_dim, num_blocks, keep_kinds=keep_kinds, input_norm=input_norm)
         self.positions = block_layers(spec, num_blocks, layers, self.registry_name)
         self.num_output_layers = len(self.positions)
         self.project = PerLayerProjection(len(self.positions), spec.hidden_size, cond_dim)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from kit.fusion.base import FUSION_HEADS, KindName
+from kit.fusion.base import FUSION_HEADS, InputNorm, KindName
 from kit.fusion.queries import LearnedQueryHead, QueryBlock
 from kit.types import Conditioning, EncoderOutput, EncoderSpec
 
@@ -27,6 +27,8 @@ class QFormerHead(LearnedQueryHead):
         num_heads: attention heads.
         mlp_ratio: MLP width multiple.
         keep_kinds: token kinds the head reads.
+        input_norm: `rms` (the cross-attentions' own pre-norms only) or `standardize` the encoder's
+            features first (see `FusionHead`).
     """
 
     def __init__(
@@ -43,12 +45,15 @@ class QFormerHead(LearnedQueryHead):
         num_heads: int = 4,
         mlp_ratio: float = 4.0,
         keep_kinds: tuple[KindName, ...] = ("prompt", "image", "generated"),
+        input_norm: InputNorm = "rms",
     ) -> None:
         if not -spec.num_taps <= tap < spec.num_taps:
             raise ValueError(f"qformer: tap {tap} is out of range: the encoder returns {spec.num_taps} taps {list(spec.taps)}")
         if cross_attention_every < 1 or depth < 1:
             raise ValueError(f"qformer: depth ({depth}) and cross_attention_every ({cross_attention_every}) must be at least 1")
-        super().__init__(spec, cond_dim, num_blocks, num_queries=num_queries, width=width, context_dim=spec.hidden_size, keep_kinds=keep_kinds)
+        super().__init__(
+            spec, cond_dim, num_blocks, num_queries=num_queries, width=width, context_dim=spec.hidden_size, keep_kinds=keep_kinds, input_norm=input_norm
+        )
         self.tap = tap
         self.blocks = nn.ModuleList(
             QueryBlock(width, spec.hidden_size, num_heads, mlp_ratio, self_attention=True, cross_attention=i % cross_attention_every == 0) for i in range(depth)

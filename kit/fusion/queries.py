@@ -12,7 +12,7 @@ import torch
 from timm.layers import Attention, Mlp, RmsNorm
 from torch import Tensor, nn
 
-from kit.fusion.base import FusionHead, KindName
+from kit.fusion.base import FusionHead, InputNorm, KindName
 from kit.layers import CrossAttention, init_linear_trunc_normal
 from kit.types import Conditioning, EncoderSpec
 
@@ -61,12 +61,22 @@ class LearnedQueryHead(FusionHead):
         width: query width.
         context_dim: width of the context the queries read.
         keep_kinds: token kinds the head conditions on.
+        input_norm: `rms` or `standardize` (see `FusionHead`).
     """
 
     def __init__(
-        self, spec: EncoderSpec, cond_dim: int, num_blocks: int | None, *, num_queries: int, width: int, context_dim: int, keep_kinds: tuple[KindName, ...]
+        self,
+        spec: EncoderSpec,
+        cond_dim: int,
+        num_blocks: int | None,
+        *,
+        num_queries: int,
+        width: int,
+        context_dim: int,
+        keep_kinds: tuple[KindName, ...],
+        input_norm: InputNorm = "rms",
     ) -> None:
-        super().__init__(spec, cond_dim, num_blocks, keep_kinds=keep_kinds)
+        super().__init__(spec, cond_dim, num_blocks, keep_kinds=keep_kinds, input_norm=input_norm)
         if num_queries < 1:
             raise ValueError(f"{type(self).__name__}: num_queries must be at least 1, got {num_queries}")
         self.queries = nn.Parameter(torch.empty(1, num_queries, width))

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import torch
 from einops import rearrange
-from timm.layers import RmsNorm
 from torch import nn
 
-from kit.fusion.base import FUSION_HEADS, KindName, tap_positions
+from kit.fusion.base import FUSION_HEADS, InputNorm, KindName, tap_positions
 from kit.fusion.queries import LearnedQueryHead, QueryBlock
 from kit.types import Conditioning, EncoderOutput, EncoderSpec
 
@@ -28,6 +27,7 @@ class ResamplerHead(LearnedQueryHead):
         num_heads: attention heads.
         mlp_ratio: MLP width multiple.
         keep_kinds: token kinds the head reads.
+        input_norm: `rms` (an RMSNorm on the encoder's tokens) or `standardize` (see `FusionHead`).
     """
 
     def __init__(
@@ -43,10 +43,11 @@ class ResamplerHead(LearnedQueryHead):
         num_heads: int = 4,
         mlp_ratio: float = 4.0,
         keep_kinds: tuple[KindName, ...] = ("prompt", "image", "generated"),
+        input_norm: InputNorm = "rms",
     ) -> None:
-        super().__init__(spec, cond_dim, num_blocks, num_queries=num_queries, width=width, context_dim=width, keep_kinds=keep_kinds)
+        super().__init__(spec, cond_dim, num_blocks, num_queries=num_queries, width=width, context_dim=width, keep_kinds=keep_kinds, input_norm=input_norm)
         self.positions = tap_positions(spec, taps, "resampler")
-        self.in_norm = RmsNorm(spec.hidden_size)
+        self.in_norm = self.tap_norm()
         self.in_proj = nn.Linear(spec.hidden_size, width)
         self.layer_embed = nn.Parameter(torch.empty(len(self.positions), 1, width))
         self.blocks = nn.ModuleList(QueryBlock(width, width, num_heads, mlp_ratio, self_attention=False, cross_attention=True) for _ in range(depth))
