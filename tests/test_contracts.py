@@ -32,10 +32,16 @@ HEAD_VARIANTS = {
     "injection": [{"num_blocks": 4}, {"num_blocks": 1, "layers": [5], "input_norm": "standardize"}],
 }
 BACKBONE_VARIANTS = {
-    "dit": [{"patch_size": 2, "width": 32, "depth": 2, "num_heads": 2}, {"patch_size": 4, "width": 32, "depth": 1, "num_heads": 4, "pool_conditioning": True}],
-    "dit_xattn": [{"patch_size": 2, "width": 32, "depth": 2, "num_heads": 2}],
-    "mmdit": [{"patch_size": 2, "width": 32, "depth": 2, "num_heads": 2}],
-    "uvit": [{"patch_size": 2, "width": 32, "depth": 3, "num_heads": 2}, {"patch_size": 4, "width": 32, "depth": 5, "num_heads": 2, "post_norm": True}],
+    "dit": [
+        {"patch_size": 2, "width": 32, "depth": 2, "num_heads": 2},
+        {"patch_size": 4, "width": 32, "depth": 1, "num_heads": 4, "pool_conditioning": True, "positions": "pixel"},
+    ],
+    "dit_xattn": [{"patch_size": 2, "width": 32, "depth": 2, "num_heads": 2}, {"patch_size": 4, "width": 32, "depth": 1, "num_heads": 2, "positions": "pixel"}],
+    "mmdit": [{"patch_size": 2, "width": 32, "depth": 2, "num_heads": 2}, {"patch_size": 4, "width": 32, "depth": 1, "num_heads": 2, "positions": "pixel"}],
+    "uvit": [
+        {"patch_size": 2, "width": 32, "depth": 3, "num_heads": 2},
+        {"patch_size": 4, "width": 32, "depth": 5, "num_heads": 2, "post_norm": True, "positions": "pixel"},
+    ],
 }
 
 
@@ -118,3 +124,20 @@ def test_per_layer_head_with_the_wrong_depth_is_refused_with_the_numbers():
     dit = SingleStreamDiT(3, 8, patch_size=2, width=32, depth=6, num_heads=2)
     with pytest.raises(IncompatibleHeadError, match="FourLayerHead feeds 4 blocks but backbone SingleStreamDiT has 6"):
         dit.check_head(FourLayerHead(TINY_SPEC, 32))
+
+
+@pytest.mark.parametrize("name", ["dit", "dit_xattn", "mmdit", "uvit"])
+def test_pixel_positions_count_input_pixels_and_separate_a_coarse_grid(name):
+    from kit.backbones.layers import sincos_2d
+
+    patch = BACKBONES.get(name)(3, 48, patch_size=16, width=64, depth=1, num_heads=2)
+    pixel = BACKBONES.get(name)(3, 48, patch_size=16, width=64, depth=1, num_heads=2, positions="pixel")
+    torch.testing.assert_close(patch.image_positions(3, 3, 64, 16), sincos_2d(3, 3, 64))
+    torch.testing.assert_close(pixel.image_positions(3, 3, 64, 16)[4], sincos_2d(48, 48, 64)[16 * 48 + 16], msg="token (1, 1) sits at pixel (16, 16)")
+
+    def varying(pos):  # dimensions whose value moves by more than 0.5 across the 9 tokens of a 3x3 grid
+        return int(((pos.max(0).values - pos.min(0).values) > 0.5).sum())
+
+    assert varying(pixel.image_positions(3, 3, 64, 16)) >= 2 * varying(patch.image_positions(3, 3, 64, 16))
+    with pytest.raises(ValueError, match="unknown positions 'grid'; choose patch or pixel"):
+        BACKBONES.get(name)(3, 48, patch_size=16, width=64, depth=1, num_heads=2, positions="grid")

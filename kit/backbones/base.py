@@ -9,10 +9,12 @@ consumes and refuses, at build time, a fusion head that provides none of them.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import ClassVar, Literal
 
+import torch
 from torch import Tensor, nn
 
+from kit.backbones.layers import sincos_2d
 from kit.registry import Registry
 from kit.types import Conditioning
 
@@ -27,6 +29,10 @@ class Backbone(nn.Module, ABC):
     Args:
         in_channels: channels of the (pixel or latent) input; the output has as many.
         input_size: side of the square input in pixels or latent cells.
+        positions: what the image tokens' 2D sin-cos positions count: `patch` (patch indices, DiT's
+            convention) or `pixel` (input pixels: patch index x patch size). With large patches (a 3x3
+            token grid) patch indices leave all but the highest frequencies nearly constant across
+            tokens; pixel units make every token's position distinct in many more dimensions.
     """
 
     consumes: ClassVar[frozenset[str]] = frozenset()
@@ -34,10 +40,17 @@ class Backbone(nn.Module, ABC):
 
     registry_name: ClassVar[str] = ""
 
-    def __init__(self, in_channels: int, input_size: int) -> None:
+    def __init__(self, in_channels: int, input_size: int, positions: Literal["patch", "pixel"] = "patch") -> None:
         super().__init__()
+        if positions not in ("patch", "pixel"):
+            raise ValueError(f"unknown positions {positions!r}; choose patch or pixel")
         self.in_channels = in_channels
         self.input_size = input_size
+        self.positions = positions
+
+    def image_positions(self, rows: int, cols: int, width: int, patch_size: int, device: torch.device | None = None) -> Tensor:
+        """The fixed 2D sin-cos positions of a `rows x cols` token grid -> `(rows*cols, width)`, in the units of `positions`."""
+        return sincos_2d(rows, cols, width, device, spacing=float(patch_size) if self.positions == "pixel" else 1.0)
 
     @property
     @abstractmethod

@@ -11,6 +11,7 @@ encoder's features).
 from __future__ import annotations
 
 from functools import partial
+from typing import Literal
 
 import torch
 from einops import rearrange
@@ -18,7 +19,7 @@ from timm.layers import Attention, Mlp, RmsNorm
 from torch import Tensor, nn
 
 from kit.backbones.base import BACKBONES, Backbone
-from kit.backbones.layers import FinalLayer, PatchEmbed, TimestepEmbedder, modulate, sincos_2d
+from kit.backbones.layers import FinalLayer, PatchEmbed, TimestepEmbedder, modulate
 from kit.layers import init_linear_xavier, key_padding_bias, zero_
 from kit.types import Conditioning
 
@@ -64,6 +65,7 @@ class SingleStreamDiT(Backbone):
             the timestep embedding that drives adaLN, a global path beside joint attention (as SD3
             and Flux add a pooled text vector). Off reproduces UniFusion's single-stream DiT.
         gradient_checkpointing: recompute block activations in the backward pass to save memory.
+        positions: what the image tokens' sin-cos positions count, `patch` or `pixel` (see `Backbone`).
     """
 
     consumes = frozenset({"tokens", "per_layer"})
@@ -80,8 +82,9 @@ class SingleStreamDiT(Backbone):
         mlp_ratio: float = 4.0,
         pool_conditioning: bool = False,
         gradient_checkpointing: bool = False,
+        positions: Literal["patch", "pixel"] = "patch",
     ) -> None:
-        super().__init__(in_channels, input_size)
+        super().__init__(in_channels, input_size, positions)
         if input_size % patch_size:
             raise ValueError(f"input size {input_size} is not a multiple of the patch size {patch_size}")
         self.patch_size = patch_size
@@ -125,7 +128,7 @@ class SingleStreamDiT(Backbone):
         b, _, h, w = x.shape
         p = self.patch_size
         img = self.x_embedder(x)  # (B, T, W)
-        img = img + sincos_2d(h // p, w // p, self.width, img.device).to(img.dtype)[None]  # (B, T, W)
+        img = img + self.image_positions(h // p, w // p, self.width, p, img.device).to(img.dtype)[None]  # (B, T, W)
         per_layer = self.per_layer_of(cond)  # (B, L, M, W) or None
         tokens = cond.tokens if cond.tokens is not None else per_layer[:, -1]  # (B, M, W): KV fusion pools its last layer
         txt = self.cond_norm(tokens) + self.cond_type  # (B, M, W)

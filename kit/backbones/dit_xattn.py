@@ -9,6 +9,7 @@ most of DiT's per-block modulation parameters.
 from __future__ import annotations
 
 from functools import partial
+from typing import Literal
 
 import torch
 from einops import rearrange
@@ -16,7 +17,7 @@ from timm.layers import Attention, Mlp, RmsNorm
 from torch import Tensor, nn
 
 from kit.backbones.base import BACKBONES, Backbone
-from kit.backbones.layers import PatchEmbed, TimestepEmbedder, modulate, sincos_2d
+from kit.backbones.layers import PatchEmbed, TimestepEmbedder, modulate
 from kit.layers import CrossAttention, init_linear_xavier, zero_
 from kit.types import Conditioning
 
@@ -62,6 +63,7 @@ class CrossAttnDiT(Backbone):
         num_heads: attention heads.
         mlp_ratio: MLP width multiple.
         gradient_checkpointing: recompute block activations in the backward pass.
+        positions: what the image tokens' sin-cos positions count, `patch` or `pixel` (see `Backbone`).
     """
 
     consumes = frozenset({"tokens", "per_layer"})
@@ -77,8 +79,9 @@ class CrossAttnDiT(Backbone):
         num_heads: int = 6,
         mlp_ratio: float = 4.0,
         gradient_checkpointing: bool = False,
+        positions: Literal["patch", "pixel"] = "patch",
     ) -> None:
-        super().__init__(in_channels, input_size)
+        super().__init__(in_channels, input_size, positions)
         if input_size % patch_size:
             raise ValueError(f"input size {input_size} is not a multiple of the patch size {patch_size}")
         self.patch_size = patch_size
@@ -126,7 +129,7 @@ class CrossAttnDiT(Backbone):
         -> `(B, C, H, W)`. Block i cross-attends to per_layer[:, i] ('replace') or to the tokens plus it ('add')."""
         _, _, h, w = x.shape
         p = self.patch_size
-        tokens = self.x_embedder(x) + sincos_2d(h // p, w // p, self.width, x.device).to(x.dtype)[None]  # (B, T, W)
+        tokens = self.x_embedder(x) + self.image_positions(h // p, w // p, self.width, p, x.device).to(x.dtype)[None]  # (B, T, W)
         t_emb = self.t_embedder(t)  # (B, W)
         t6 = rearrange(self.t_block(t_emb), "b (six w) -> b six w", six=6)  # (B, 6, W)
         per_layer = self.per_layer_of(cond)  # (B, L, M, W) or None

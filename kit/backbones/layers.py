@@ -45,13 +45,18 @@ class TimestepEmbedder(nn.Module):
         return self.mlp(self.features(t).to(self.mlp[0].weight.dtype))
 
 
-def sincos_2d(rows: int, cols: int, width: int, device: torch.device | None = None) -> Tensor:
-    """Fixed 2D sin-cos positions for a `rows x cols` patch lattice -> `(rows*cols, width)`."""
+def sincos_2d(rows: int, cols: int, width: int, device: torch.device | None = None, spacing: float = 1.0) -> Tensor:
+    """Fixed 2D sin-cos positions for a `rows x cols` patch lattice -> `(rows*cols, width)`.
+
+    `spacing` is the distance between neighbouring patches in the coordinates the frequencies
+    see: 1 counts patches (DiT's convention), the patch size counts input pixels."""
     if width % 4:
         raise ValueError(f"2D sin-cos positions need a width divisible by 4, got {width}")
     quarter = width // 4
     omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float32, device=device) / quarter)
-    ys, xs = torch.meshgrid(torch.arange(rows, dtype=torch.float32, device=device), torch.arange(cols, dtype=torch.float32, device=device), indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(rows, dtype=torch.float32, device=device) * spacing, torch.arange(cols, dtype=torch.float32, device=device) * spacing, indexing="ij"
+    )
     out = [f(c.reshape(-1)[:, None] * omega[None]) for c in (ys, xs) for f in (torch.sin, torch.cos)]
     return torch.cat(out, dim=1)  # (rows*cols, width)
 

@@ -8,6 +8,7 @@ concatenation of both streams' queries, keys and values. Only the image stream i
 from __future__ import annotations
 
 from functools import partial
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +17,7 @@ from timm.layers import Mlp, RmsNorm
 from torch import Tensor, nn
 
 from kit.backbones.base import BACKBONES, Backbone
-from kit.backbones.layers import FinalLayer, PatchEmbed, TimestepEmbedder, modulate, sincos_2d
+from kit.backbones.layers import FinalLayer, PatchEmbed, TimestepEmbedder, modulate
 from kit.layers import init_linear_xavier, key_padding_bias, zero_
 from kit.types import Conditioning
 
@@ -99,6 +100,7 @@ class MMDiT(Backbone):
         num_heads: attention heads.
         mlp_ratio: MLP width multiple.
         gradient_checkpointing: recompute block activations in the backward pass.
+        positions: what the image tokens' sin-cos positions count, `patch` or `pixel` (see `Backbone`).
     """
 
     consumes = frozenset({"tokens", "pooled", "per_layer"})
@@ -114,8 +116,9 @@ class MMDiT(Backbone):
         num_heads: int = 6,
         mlp_ratio: float = 4.0,
         gradient_checkpointing: bool = False,
+        positions: Literal["patch", "pixel"] = "patch",
     ) -> None:
-        super().__init__(in_channels, input_size)
+        super().__init__(in_channels, input_size, positions)
         if input_size % patch_size:
             raise ValueError(f"input size {input_size} is not a multiple of the patch size {patch_size}")
         self.patch_size = patch_size
@@ -158,7 +161,7 @@ class MMDiT(Backbone):
         ('replace', key-value fusion) or has it added ('add', hidden-state injection)."""
         b, _, h, w = x.shape
         p = self.patch_size
-        img = self.x_embedder(x) + sincos_2d(h // p, w // p, self.width, x.device).to(x.dtype)[None]  # (B, T, W)
+        img = self.x_embedder(x) + self.image_positions(h // p, w // p, self.width, p, x.device).to(x.dtype)[None]  # (B, T, W)
         per_layer = self.per_layer_of(cond)  # (B, L, M, W) or None
         tokens = cond.tokens if cond.tokens is not None else per_layer[:, -1]  # (B, M, W)
         txt = self.context_embedder(tokens)  # (B, M, W)

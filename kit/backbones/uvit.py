@@ -11,12 +11,14 @@ Time enters only as tokens, one per time input: `time_tokens` lists them, so a j
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from einops import rearrange
 from torch import Tensor, nn
 
 from kit.backbones.base import BACKBONES, Backbone
-from kit.backbones.layers import PatchEmbed, TimestepEmbedder, sincos_2d
+from kit.backbones.layers import PatchEmbed, TimestepEmbedder
 from kit.layers import TransformerBlock, init_linear_trunc_normal, key_padding_bias, zero_
 from kit.types import Conditioning
 
@@ -46,6 +48,7 @@ class UViT(Backbone):
             and used post-LN; pre-LN is the U-ViT default).
         max_cond_tokens: learned positions available for conditioning tokens.
         gradient_checkpointing: recompute block activations in the backward pass.
+        positions: what the image tokens' sin-cos positions count, `patch` or `pixel` (see `Backbone`).
     """
 
     consumes = frozenset({"tokens"})
@@ -64,8 +67,9 @@ class UViT(Backbone):
         post_norm: bool = False,
         max_cond_tokens: int = 256,
         gradient_checkpointing: bool = False,
+        positions: Literal["patch", "pixel"] = "patch",
     ) -> None:
-        super().__init__(in_channels, input_size)
+        super().__init__(in_channels, input_size, positions)
         if input_size % patch_size:
             raise ValueError(f"input size {input_size} is not a multiple of the patch size {patch_size}")
         if depth % 2 == 0:
@@ -107,7 +111,7 @@ class UViT(Backbone):
             raise ValueError(f"{m} conditioning tokens exceed max_cond_tokens={self.max_cond_tokens}")
         lead = [self.t_embedders[name](times[name])[:, None] for name in self.time_tokens] + [self.cond_proj(cond.tokens)]
         lead = torch.cat(lead, dim=1) + self.lead_pos[:, : len(self.time_tokens) + m]  # (B, n_t + M, W)
-        patches = self.x_embedder(x) + sincos_2d(h // p, w // p, self.width, x.device).to(x.dtype)[None]  # (B, T, W)
+        patches = self.x_embedder(x) + self.image_positions(h // p, w // p, self.width, p, x.device).to(x.dtype)[None]  # (B, T, W)
         ones = cond.mask.new_ones(b, 1)
         mask = torch.cat([ones.expand(b, len(self.time_tokens)), cond.mask, ones.expand(b, patches.shape[1])], dim=1)
         return torch.cat([lead, patches], dim=1), mask, lead.shape[1]
