@@ -7,19 +7,6 @@ from kit.analysis.scoring import score_images
 from kit.world.suites import load_suite
 from kit.world.oracle import Oracle
 from PIL import Image
-import os
-if os.environ.get("POS_SCALE"):
-    import kit.backbones.layers as KL, kit.backbones.dit as KD
-    _orig = KL.sincos_2d
-    sc = float(os.environ["POS_SCALE"])
-    def patched(rows, cols, width, device=None):
-        import torch
-        quarter = width // 4
-        omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float32, device=device) / quarter)
-        ys, xs = torch.meshgrid(torch.arange(rows, dtype=torch.float32, device=device)*sc, torch.arange(cols, dtype=torch.float32, device=device)*sc, indexing="ij")
-        out = [f(c.reshape(-1)[:, None] * omega[None]) for c in (ys, xs) for f in (torch.sin, torch.cos)]
-        return torch.cat(out, dim=1)
-    KD.sincos_2d = patched
 name = sys.argv[1]; steps = int(sys.argv[2]); extra = sys.argv[3:]
 args = []
 cfgs = [a for a in extra if a.endswith('.yaml')]
