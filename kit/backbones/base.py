@@ -9,6 +9,8 @@ consumes and refuses, at build time, a fusion head that provides none of them.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import ClassVar, Literal
 
 import torch
@@ -38,6 +40,9 @@ class Backbone(nn.Module, ABC):
     consumes: ClassVar[frozenset[str]] = frozenset()
     """The `Conditioning` fields this backbone reads."""
 
+    captures: ClassVar[bool] = False
+    """Whether `forward` records image tokens for `capturing` (representation alignment, `kit.tasks.repa`)."""
+
     registry_name: ClassVar[str] = ""
 
     def __init__(self, in_channels: int, input_size: int, positions: Literal["patch", "pixel"] = "patch") -> None:
@@ -47,6 +52,8 @@ class Backbone(nn.Module, ABC):
         self.in_channels = in_channels
         self.input_size = input_size
         self.positions = positions
+        self._capture_at: int | None = None
+        self.captured: Tensor | None = None
 
     def image_positions(self, rows: int, cols: int, width: int, patch_size: int, device: torch.device | None = None) -> Tensor:
         """The fixed 2D sin-cos positions of a `rows x cols` token grid -> `(rows*cols, width)`, in the units of `positions`."""
@@ -60,6 +67,38 @@ class Backbone(nn.Module, ABC):
     @abstractmethod
     def forward(self, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
         """x: `(B, C, H, W)`, t: `(B,)` in [0, 1], cond -> prediction `(B, C, H, W)`."""
+
+    @property
+    def token_width(self) -> int:
+        """The width of the image tokens that `capturing` records (a family's `width`)."""
+        width = getattr(self, "width", None)
+        if not isinstance(width, int):
+            raise NotImplementedError(f"{type(self).__name__} has no token width (set `width` or override token_width)")
+        return width
+
+    @property
+    def capture_depth(self) -> int:
+        """How many blocks `capturing` can read after (1..capture_depth)."""
+        return self.num_blocks or 0
+
+    @contextmanager
+    def capturing(self, block: int) -> Iterator[Backbone]:
+        """Within this context every forward keeps its image tokens after block `block` (1-based) in
+        `self.captured` `(B, T, W)`, T the token grid in reading order, W `token_width`; they stay in the graph."""
+        if not self.captures:
+            raise ValueError(f"{type(self).__name__} cannot record its image tokens (representation alignment needs a backbone with captures = True)")
+        if not 1 <= block <= self.capture_depth:
+            raise ValueError(f"cannot record image tokens after block {block}: {type(self).__name__} has blocks 1..{self.capture_depth}")
+        self._capture_at, self.captured = block, None
+        try:
+            yield self
+        finally:
+            self._capture_at = None
+
+    def record(self, index: int, image_tokens: Tensor) -> None:
+        """Called by `forward` after block `index` (0-based) with its image tokens `(B, T, W)`."""
+        if self._capture_at == index + 1:
+            self.captured = image_tokens
 
     @property
     def num_blocks(self) -> int | None:

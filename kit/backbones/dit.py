@@ -69,6 +69,7 @@ class SingleStreamDiT(Backbone):
     """
 
     consumes = frozenset({"tokens", "per_layer"})
+    captures = True
 
     def __init__(
         self,
@@ -148,5 +149,6 @@ class SingleStreamDiT(Backbone):
                 seq = torch.utils.checkpoint.checkpoint(block, seq, c, mask, use_reentrant=False)
             else:
                 seq = block(seq, c, mask)  # (B, M + T, W)
+            self.record(i, seq[:, m:])
         out = self.final(seq[:, m:], c)  # (B, T, p*p*C)
         return rearrange(out, "b (h w) (p q c) -> b c (h p) (w q)", h=h // p, w=w // p, p=p, q=p)

@@ -67,6 +67,7 @@ class CrossAttnDiT(Backbone):
     """
 
     consumes = frozenset({"tokens", "per_layer"})
+    captures = True
 
     def __init__(
         self,
@@ -142,6 +143,7 @@ class CrossAttnDiT(Backbone):
             else:
                 context = self.cond_norm(base + per_layer[:, i])
             tokens = self._block(block, tokens, t6, context, cond.mask)  # (B, T, W)
+            self.record(i, tokens)
         shift, scale = (self.final_table[None] + t_emb[:, None]).unbind(1)  # (B, W) each
         out = self.final(modulate(self.final_norm(tokens), shift, scale))  # (B, T, p*p*C)
         return rearrange(out, "b (h w) (p q c) -> b c (h p) (w q)", h=h // p, w=w // p, p=p, q=p)

@@ -104,6 +104,7 @@ class MMDiT(Backbone):
     """
 
     consumes = frozenset({"tokens", "pooled", "per_layer"})
+    captures = True
 
     def __init__(
         self,
@@ -180,5 +181,6 @@ class MMDiT(Backbone):
                 txt, img = torch.utils.checkpoint.checkpoint(block, txt, img, c, mask, use_reentrant=False)
             else:
                 txt, img = block(txt, img, c, mask)
+            self.record(i, img)
         out = self.final(img, c)  # (B, T, p*p*C)
         return rearrange(out, "b (h w) (p q c) -> b c (h p) (w q)", h=h // p, w=w // p, p=p, q=p)

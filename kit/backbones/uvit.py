@@ -52,6 +52,7 @@ class UViT(Backbone):
     """
 
     consumes = frozenset({"tokens"})
+    captures = True  # after each of the long-skip encoder half's blocks
     time_tokens: tuple[str, ...] = ("t",)
 
     def __init__(
@@ -96,6 +97,10 @@ class UViT(Backbone):
     def cond_dim(self) -> int:
         return self.width
 
+    @property
+    def capture_depth(self) -> int:
+        return len(self.in_blocks)
+
     def initialize_weights(self) -> None:
         """Trunc-normal(0.02) linears and positions (U-ViT's init); the output layer at zero."""
         init_linear_trunc_normal(self)
@@ -127,8 +132,9 @@ class UViT(Backbone):
         p = self.patch_size
         seq, mask, start = self.tokens(x, {"t": t}, cond)  # (B, S, W)
         skips = []
-        for block in self.in_blocks:
+        for i, block in enumerate(self.in_blocks):
             seq = self._run(block, seq, mask)
+            self.record(i, seq[:, start:])
             skips.append(seq)
         seq = self._run(self.mid_block, seq, mask)
         for block, skip in zip(self.out_blocks, self.skips):

@@ -28,12 +28,14 @@ from kit.encoders import PromptEncoder, VAELatents
 from kit.encoders.cache import FeatureCache
 from kit.fusion.base import FusionHead
 from kit.tasks.ema import EMA
+from kit.tasks.repa import RepresentationAlignment
 from kit.types import Conditioning, EncoderOutput, EncoderSpec
 
 FusionFactory = Callable[[EncoderSpec, int, int | None], FusionHead]
 BackboneFactory = Callable[[int, int], Backbone]
 OptimizerFactory = Callable[[list], Optimizer]
 SchedulerFactory = Callable[[Optimizer, int], LRScheduler]
+AlignmentFactory = Callable[[int], RepresentationAlignment]
 
 
 class TextToImage(L.LightningModule):
@@ -60,6 +62,9 @@ class TextToImage(L.LightningModule):
             and use it for validation and sampling (0 turns it off).
         compile: compile the backbone with `torch.compile` (in place: state-dict keys do not change).
         autoencoder: a frozen VAE: when given, diffusion runs on its latents (pixel space when None).
+        repa: representation alignment (REPA), built by the module as `repa(backbone.token_width)`: an
+            auxiliary loss pulling one backbone block's image tokens towards a frozen vision teacher's
+            features of the clean image (`kit.tasks.repa`; None turns it off).
         image_size: side of the training images (linked from the data by the CLI).
         in_channels: channels of the training images (linked from the data by the CLI).
     """
@@ -82,6 +87,7 @@ class TextToImage(L.LightningModule):
         ema_decay: float = 0.0,
         compile: bool = False,
         autoencoder: VAELatents | None = None,
+        repa: AlignmentFactory | None = None,
         image_size: int = 32,
         in_channels: int = 3,
     ) -> None:
@@ -89,7 +95,7 @@ class TextToImage(L.LightningModule):
         # Under the CLI, Lightning hands save_hyperparameters the parsed config (plain data that
         # rebuilds every part on load); built by hand, the parts are objects and stay out.
         under_cli = _given_hyperparameters.get() is not None
-        self.save_hyperparameters(ignore=None if under_cli else ["encoder", "fusion", "backbone", "objective", "sampler", "optimizer", "lr_scheduler"])
+        self.save_hyperparameters(ignore=None if under_cli else ["encoder", "fusion", "backbone", "objective", "sampler", "optimizer", "lr_scheduler", "repa"])
         self.encoder = encoder
         self.autoencoder = autoencoder
         if autoencoder is not None:  # diffusion on latents
@@ -97,6 +103,12 @@ class TextToImage(L.LightningModule):
         self.backbone = backbone(in_channels, image_size)
         self.fusion = fusion(encoder.spec, self.backbone.cond_dim, self.backbone.num_blocks)
         self.backbone.check_head(self.fusion)
+        self.repa = repa(self.backbone.token_width) if repa is not None else None
+        if self.repa is not None and not (self.backbone.captures and 1 <= self.repa.block <= self.backbone.capture_depth):
+            raise ValueError(
+                f"repa block {self.repa.block}: {type(self.backbone).__name__} records image tokens after blocks "
+                f"1..{self.backbone.capture_depth if self.backbone.captures else 0}; pick one of those"
+            )
         self.objective = objective or RectifiedFlow()
         self.sampler = sampler or EulerSampler()
         self.optimizer_factory = optimizer
@@ -302,4 +314,7 @@ class TextToImage(L.LightningModule):
 
     def trainable_modules(self) -> dict[str, nn.Module]:
         """The parts that train, for parameter counts in logs."""
-        return {"fusion": self.fusion, "backbone": self.backbone}
+        parts = {"fusion": self.fusion, "backbone": self.backbone}
+        if self.repa is not None:
+            parts["repa projector"] = self.repa.projector
+        return parts
