@@ -44,8 +44,10 @@ class VisionTeacher(FrozenModel):
         vlm = _load_model(path, torch.float32, None, False)
         visual = getattr(getattr(vlm, "model", vlm), "visual", None)
         config = getattr(vlm.config, "vision_config", None)
-        if visual is None or processor is None or not str(getattr(config, "model_type", "")).startswith("qwen2"):
+        if visual is None or not str(getattr(config, "model_type", "")).startswith("qwen2"):
             raise ValueError(f"representation alignment reads a Qwen2-VL-family vision tower; {model!r} has none (model type {vlm.config.model_type!r})")
+        if processor is None:
+            raise ValueError(f"the teacher {model!r} ships no image processor (processor_config.json): its patching and normalisation are unknown")
         ip = processor.image_processor
         self.name = model
         self.patch_size, self.merge_size, self.temporal = int(ip.patch_size), int(ip.merge_size), int(ip.temporal_patch_size)

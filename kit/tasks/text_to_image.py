@@ -213,9 +213,17 @@ class TextToImage(L.LightningModule):
         b = x0.shape[0]
         t = torch.ones(b, device=x0.device) if self.global_step < self.terminal_steps else self.objective.sample_time(b, x0.device, generator=generator)  # (B,)
         noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)  # (B, C, H, W)
-        terms = self.objective.loss(self.backbone, x0, cond, t=t, noise=noise)
+        if self.repa is None:
+            terms = self.objective.loss(self.backbone, x0, cond, t=t, noise=noise)
+            self.log("train/loss", terms["loss"], prog_bar=True)
+            return terms["loss"]
+        with self.backbone.capturing(self.repa.block):
+            terms = self.objective.loss(self.backbone, x0, cond, t=t, noise=noise)
+            tokens, self.backbone.captured = self.backbone.captured, None  # (B, T, W) after the REPA block
+        similarity = self.repa(tokens, batch["image"])  # (): mean cosine with the teacher's features of the clean images
         self.log("train/loss", terms["loss"], prog_bar=True)
-        return terms["loss"]
+        self.log("train/repa_similarity", similarity)
+        return terms["loss"] - self.repa.weight * similarity
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         """Loss at fixed, evenly spread times and fixed noise, so validation curves are comparable."""
