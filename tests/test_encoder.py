@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from kit.encoders import FrozenEncoder, parse_taps, resolve_model_path
+from kit.encoders.verifi import Rewriter
 from kit.types import TokenKind
 
 
@@ -105,6 +106,7 @@ def test_the_fingerprint_changes_with_each_thing_that_changes_the_features(tmp_p
         "taps": FrozenEncoder("kit:shapes-vlm-random", taps="last"),
         "template": FrozenEncoder("kit:shapes-vlm-random", taps="all", system_prompt="draw it"),
         "template ": FrozenEncoder("kit:shapes-vlm-random", taps="all", echo=True),  # the echo is part of the rendering
+        "rewrite": FrozenEncoder("kit:shapes-vlm-random", taps="all", rewriter=Rewriter()),
     }
     for key, encoder in variants.items():
         other = encoder.fingerprint()
@@ -122,6 +124,11 @@ def test_the_fingerprint_changes_with_each_thing_that_changes_the_features(tmp_p
     save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
     after = FrozenEncoder(str(folder), taps="all").fingerprint()
     assert {k for k in before if before[k] != after[k]} == {"weights"}
+    # each rewrite setting that changes the generated tokens changes the rewrite key; a disabled rewriter is no rewriting
+    rewriting = variants["rewrite"].fingerprint()["rewrite"]
+    for other in (Rewriter(system_prompt="rewrite it"), Rewriter(max_new_tokens=12)):
+        assert FrozenEncoder("kit:shapes-vlm-random", taps="all", rewriter=other).fingerprint()["rewrite"] != rewriting
+    assert FrozenEncoder("kit:shapes-vlm-random", taps="all", rewriter=Rewriter(enabled=False)).fingerprint() == ref
 
 
 def test_a_model_folder_with_remote_code_does_not_run_it_by_default(tmp_path):

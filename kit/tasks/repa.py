@@ -62,7 +62,7 @@ class VisionTeacher(FrozenModel):
         self.register_buffer("mean", torch.tensor(ip.image_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(ip.image_std).view(1, 3, 1, 1), persistent=False)
         self.model = visual
-        self.width = int(getattr(config, "hidden_size", None) or getattr(config, "out_hidden_size"))
+        self.width = [m for m in visual.merger.modules() if isinstance(m, nn.Linear)][-1].out_features  # the merged tokens' width
         self.freeze()
 
     def patches(self, images: Tensor) -> Tensor:
@@ -74,7 +74,10 @@ class VisionTeacher(FrozenModel):
         return rearrange(
             x,
             "b t c (gh mh p) (gw mw q) -> (b gh gw mh mw) (c t p q)",
-            mh=self.merge_size, mw=self.merge_size, p=self.patch_size, q=self.patch_size,
+            mh=self.merge_size,
+            mw=self.merge_size,
+            p=self.patch_size,
+            q=self.patch_size,
         )
 
     @torch.no_grad()
