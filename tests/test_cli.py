@@ -82,7 +82,7 @@ def test_last_layer_recipe_is_lap_with_another_head(capsys):
 
 @pytest.mark.parametrize("recipe", FULL_RECIPES)
 def test_every_recipe_fits_and_samples(recipe, tmp_path, capsys):
-    run_cli(fit_args(recipe, tmp_path, *(["--trainer.max_steps=21"] if recipe == "recipes/lap.yaml" else [])))  # past the throughput window
+    cli = run_cli(fit_args(recipe, tmp_path, *(["--trainer.max_steps=21"] if recipe == "recipes/lap.yaml" else [])))  # past the throughput window
     runs = list(tmp_path.glob("*/version_0"))
     assert len(runs) == 1, f"one run directory expected under {tmp_path}, found {runs}"
     run = runs[0]
@@ -98,6 +98,16 @@ def test_every_recipe_fits_and_samples(recipe, tmp_path, capsys):
         assert any(t.startswith("fusion/layer_weight/L") for t in tags["scalars"]), "LAP's per-layer weights as scalars"
         assert "fusion/layer_weights" in tags["histograms"] and "fusion/layer_weights_plot" in tags["images"]
         assert any("samples_per_sec" in t for t in tags["scalars"]), f"samples/s is logged: {tags['scalars']}"
+        # the values, not only the tags: the last logged weights are the head's final ones, and samples/s is a rate
+        weights = cli.model.fusion.layer_weights().float()
+        for layer, w in zip(cli.model.fusion.weighted_layers, weights.tolist(), strict=True):
+            last = events.Scalars(f"fusion/layer_weight/L{layer:02d}")[-1]
+            assert last.step == cli.trainer.global_step and last.value == pytest.approx(w, rel=1e-5, abs=1e-7)
+        hist = events.Histograms("fusion/layer_weights")[-1].histogram_value
+        assert hist.num == len(weights) and hist.sum == pytest.approx(float(weights.sum()), rel=1e-5, abs=1e-6)
+        assert (hist.min, hist.max) == pytest.approx((float(weights.min()), float(weights.max())), rel=1e-5, abs=1e-7)
+        rates = [e.value for t in tags["scalars"] if "samples_per_sec" in t for e in events.Scalars(t)]
+        assert rates and all(r > 0 for r in rates), f"samples/s must be positive: {rates}"
         assert any(t.startswith("samples") for t in tags["images"]), "sample grids with their prompts"
     assert list((run / "samples").glob("step_*.png")), "a sample grid is written at the end of training"
     ckpt = run / "checkpoints" / "last.ckpt"
