@@ -12,16 +12,21 @@ from kit.world.perturb import PERTURBATIONS
 TRAINING_SIZE = 48  # recipes/lap.yaml's data.image_size (checked below)
 
 
-@pytest.mark.parametrize("size", [TRAINING_SIZE, 64])
+@pytest.mark.parametrize("size", [32, TRAINING_SIZE, 64])
 def test_oracle_accuracy_clean_and_perturbed(size):
-    """At the size the kit trains at and at 64 px, the README's figures: every clean render read
-    back, and >= 0.99 of scenes under each perturbation (noise, blur, colour jitter, all three,
-    strong blur, resampling, JPEG)."""
-    report = oracle_check(n=300, sizes=[size], seed=1)
+    """The README's oracle table (`results/oracle.json`, 500 scenes per size) on the first 300 of the
+    same scenes and perturbations: a 1.000 there means no miss here, and every other figure holds
+    within two binomial standard errors of 300 reads."""
+    import json
+
+    claimed = json.loads(open("results/oracle.json").read())
+    report = oracle_check(n=300, sizes=[size], seed=claimed["seed"])
     per = {k: v["exact_scene"] for k, v in report["sizes"][str(size)].items()}
-    assert set(per) == {"clean", *PERTURBATIONS}
-    assert per["clean"] == 1.0, per
-    assert min(per.values()) >= 0.99, per
+    assert set(per) == {"clean", *PERTURBATIONS, "redrawn"}
+    for name, value in per.items():
+        figure = claimed["sizes"][str(size)][name]["exact_scene"]
+        bound = 1.0 if figure == 1.0 else figure - 2 * (figure * (1 - figure) / 300) ** 0.5
+        assert value >= bound, (name, value, figure)
 
 
 def test_upsampled_reading_is_exact_on_small_renders():
@@ -113,6 +118,22 @@ def _model_like(scene: Scene, size: int, rng: np.random.Generator, kind: str) ->
         block = (slice(obj.row * cell, (obj.row + 1) * cell), slice(obj.col * cell, (obj.col + 1) * cell))
         image[block][on[block]] = np.array(COLOURS[other], np.float32)
     return np.clip(np.round(image), 0, 255).astype(np.uint8)
+
+
+def test_oracle_reads_scenes_drawn_by_another_rasteriser():
+    """Shapes drawn by PIL, slightly mis-sized, mis-placed, turned and off-colour, as a model draws
+    them: the oracle reads >= 0.95 of the scenes exactly at the training size (and 0.90 at 32 px)."""
+    from kit.world.perturb import redraw
+
+    rng = np.random.default_rng(5)
+    scenes = [sample_scene(scene_rng(0, 9, i)) for i in range(150)]
+    for size, floor in ((TRAINING_SIZE, 0.95), (32, 0.90)):
+        right = [Oracle().read(redraw(s, size, rng)).facts() == s.facts() for s in scenes]
+        assert np.mean(right) >= floor, (size, np.mean(right))
+    # without the rescaled templates a square drawn a little large reads as a circle
+    rigid = Oracle(template_scales=())
+    right = [rigid.read(redraw(s, TRAINING_SIZE, rng)).facts() == s.facts() for s in scenes]
+    assert np.mean(right) < 0.92, np.mean(right)
 
 
 @pytest.mark.parametrize("kind", ["soft_and_off_colour", "holes", "ghost"])

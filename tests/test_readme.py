@@ -98,3 +98,57 @@ def test_the_figure_reader_reads_what_the_table_writes():
     leaves = [0.2271, 1.04, "install 160 s"]
     assert _matches("0.227", leaves) and _matches("1.04", leaves) and _matches("160", leaves)
     assert not _matches("0.237", leaves) and not _matches("1.05", leaves) and not _matches("16", leaves)
+
+
+ORACLE_ROWS = {
+    "Oracle exact-scene accuracy": "clean",
+    "... with Gaussian noise": "noise",
+    "... with Gaussian blur": "blur",
+    "... with colour jitter": "colour_jitter",
+    "... with all three": "all",
+    "... with a strong blur": "strong_blur",
+    "... down-sampled": "resample",
+    "... JPEG": "jpeg",
+    "... redrawn": "redrawn",
+}
+
+
+def test_the_oracle_table_is_its_results_file():
+    """Each cell of the README's oracle table is `results/oracle.json`'s exact-scene accuracy for
+    that perturbation and size, at the table's precision; every perturbation has its row."""
+    import json
+
+    report = json.loads((README.parent / "results" / "oracle.json").read_text())
+    text = README.read_text()
+    table = text.split("| | 32 px | 48 px (default) | 64 px |", 1)[1].split("\n\n", 1)[0]
+    seen = set()
+    for line in table.splitlines():
+        label = line.strip("|").split("|")[0].strip()
+        key = next((k for prefix, k in ORACLE_ROWS.items() if label.startswith(prefix)), None)
+        if key is None:
+            continue
+        seen.add(key)
+        cells = [c.strip() for c in line.strip().strip("|").split("|")[1:4]]
+        for size, cell in zip(("32", "48", "64"), cells, strict=True):
+            assert cell == f"{report['sizes'][size][key]['exact_scene']:.3f}", (label, size, cell)
+    assert seen == set(ORACLE_ROWS.values()) == set(report["sizes"]["48"]), seen
+    assert f"{report['n']} clean renders per size" in text
+
+
+def test_the_shapes_vlm_table_is_its_results_file():
+    """Every three-decimal figure in the README's shapes-VLM table is in `results/vlm.json`, and the
+    paragraph under it names the file's conversation count and seconds."""
+    import json
+
+    report = json.loads((README.parent / "results" / "vlm.json").read_text())
+    leaves = list(_leaves(report))
+    section = README.read_text().split("| Task (held-out scenes) | Score | Breakdown |", 1)[1].split("\n\n", 1)
+    rows = [line for line in section[0].splitlines() if line.startswith("| ") and not line.startswith("|---")]
+    assert len(rows) == 5, "describe, rewrite, suite rewrites, questions, edits"
+    for row in rows:
+        figures = [f for f in _figures(row) if re.fullmatch(r"\d\.\d{3}", f)]
+        assert figures, row
+        for figure in figures:
+            assert _matches(figure, leaves), f"{figure} in {row[:50]!r} is not in results/vlm.json"
+    after = section[1][:400]
+    assert f"{report['per_task']} conversations per task" in after and f"{report['seconds']} s" in after

@@ -1,7 +1,8 @@
 """`python -m kit oracle-check --n 2000 --out oracle.json`: how exactly the oracle reads renders back.
 
-Renders random scenes (from a split of their own), reads them with the oracle clean and
-under each perturbation, and reports exact-scene accuracy (every object found with every
+Renders random scenes (from a split of their own), reads them with the oracle clean, under
+each perturbation, and drawn by another rasteriser with a generated image's sloppiness
+(`kit.world.perturb.redraw`), and reports exact-scene accuracy (every object found with every
 attribute, nothing extra) and per-attribute accuracy over the true objects.
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from kit.verbs import VerbParser
 from kit.world.oracle import Oracle
-from kit.world.perturb import PERTURBATIONS, perturb
+from kit.world.perturb import PERTURBATIONS, REDRAWN, perturb, redraw
 from kit.world.render import render
 from kit.world.scene import Scene, sample_scene, scene_rng
 
@@ -43,14 +44,17 @@ def oracle_check(n: int, sizes: list[int], seed: int = 0, oracle: Oracle | None 
     report: dict = {"n": n, "seed": seed, "oracle": dataclasses.asdict(oracle), "sizes": {}}
     for size in sizes:
         per_condition = {}
-        for condition in ("clean", *PERTURBATIONS):
+        for condition in ("clean", *PERTURBATIONS, REDRAWN):
             exact, tally = 0, defaultdict(lambda: [0, 0])
             for i in range(n):
                 rng = scene_rng(seed, ORACLE_CHECK_SPLIT, i)
                 scene = sample_scene(rng)
-                image = render(scene, size)
-                if condition != "clean":
-                    image = perturb(image, condition, rng)
+                if condition == REDRAWN:
+                    image = redraw(scene, size, rng)
+                else:
+                    image = render(scene, size)
+                    if condition != "clean":
+                        image = perturb(image, condition, rng)
                 exact += compare(scene, oracle.read(image), tally)
             per_condition[condition] = {"exact_scene": exact / n, "per_attribute": {k: h / t for k, (h, t) in tally.items()}}
         report["sizes"][str(size)] = per_condition

@@ -96,6 +96,11 @@ class Oracle:
             in soft images (0 reads every image at its own size).
         template_blurs: Gaussian blurs (sigma in pixels of the image as given) of the extra templates
             matched beside the sharp one: generated samples are softer than renders.
+        template_scales: extra template sizes (multiples of each size's radius) tried when no template at
+            the rendered size reaches `rescale_below`: a generated square drawn 10 % too large covers
+            about what the circle template covers, and would be read as a circle without them.
+        rescale_below: soft IoU under which the extra scales are tried (clean renders never need them).
+        rescale_margin: how much higher a rescaled template's IoU must be to replace the rendered size's best.
     """
 
     min_area: float = 0.35
@@ -104,6 +109,9 @@ class Oracle:
     min_iou: float = 0.5
     read_size: int = 64
     template_blurs: tuple[float, ...] = (0.7,)
+    template_scales: tuple[float, ...] = (0.88, 1.12)
+    rescale_below: float = 0.85
+    rescale_margin: float = 0.01
 
     def read(self, image) -> Scene:
         """Detect the objects of an image (see `to_rgb_array` for accepted formats); jitter is left at 0."""
@@ -165,15 +173,27 @@ class Oracle:
             return None
         ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32) + 0.5
         cy, cx = (coverage * ys).sum() / mass, (coverage * xs).sum() / mass
-        best, best_iou = None, -1.0
+        window = (y0, y1, x0, x1)
+        best, best_iou = self._match(coverage, cx, cy, cell, window, blurs, 1.0)
+        if best_iou < self.rescale_below:  # perhaps drawn a little too small or too large
+            for scale in self.template_scales:
+                shape_size, iou = self._match(coverage, cx, cy, cell, window, blurs, scale)
+                if iou > best_iou + self.rescale_margin:
+                    best, best_iou = shape_size, iou
+        if best_iou < self.min_iou:
+            return None
+        return SceneObject(shape=best[0], colour=_NAMES[k], size=best[1], row=row, col=col)
+
+    def _match(self, coverage: np.ndarray, cx: float, cy: float, cell: float, window: tuple[int, int, int, int], blurs: tuple[float, ...], scale: float) -> tuple[tuple[str, str], float]:
+        """The `(shape, size)` whose template, at `scale` times its radius and centred on the coverage's
+        centroid, has the highest soft IoU with the coverage map `(h, w)`, and that IoU."""
+        best, best_iou = ("circle", "small"), -1.0
         for shape in SHAPES:
             for size in SIZES:
-                radius = SIZE_FRACTION[size] * cell / 2
-                sharp = shape_coverage(shape, size, cx, cy - _CENTROID_OFFSET[shape] * radius, cell, (y0, y1, x0, x1))
+                radius = SIZE_FRACTION[size] * cell * scale / 2
+                sharp = shape_coverage(shape, size, cx, cy - _CENTROID_OFFSET[shape] * radius, cell * scale, window)
                 for template in (sharp, *(_blur(sharp, b) for b in blurs)):  # a soft image matches a blurred template
                     iou = np.minimum(coverage, template).sum() / np.maximum(coverage, template).sum()
                     if iou > best_iou:
                         best, best_iou = (shape, size), iou
-        if best_iou < self.min_iou:
-            return None
-        return SceneObject(shape=best[0], colour=_NAMES[k], size=best[1], row=row, col=col)
+        return best, float(best_iou)

@@ -1,11 +1,15 @@
-"""Small, seeded image corruptions used to test that the oracle is robust (not a lookup of exact bytes)."""
+"""Small, seeded image corruptions used to test that the oracle is robust (not a lookup of exact bytes),
+and `redraw`: a scene drawn by another rasteriser, as a model draws it."""
 
 from __future__ import annotations
 
 import io
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
+
+from kit.world.render import BACKGROUND, SIZE_FRACTION, object_center
+from kit.world.scene import COLOURS, GRID, Scene
 
 PERTURBATIONS = ("noise", "blur", "colour_jitter", "all", "strong_blur", "resample", "jpeg")
 
@@ -75,3 +79,53 @@ def perturb(
     if kind in ("noise", "all"):
         x = x + rng.normal(0.0, noise_std, x.shape)
     return np.clip(np.round(x), 0, 255).astype(np.uint8)
+
+
+REDRAWN = "redrawn"
+"""The oracle-check condition whose images come from `redraw` instead of the renderer."""
+
+_OUTLINES = {  # unit-radius outlines, y down, as `kit.world.render.shape_mask` defines the shapes
+    "square": ((-0.8, -0.8), (0.8, -0.8), (0.8, 0.8), (-0.8, 0.8)),
+    "diamond": ((0.0, -1.0), (1.0, 0.0), (0.0, 1.0), (-1.0, 0.0)),
+    "triangle": ((0.0, -1.0), (1.0, 0.8), (-1.0, 0.8)),
+}
+
+
+def redraw(
+    scene: Scene,
+    size: int,
+    rng: np.random.Generator,
+    *,
+    scale: tuple[float, float] = (0.88, 1.12),
+    shift: float = 1.5,
+    turn: float = 8.0,
+    colour_offset: float = 12.0,
+) -> np.ndarray:
+    """The scene drawn by another rasteriser than the renderer (PIL polygons and ellipses at 4x, then
+    Lanczos down-sampling), with a generated image's sloppiness: nothing in it comes from the
+    templates the oracle matches -> `(size, size, 3)` uint8.
+
+    Args:
+        scene: what to draw.
+        size: image side in pixels.
+        rng: the random generator.
+        scale: range of each object's size as a multiple of its nominal size.
+        shift: largest offset of each object from its place, in pixels per axis.
+        turn: largest rotation of a polygon, in degrees.
+        colour_offset: largest offset of each colour channel (0-255 units).
+    """
+    k = 4
+    canvas = Image.new("RGB", (size * k, size * k), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    for obj in scene.objects:
+        cx, cy = object_center(obj, size / GRID)
+        cx, cy = (cx + rng.uniform(-shift, shift)) * k, (cy + rng.uniform(-shift, shift)) * k
+        r = SIZE_FRACTION[obj.size] * size / GRID / 2 * rng.uniform(*scale) * k
+        colour = tuple(int(np.clip(c + rng.uniform(-colour_offset, colour_offset), 0, 255)) for c in COLOURS[obj.colour])
+        if obj.shape == "circle":
+            draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=colour)
+            continue
+        a = np.deg2rad(rng.uniform(-turn, turn))
+        outline = [(x * np.cos(a) - y * np.sin(a), x * np.sin(a) + y * np.cos(a)) for x, y in _OUTLINES[obj.shape]]
+        draw.polygon([(cx + r * x, cy + r * y) for x, y in outline], fill=colour)
+    return np.asarray(canvas.resize((size, size), Image.Resampling.LANCZOS))
