@@ -14,11 +14,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+from matplotlib.figure import Figure  # figures without pyplot: the kit never switches a notebook's backend
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 DEFAULT_PREFIXES = ("val/", "eval/")
 """Metrics compared when none is named: everything validation and evaluation logged."""
@@ -149,7 +146,8 @@ def plot_curves(runs: list[Run], metric: str, path: Path) -> None:
     for run in runs:
         if metric in run.scalars:
             by_variant[run.variant].append(run)
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig = Figure(figsize=(6.4, 4.0))
+    ax = fig.subplots()
     for variant, group in sorted(by_variant.items()):
         curves = [{s: v for s, v, _ in r.scalars[metric]} for r in group]
         steps = sorted(set.intersection(*(set(c) for c in curves)))
@@ -165,7 +163,6 @@ def plot_curves(runs: list[Run], metric: str, path: Path) -> None:
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def write_report(root: str | Path, out: str | Path, metrics: list[str] | None = None) -> tuple[list[dict], list[str]]:

@@ -199,13 +199,11 @@ def table(summary: list[dict]) -> str:
 
 def plot(summary: list[dict], out: str | Path, metrics: tuple[str, ...] = ("overall", "dpg")) -> None:
     """PNG: each metric against samples seen and against training seconds, one line per variant (seed band)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: a notebook's backend stays its own
 
     variants = list(dict.fromkeys(r["variant"] for r in summary))
-    fig, axes = plt.subplots(len(metrics), 2, figsize=(10, 3.2 * len(metrics)), squeeze=False)
+    fig = Figure(figsize=(10, 3.2 * len(metrics)))
+    axes = fig.subplots(len(metrics), 2, squeeze=False)
     for i, metric in enumerate(metrics):
         for j, xkey in enumerate(("samples", "train_seconds")):
             ax = axes[i, j]
@@ -224,4 +222,3 @@ def plot(summary: list[dict], out: str | Path, metrics: tuple[str, ...] = ("over
     fig.tight_layout()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
-    plt.close(fig)

@@ -10,14 +10,11 @@ import textwrap
 from pathlib import Path
 
 import lightning as L
-import matplotlib
+import torch
+from matplotlib.figure import Figure  # figures without pyplot: the kit never switches a notebook's backend
+from torchvision.utils import make_grid
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from torchvision.utils import make_grid  # noqa: E402
-
-from kit.tasks.data import tensor_to_image  # noqa: E402
+from kit.tasks.data import tensor_to_image
 
 
 def _tensorboard(trainer: L.Trainer):
@@ -28,10 +25,11 @@ def _tensorboard(trainer: L.Trainer):
     return None
 
 
-def prompt_figure(images: torch.Tensor, prompts: list[str], columns: int = 4) -> plt.Figure:
+def prompt_figure(images: torch.Tensor, prompts: list[str], columns: int = 4) -> Figure:
     """A matplotlib figure of images `(B, C, H, W)` in [-1, 1], each titled with its prompt."""
     rows = (len(prompts) + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 3.3 * rows), squeeze=False)
+    fig = Figure(figsize=(2.4 * columns, 3.3 * rows))
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, prompt in zip(axes.flat, images, prompts, strict=False):
@@ -96,7 +94,6 @@ class SampleGrid(L.Callback):
             writer.add_image("samples/grid", make_grid((images + 1) / 2, nrow=4, padding=1), step)
             writer.add_figure("samples/with_prompts", fig, step)
             writer.add_text("samples/prompts", "\n\n".join(f"{i}. {p}" for i, p in enumerate(prompts)), step)
-        plt.close(fig)
 
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
         if trainer.global_step > 0 and trainer.global_step % self.every_n_steps == 0:
@@ -131,7 +128,8 @@ class LayerWeightLogger(L.Callback):
         for layer, w in zip(taps, weights.tolist(), strict=False):
             writer.add_scalar(f"fusion/layer_weight/L{layer:02d}", w, step)
         writer.add_histogram("fusion/layer_weights", weights, step)
-        fig, ax = plt.subplots(figsize=(max(3.0, 0.35 * len(taps)), 2.4))
+        fig = Figure(figsize=(max(3.0, 0.35 * len(taps)), 2.4))
+        ax = fig.subplots()
         ax.bar([str(t) for t in taps], weights.numpy(), color=["tab:blue" if w >= 0 else "tab:red" for w in weights])
         ax.axhline(0, color="black", lw=0.5)
         ax.set_xlabel("encoder layer")
@@ -139,7 +137,6 @@ class LayerWeightLogger(L.Callback):
         ax.set_title(f"{type(module.fusion).__name__} layer weights, step {step}", fontsize=8)
         fig.tight_layout()
         writer.add_figure("fusion/layer_weights_plot", fig, step)
-        plt.close(fig)
 
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
         if trainer.global_step % self.every_n_steps == 0:
