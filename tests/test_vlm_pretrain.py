@@ -4,6 +4,7 @@ model that the FrozenEncoder and eval-vlm load."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -80,3 +81,8 @@ def test_eval_vlm_credits_the_shipped_model(tmp_path):
     assert main(["eval-vlm", "--model", "kit:shapes-vlm", "--n", "8", "--suite", "false", "--out", str(tmp_path / "vlm.json")]) == 0
     results = json.loads((tmp_path / "vlm.json").read_text())
     assert results["describe"]["exact"] >= 0.75
+    # the file says what produced it: the command, the commit and which weights were scored
+    assert results["command"].startswith("python -m kit eval-vlm --model kit:shapes-vlm") and results["commit"]
+    shipped = json.loads((Path(__file__).resolve().parent.parent / "results" / "vlm.json").read_text())
+    assert results["weights"] == shipped["weights"], "results/vlm.json scores the shipped weights"
+
