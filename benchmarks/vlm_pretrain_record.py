@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         "command": args.command,
         "commit": commit(),
-        "steps": int(loss[-1].step),
+        "steps": int(loss[-1].step) + 1,  # a step's loss is logged under the 0-based index of that step
         "train_seconds": round(seconds, 1),
         "train_minutes": round(seconds / 60, 1),
         "seconds_per_step": round(seconds / (loss[-1].step - loss[0].step), 3),

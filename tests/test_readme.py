@@ -152,3 +152,17 @@ def test_the_shapes_vlm_table_is_its_results_file():
             assert _matches(figure, leaves), f"{figure} in {row[:50]!r} is not in results/vlm.json"
     after = section[1][:400]
     assert f"{report['per_task']} conversations per task" in after and f"{report['seconds']} s" in after
+
+
+def test_the_shapes_vlm_paragraph_is_its_pretraining_record():
+    """Size, parameters, steps and minutes of the shipped VLM, as the README states them, are
+    `results/vlm_pretrain.json`'s, and that record is of the weights shipped (its digest)."""
+    import json
+
+    from kit.encoders.frozen import _weights_digest, resolve_model_path
+
+    record = json.loads((README.parent / "results" / "vlm_pretrain.json").read_text())
+    paragraph = README.read_text().split("## The shapes VLM", 1)[1].split("It learns four tasks", 1)[0]
+    assert f"({record['size_mb']} MB; {record['parameters_millions']} M parameters)" in paragraph
+    assert f"{record['steps']:,} steps" in paragraph and f"{record['train_minutes']} minutes" in paragraph
+    assert record["weights"] == _weights_digest(resolve_model_path("kit:shapes-vlm"), None), "the record is of the shipped weights"
