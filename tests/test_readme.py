@@ -166,3 +166,13 @@ def test_the_shapes_vlm_paragraph_is_its_pretraining_record():
     assert f"({record['size_mb']} MB; {record['parameters_millions']} M parameters)" in paragraph
     assert f"{record['steps']:,} steps" in paragraph and f"{record['train_minutes']} minutes" in paragraph
     assert record["weights"] == _weights_digest(resolve_model_path("kit:shapes-vlm"), None), "the record is of the shipped weights"
+
+
+def test_the_opening_minutes_are_the_quickstart_measurement():
+    """'about N minutes ... install included' in the README's first lines is the clean-clone measurement, rounded."""
+    import json
+
+    measured = json.loads((README.parent / "results" / "quickstart_eval.json").read_text())["measured"]
+    head = README.read_text().split("---")[0]
+    minutes = int(re.search(r"about (\d+) minutes on 2 cores, install included", head).group(1))
+    assert minutes == round(measured["total_seconds"] / 60), (minutes, measured["total_seconds"])
