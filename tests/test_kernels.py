@@ -234,3 +234,44 @@ def test_bf16_realistic_shapes_on_the_gpu(monkeypatch, width):
     q = torch.randn(T, N, heads, 128, device="cuda", dtype=torch.bfloat16)
     out = layer_attention(q, q, q)
     assert torch.allclose(out.float(), layer_attention_reference(q.float(), q.float(), q.float()), atol=3e-2, rtol=3e-2)
+
+
+class _LaunchSpy:
+    """Stands in for a `@triton.jit` kernel: records the tensors each launch receives, then launches it."""
+
+    def __init__(self, kernel) -> None:
+        self.kernel, self.launches = kernel, []
+
+    def __getitem__(self, grid):
+        launch = self.kernel[grid]
+
+        def run(*args, **kwargs):
+            self.launches.append([a for a in args if isinstance(a, torch.Tensor)])
+            return launch(*args, **kwargs)
+
+        return run
+
+
+def _same_view(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.data_ptr() == b.data_ptr() and a.stride() == b.stride() and a.shape == b.shape
+
+
+@requires_triton
+def test_kernels_read_strided_inputs_in_place(triton_mode, monkeypatch):
+    """The README's claim: the kernels read `(T, N, W)` views of per-layer states (and q, k, v slices of a
+    fused projection) through their strides, with no stacked or contiguous copy: the very views reach the launch."""
+    from kit.kernels import triton_layer_attention, triton_pool
+
+    spies = {}
+    for module, name in ((triton_pool, "_attention_pool_fwd"), (triton_pool, "_weighted_sum_fwd"), (triton_layer_attention, "_layer_attention_fwd")):
+        spies[name] = _LaunchSpy(getattr(module, name))
+        monkeypatch.setattr(module, name, spies[name])
+    x = _strided_taps(7, 5, 12, seed=1).detach()
+    assert not x.is_contiguous()
+    attention_pool(x, torch.randn(3, 4, device=DEVICE))
+    weighted_sum(x, torch.randn(5, device=DEVICE))
+    q, k, v = torch.randn(7, 5, 3, 2, 4, device=DEVICE).unbind(dim=2)
+    layer_attention(q, k, v)
+    assert _same_view(spies["_attention_pool_fwd"].launches[0][0], x)
+    assert _same_view(spies["_weighted_sum_fwd"].launches[0][0], x)
+    assert all(_same_view(a, b) for a, b in zip(spies["_layer_attention_fwd"].launches[0][:3], (q, k, v), strict=True))
