@@ -176,3 +176,13 @@ def test_the_opening_minutes_are_the_quickstart_measurement():
     head = README.read_text().split("---")[0]
     minutes = int(re.search(r"about (\d+) minutes on 2 cores, install included", head).group(1))
     assert minutes == round(measured["total_seconds"] / 60), (minutes, measured["total_seconds"])
+
+
+def test_the_leaky_vlm_comparison_is_read_from_both_files():
+    """The retrained-against-leaky sentence quotes `results/vlm.json` then `results/vlm_leaky.json`."""
+    import json
+
+    new, old = (json.loads((README.parent / "results" / f).read_text()) for f in ("vlm.json", "vlm_leaky.json"))
+    text = " ".join(README.read_text().split())
+    for key, value in (("rewrite", "consistency"), ("rewrite_suite", "consistency"), ("edit", "exact"), ("qa", "accuracy")):
+        assert f"{new[key][value]:.3f} against {old[key][value]:.3f}" in text, key
