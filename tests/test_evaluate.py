@@ -49,7 +49,7 @@ def test_oracle_check_verb_writes_its_report(tmp_path):
     assert main(["oracle-check", "--n", "20", "--sizes", "[32]", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["sizes"]["32"]["clean"]["exact_scene"] == 1.0
-    assert set(report["sizes"]["32"]) == {"clean", "noise", "blur", "colour_jitter", "all", "strong_blur", "resample", "jpeg"}
+    assert set(report["sizes"]["32"]) == {"clean", "noise", "blur", "colour_jitter", "all", "strong_blur", "resample", "jpeg", "redrawn"}
 
 
 def test_evaluate_a_prompt_file_reports_bad_lines_and_scores_the_rest(tmp_path, capsys):
