@@ -85,15 +85,19 @@ class Backbone(nn.Module, ABC):
     def capturing(self, block: int) -> Iterator[Backbone]:
         """Within this context every forward keeps its image tokens after block `block` (1-based) in
         `self.captured` `(B, T, W)`, T the token grid in reading order, W `token_width`; they stay in the graph."""
-        if not self.captures:
-            raise ValueError(f"{type(self).__name__} cannot record its image tokens (representation alignment needs a backbone with captures = True)")
-        if not 1 <= block <= self.capture_depth:
-            raise ValueError(f"cannot record image tokens after block {block}: {type(self).__name__} has blocks 1..{self.capture_depth}")
+        self.check_capture(block)
         self._capture_at, self.captured = block, None
         try:
             yield self
         finally:
             self._capture_at = None
+
+    def check_capture(self, block: int) -> None:
+        """Raise `ValueError` unless `capturing(block)` can record: a backbone that records, a block it has."""
+        if not self.captures:
+            raise ValueError(f"{type(self).__name__} cannot record its image tokens (representation alignment needs a backbone with captures = True)")
+        if not 1 <= block <= self.capture_depth:
+            raise ValueError(f"cannot record image tokens after block {block}: {type(self).__name__} has blocks 1..{self.capture_depth}")
 
     def record(self, index: int, image_tokens: Tensor) -> None:
         """Called by `forward` after block `index` (0-based) with its image tokens `(B, T, W)`."""

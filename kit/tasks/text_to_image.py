@@ -104,11 +104,11 @@ class TextToImage(L.LightningModule):
         self.fusion = fusion(encoder.spec, self.backbone.cond_dim, self.backbone.num_blocks)
         self.backbone.check_head(self.fusion)
         self.repa = repa(self.backbone.token_width) if repa is not None else None
-        if self.repa is not None and not (self.backbone.captures and 1 <= self.repa.block <= self.backbone.capture_depth):
-            raise ValueError(
-                f"repa block {self.repa.block}: {type(self.backbone).__name__} records image tokens after blocks "
-                f"1..{self.backbone.capture_depth if self.backbone.captures else 0}; pick one of those"
-            )
+        if self.repa is not None:
+            try:
+                self.backbone.check_capture(self.repa.block)
+            except ValueError as e:
+                raise ValueError(f"repa block {self.repa.block}: {e}") from None
         self.objective = objective or RectifiedFlow()
         self.sampler = sampler or EulerSampler()
         self.optimizer_factory = optimizer
@@ -213,15 +213,13 @@ class TextToImage(L.LightningModule):
         b = x0.shape[0]
         t = torch.ones(b, device=x0.device) if self.global_step < self.terminal_steps else self.objective.sample_time(b, x0.device, generator=generator)  # (B,)
         noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)  # (B, C, H, W)
-        if self.repa is None:
+        with self.backbone.capturing(self.repa.block) if self.repa is not None else nullcontext():
             terms = self.objective.loss(self.backbone, x0, cond, t=t, noise=noise)
-            self.log("train/loss", terms["loss"], prog_bar=True)
-            return terms["loss"]
-        with self.backbone.capturing(self.repa.block):
-            terms = self.objective.loss(self.backbone, x0, cond, t=t, noise=noise)
-            tokens, self.backbone.captured = self.backbone.captured, None  # (B, T, W) after the REPA block
-        similarity = self.repa(tokens, batch["image"])  # (): mean cosine with the teacher's features of the clean images
+            tokens, self.backbone.captured = self.backbone.captured, None  # (B, T, W) after the REPA block, or None
         self.log("train/loss", terms["loss"], prog_bar=True)
+        if self.repa is None:
+            return terms["loss"]
+        similarity = self.repa(tokens, batch["image"])  # (): mean cosine with the teacher's features of the clean images
         self.log("train/repa_similarity", similarity)
         return terms["loss"] - self.repa.weight * similarity
 
