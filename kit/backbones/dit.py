@@ -66,6 +66,8 @@ class SingleStreamDiT(Backbone):
             and Flux add a pooled text vector). Off reproduces UniFusion's single-stream DiT.
         gradient_checkpointing: recompute block activations in the backward pass to save memory.
         positions: what the image tokens' sin-cos positions count, `patch` or `pixel` (see `Backbone`).
+        decoder_hidden: width of a GELU hidden layer between the last block and each token's patch
+            (0: DiT's single linear map; at patch 16 one token draws 768 values).
     """
 
     consumes = frozenset({"tokens", "per_layer"})
@@ -84,6 +86,7 @@ class SingleStreamDiT(Backbone):
         pool_conditioning: bool = False,
         gradient_checkpointing: bool = False,
         positions: Literal["patch", "pixel"] = "patch",
+        decoder_hidden: int = 0,
     ) -> None:
         super().__init__(in_channels, input_size, positions)
         if input_size % patch_size:
@@ -97,7 +100,7 @@ class SingleStreamDiT(Backbone):
         self.cond_norm = RmsNorm(width)
         self.pool_embedder = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width)) if pool_conditioning else None
         self.blocks = nn.ModuleList(DiTBlock(width, num_heads, mlp_ratio) for _ in range(depth))
-        self.final = FinalLayer(width, patch_size, in_channels)
+        self.final = FinalLayer(width, patch_size, in_channels, decoder_hidden)
         self.initialize_weights()
 
     @property

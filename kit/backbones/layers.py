@@ -84,21 +84,25 @@ class PatchEmbed(nn.Module):
 
 
 class FinalLayer(nn.Module):
-    """adaLN-modulated norm and a linear map from tokens to patches; zero-initialised.
+    """adaLN-modulated norm and a map from tokens to patches (linear, or a one-hidden-layer MLP); zero-initialised.
 
     Args:
         width: token width.
         patch_size: patch side p.
         out_channels: channels per output pixel.
+        hidden: width of a GELU hidden layer before the output map (0: DiT's single linear map).
     """
 
-    def __init__(self, width: int, patch_size: int, out_channels: int) -> None:
+    def __init__(self, width: int, patch_size: int, out_channels: int, hidden: int = 0) -> None:
         super().__init__()
+        if hidden < 0:
+            raise ValueError(f"decoder hidden width must be >= 0 (0: a linear map), got {hidden}")
         self.norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.adaLN = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
-        self.linear = nn.Linear(width, patch_size * patch_size * out_channels)
+        self.hidden = nn.Sequential(nn.Linear(width, hidden), nn.GELU(approximate="tanh")) if hidden else nn.Identity()
+        self.linear = nn.Linear(hidden or width, patch_size * patch_size * out_channels)
 
     def forward(self, x: Tensor, c: Tensor) -> Tensor:
         """x `(B, T, W)`, c `(B, W)` -> `(B, T, p*p*C)`."""
         shift, scale = self.adaLN(c).chunk(2, dim=-1)  # (B, W) each
-        return self.linear(modulate(self.norm(x), shift, scale))
+        return self.linear(self.hidden(modulate(self.norm(x), shift, scale)))
