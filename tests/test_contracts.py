@@ -35,6 +35,7 @@ BACKBONE_VARIANTS = {
     "dit": [
         {"patch_size": 2, "width": 32, "depth": 2, "num_heads": 2},
         {"patch_size": 4, "width": 32, "depth": 1, "num_heads": 4, "pool_conditioning": True, "positions": "pixel"},
+        {"patch_size": 4, "width": 32, "depth": 1, "num_heads": 2, "decoder_hidden": 48},
     ],
     "dit_xattn": [{"patch_size": 2, "width": 32, "depth": 2, "num_heads": 2}, {"patch_size": 4, "width": 32, "depth": 1, "num_heads": 2, "positions": "pixel"}],
     "mmdit": [{"patch_size": 2, "width": 32, "depth": 2, "num_heads": 2}, {"patch_size": 4, "width": 32, "depth": 1, "num_heads": 2, "positions": "pixel"}],
@@ -141,3 +142,16 @@ def test_pixel_positions_count_input_pixels_and_separate_a_coarse_grid(name):
     assert varying(pixel.image_positions(3, 3, 64, 16)) >= 2 * varying(patch.image_positions(3, 3, 64, 16))
     with pytest.raises(ValueError, match="unknown positions 'grid'; choose patch or pixel"):
         BACKBONES.get(name)(3, 48, patch_size=16, width=64, depth=1, num_heads=2, positions="grid")
+
+
+def test_the_dit_decoder_hidden_layer_is_there_and_starts_at_zero():
+    """`decoder_hidden` puts a GELU layer of that width before the zero-initialised output map; 0 keeps
+    DiT's single linear map and its state-dict keys (older checkpoints load)."""
+    from kit.backbones import SingleStreamDiT
+
+    plain = SingleStreamDiT(3, 16, patch_size=8, width=32, depth=1, num_heads=2)
+    deep = SingleStreamDiT(3, 16, patch_size=8, width=32, depth=1, num_heads=2, decoder_hidden=48)
+    assert set(deep.state_dict()) - set(plain.state_dict()) == {"final.hidden.0.weight", "final.hidden.0.bias"}
+    assert deep.final.linear.weight.shape == (8 * 8 * 3, 48) and not deep.final.linear.weight.any()
+    with pytest.raises(ValueError, match="decoder hidden width must be >= 0"):
+        SingleStreamDiT(3, 16, patch_size=8, width=32, depth=1, num_heads=2, decoder_hidden=-1)
