@@ -155,3 +155,8 @@ def test_the_dit_decoder_hidden_layer_is_there_and_starts_at_zero():
     assert deep.final.linear.weight.shape == (8 * 8 * 3, 48) and not deep.final.linear.weight.any()
     with pytest.raises(ValueError, match="decoder hidden width must be >= 0"):
         SingleStreamDiT(3, 16, patch_size=8, width=32, depth=1, num_heads=2, decoder_hidden=-1)
+    two = SingleStreamDiT(3, 16, patch_size=8, width=32, depth=1, num_heads=2, decoder_hidden=48, decoder_layers=2)
+    assert [tuple(m.weight.shape) for m in two.final.hidden if isinstance(m, torch.nn.Linear)] == [(48, 32), (48, 48)]
+    assert two(torch.randn(2, 3, 16, 16), torch.rand(2), Conditioning(tokens=torch.randn(2, 5, 32), mask=torch.ones(2, 5, dtype=torch.bool))).abs().sum() == 0
+    with pytest.raises(ValueError, match="decoder hidden layers must be >= 1"):
+        SingleStreamDiT(3, 16, patch_size=8, width=32, depth=1, num_heads=2, decoder_hidden=48, decoder_layers=0)

@@ -68,6 +68,7 @@ class SingleStreamDiT(Backbone):
         positions: what the image tokens' sin-cos positions count, `patch` or `pixel` (see `Backbone`).
         decoder_hidden: width of a GELU hidden layer between the last block and each token's patch
             (0: DiT's single linear map; at patch 16 one token draws 768 values).
+        decoder_layers: how many such hidden layers (with `decoder_hidden` > 0).
     """
 
     consumes = frozenset({"tokens", "per_layer"})
@@ -87,6 +88,7 @@ class SingleStreamDiT(Backbone):
         gradient_checkpointing: bool = False,
         positions: Literal["patch", "pixel"] = "patch",
         decoder_hidden: int = 0,
+        decoder_layers: int = 1,
     ) -> None:
         super().__init__(in_channels, input_size, positions)
         if input_size % patch_size:
@@ -100,7 +102,7 @@ class SingleStreamDiT(Backbone):
         self.cond_norm = RmsNorm(width)
         self.pool_embedder = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width)) if pool_conditioning else None
         self.blocks = nn.ModuleList(DiTBlock(width, num_heads, mlp_ratio) for _ in range(depth))
-        self.final = FinalLayer(width, patch_size, in_channels, decoder_hidden)
+        self.final = FinalLayer(width, patch_size, in_channels, decoder_hidden, decoder_layers)
         self.initialize_weights()
 
     @property

@@ -90,16 +90,22 @@ class FinalLayer(nn.Module):
         width: token width.
         patch_size: patch side p.
         out_channels: channels per output pixel.
-        hidden: width of a GELU hidden layer before the output map (0: DiT's single linear map).
+        hidden: width of the GELU hidden layers before the output map (0: DiT's single linear map).
+        hidden_layers: how many such layers when `hidden` > 0.
     """
 
-    def __init__(self, width: int, patch_size: int, out_channels: int, hidden: int = 0) -> None:
+    def __init__(self, width: int, patch_size: int, out_channels: int, hidden: int = 0, hidden_layers: int = 1) -> None:
         super().__init__()
         if hidden < 0:
             raise ValueError(f"decoder hidden width must be >= 0 (0: a linear map), got {hidden}")
+        if hidden_layers < 1:
+            raise ValueError(f"decoder hidden layers must be >= 1 (set the hidden width to 0 for a linear map), got {hidden_layers}")
         self.norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.adaLN = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
-        self.hidden = nn.Sequential(nn.Linear(width, hidden), nn.GELU(approximate="tanh")) if hidden else nn.Identity()
+        layers: list[nn.Module] = []
+        for i in range(hidden_layers if hidden else 0):
+            layers += [nn.Linear(width if i == 0 else hidden, hidden), nn.GELU(approximate="tanh")]
+        self.hidden = nn.Sequential(*layers) if layers else nn.Identity()
         self.linear = nn.Linear(hidden or width, patch_size * patch_size * out_channels)
 
     def forward(self, x: Tensor, c: Tensor) -> Tensor:
