@@ -1,0 +1,48 @@
+"""The task base: behaviour pinned across the refactor, EMA that follows the module, tasks rebuilt from checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+
+from kit.cli import run_cli
+
+REPO = Path(__file__).resolve().parent.parent
+
+# The first 20 training losses of recipes/lap.yaml + recipes/smoke.yaml (seed 0, 2 threads), recorded
+# at commit f1814af, before the task base existed. A refactor that changes them changed behaviour.
+PINNED_LOSSES = [
+    3.9967453479766846, 1.0509320497512817, 0.822998046875, 0.8635779619216919, 0.8068305253982544,
+    0.3642248809337616, 0.411922812461853, 0.22082440555095673, 0.1824101060628891, 0.12734612822532654,
+    0.3879733085632324, 0.1491558849811554, 0.2072361409664154, 0.3023122549057007, 0.12433687597513199,
+    0.23613488674163818, 0.12133680284023285, 0.176651731133461, 0.6184707880020142, 0.12378467619419098,
+]
+
+
+class _Losses(L.Callback):
+    def __init__(self) -> None:
+        self.values: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.values.append(float(outputs["loss"]))
+
+
+def lap_smoke_losses(tmp_path: Path, steps: int = 20) -> list[float]:
+    args = [
+        "-c", str(REPO / "recipes/lap.yaml"), "-c", str(REPO / "recipes/smoke.yaml"),
+        f"--trainer.max_steps={steps}", "--trainer.logger=false", f"--trainer.default_root_dir={tmp_path}",
+        "--trainer.enable_checkpointing=false", "--trainer.callbacks=[]", "--trainer.limit_val_batches=0",
+    ]  # fmt: skip
+    cli = run_cli(args, run=False)
+    losses = _Losses()
+    cli.trainer.callbacks.append(losses)
+    cli.trainer.fit(cli.model, cli.datamodule)
+    return losses.values
+
+
+def test_the_first_20_losses_of_the_lap_recipe_are_pinned(tmp_path):
+    losses = lap_smoke_losses(tmp_path)
+    assert len(losses) == 20
+    assert losses == pytest.approx(PINNED_LOSSES, abs=1e-6)
