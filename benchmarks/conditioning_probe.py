@@ -89,10 +89,10 @@ def main(argv: list[str] | None = None) -> int:
         if step == args.steps:
             break
         batch = next(loader)
-        x0 = batch["image"]
+        x0 = batch.images
         t = module.objective.sample_time(x0.shape[0], x0.device) if args.time is None else torch.full((x0.shape[0],), args.time)
         noise = torch.zeros_like(x0) if args.zero_noise else None
-        loss = module.objective.loss(module.backbone, x0, module.condition(batch["prompt"]), t=t, noise=noise)["loss"]
+        loss = module.objective.loss(module.backbone, x0, module.condition(batch.prompts), t=t, noise=noise)["loss"]
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()

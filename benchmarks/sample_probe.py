@@ -55,7 +55,7 @@ def main(argv: list[str]) -> int:
     print(f"satisfied {satisfied / len(entries):.3f} of {len(entries)} prompts")
     module.eval()
     batch = next(iter(cli.datamodule.train_dataloader()))
-    x0, prompts = batch["image"], batch["prompt"]
+    x0, prompts = batch.images, batch.prompts
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         for t in (0.3, 0.6, 0.8, 0.95):

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     cli = run_cli([a for c in args.config for a in ("-c", c)] + ["--trainer.logger=false", *args.overrides], run=False)
     module, data = cli.model, cli.datamodule
     batch = next(iter(data.train_dataloader()))
-    prompts, images = batch["prompt"], batch["image"]
+    prompts, images = batch.prompts, batch.images
     with torch.no_grad():
         encoded = module.encoder(prompts)
 

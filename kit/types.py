@@ -184,3 +184,32 @@ class Conditioning:
             sel = use_other.view(-1, *([1] * (x.dim() - 1)))
             out[f] = torch.where(sel, y.to(x.dtype), x)
         return Conditioning(**out, per_layer_mode=self.per_layer_mode)
+
+
+@dataclass
+class Batch:
+    """One training (or validation) batch of a diffusion task, as the kit's data modules collate it.
+
+    Args:
+        images: `(B, C, H, W)` in [-1, 1], the targets.
+        prompts: B prompts (an empty string asks for the null conditioning).
+        references: per sample, the reference or source images the task conditions on (editing,
+            multi-reference generation), each `(C, H', W')` in [-1, 1]; None when the task has none.
+        encoded: the frozen encoder's cached output for these prompts (`kit cache`); None encodes on the fly.
+        skipped: how many items the data dropped from this batch (undecodable files), for the logs.
+    """
+
+    images: Tensor
+    prompts: list[str]
+    references: list[list[Tensor]] | None = None
+    encoded: EncoderOutput | None = None
+    skipped: int = 0
+
+    def __post_init__(self) -> None:
+        if self.images.shape[0] != len(self.prompts):
+            raise ValueError(f"a batch of {self.images.shape[0]} images has {len(self.prompts)} prompts")
+        if self.references is not None and len(self.references) != len(self.prompts):
+            raise ValueError(f"a batch of {len(self.prompts)} prompts has {len(self.references)} reference lists")
+
+    def __len__(self) -> int:
+        return len(self.prompts)

@@ -12,7 +12,7 @@ def test_curriculum_items_are_detailed_then_the_mix_in_index_order():
     assert all(parse_caption(p).exhaustive for p in prompts[:16])  # detailed: every attribute and place
     assert not any(parse_caption(p).exhaustive for p in prompts[16:])  # then the 'short' register of the mix
     first = next(iter(dm.train_dataloader()))
-    assert first["prompt"] == prompts[:8]  # read in order, so the curriculum comes first
+    assert first.prompts == prompts[:8]  # read in order, so the curriculum comes first
     plain = ShapesDataModule(image_size=32, batch_size=8, caption_weights=[0.0, 1.0, 0.0, 0.0, 0.0])
     assert not any(parse_caption(plain.train_set.scene_and_prompt(i)[1]).exhaustive for i in range(16))
     with pytest.raises(ValueError, match="caption_curriculum"):
@@ -26,7 +26,7 @@ def test_count_curriculum_stages_limit_objects_then_the_whole_world():
     assert set(counts[24:48]) == {1, 2}  # 24 draws from 1..2 give both
     assert max(counts[48:]) > 2  # then up to MAX_OBJECTS
     first = next(iter(dm.train_dataloader()))
-    assert first["prompt"] == [dm.train_set.scene_and_prompt(i)[1] for i in range(8)]  # read in order
+    assert first.prompts == [dm.train_set.scene_and_prompt(i)[1] for i in range(8)]  # read in order
     # items outside every stage draw exactly the scenes of a run without the curriculum
     plain = ShapesDataModule(image_size=32, batch_size=8)
     assert [plain.train_set.scene_and_prompt(i) for i in range(48, 60)] == [dm.train_set.scene_and_prompt(i) for i in range(48, 60)]

@@ -29,9 +29,9 @@ def test_corrupt_images_are_skipped_and_counted(tmp_path):
     data = ImageFolderData(str(_folder(tmp_path / "d")), image_size=32, batch_size=8, val_fraction=0.2)
     with pytest.warns(UserWarning, match=r"skipping an image that cannot be decoded: .*broken.png"):
         batch = next(iter(data.train_dataloader()))
-    assert batch["skipped"] == 1 and batch["image"].shape == (4, 3, 32, 32) and len(batch["prompt"]) == 4
-    assert "a broken picture" not in batch["prompt"]
-    assert collate_skipping([None, None])["skipped"] == 2
+    assert batch.skipped == 1 and batch.images.shape == (4, 3, 32, 32) and len(batch.prompts) == 4
+    assert "a broken picture" not in batch.prompts
+    assert collate_skipping([None, None]).skipped == 2
 
 
 def test_sidecar_captions_and_clear_errors(tmp_path):

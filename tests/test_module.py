@@ -92,10 +92,28 @@ def test_ema_tracks_swaps_and_survives_a_checkpoint(encoder, tmp_path):
     assert torch.equal(p, live), "the live weights come back"
     decay = min(0.9, 2 / 11)
     assert torch.allclose(averaged, decay * before + (1 - decay) * live)
-    state = module.ema.state_dict()
+    state = module.ema.checkpoint_state()
     other = EMA(module.named_parameters(), 0.9)
-    other.load_state_dict(state)
+    other.load_checkpoint_state(state)
     assert torch.equal(other.shadow["backbone.final.linear.weight"], averaged)
+    assert list(module.state_dict()) == list(TextToImage(encoder, fusion=partial(LAPHead, layer_depth=1, refiner_depth=1), backbone=backbone, image_size=16).state_dict()), (
+        "the EMA's shadows stay out of the module's state dict (they travel under the checkpoint's 'ema' key)"
+    )
+
+
+def test_ema_follows_the_module_to_another_dtype(encoder):
+    """The averaged weights move with `.to()`: after a cast, swapping them in keeps the parameters' dtype,
+    and the shadows are the cast values (not stale copies of the old ones)."""
+    backbone = partial(SingleStreamDiT, patch_size=8, width=32, depth=1, num_heads=2)
+    module = TextToImage(encoder, fusion=partial(LAPHead, layer_depth=1, refiner_depth=1), backbone=backbone, image_size=16, ema_decay=0.9)
+    module.ema.update()
+    module.to(torch.float64)
+    p = module.backbone.final.adaLN[-1].weight
+    assert module.ema.shadow["backbone.final.adaLN.1.weight"].dtype == torch.float64 == p.dtype
+    assert all(s.dtype == torch.float64 for s in module.ema.shadow.values())
+    with module.averaged():
+        assert p.dtype == torch.float64
+    module.ema.update()  # lerp between float64 tensors: fails if the shadows stayed float32
 
 
 def test_compile_flag_keeps_state_dict_keys(encoder):

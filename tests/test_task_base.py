@@ -46,3 +46,48 @@ def test_the_first_20_losses_of_the_lap_recipe_are_pinned(tmp_path):
     losses = lap_smoke_losses(tmp_path)
     assert len(losses) == 20
     assert losses == pytest.approx(PINNED_LOSSES, abs=1e-6)
+
+
+def test_parameter_groups_are_named_and_decay_only_matrices(encoder):
+    from functools import partial
+
+    from kit.backbones import SingleStreamDiT
+    from kit.fusion import LAPHead
+    from kit.tasks import TextToImage
+
+    module = TextToImage(encoder, fusion=partial(LAPHead, layer_depth=1), backbone=partial(SingleStreamDiT, patch_size=8, width=32, depth=1, num_heads=2), image_size=16, weight_decay=0.05)
+    decayed, other = module.trainable_parameter_groups()
+    assert (decayed["name"], decayed["weight_decay"], other["name"], other["weight_decay"]) == ("decayed", 0.05, "not_decayed", 0.0)
+    names = {id(p): n for n, p in module.named_parameters()}
+    assert all(p.ndim >= 2 for p in decayed["params"]) and not any("null_tokens" in names[id(p)] for p in decayed["params"])
+    assert any("null_tokens" in names[id(p)] for p in other["params"]), "embeddings are not decayed"
+    assert len(decayed["params"]) + len(other["params"]) == sum(p.requires_grad for p in module.parameters())
+
+
+def test_an_optimizer_weight_decay_is_refused_with_the_setting_that_applies():
+    args = ["-c", str(REPO / "recipes/lap.yaml"), "-c", str(REPO / "recipes/smoke.yaml"), "--trainer.logger=false", "--model.init_args.optimizer.init_args.weight_decay=0.05"]
+    from kit.cli import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=r"optimizer weight_decay=0.05 would be overridden.*set model.init_args.weight_decay=0.05"):
+        run_cli(args, run=False)
+
+
+def test_checkpoints_name_their_task_and_only_registered_tasks_load():
+    from kit.tasks import TASKS, TextToImage
+    from kit.tasks.checkpoint import UnsafeCheckpointError, task_class
+
+    assert task_class({"_class_path": "kit.tasks.TextToImage"}, "x.ckpt") is TextToImage
+    assert task_class({"_class_path": "kit.tasks.text_to_image.TextToImage"}, "x.ckpt") is TextToImage
+    assert task_class({}, "x.ckpt") is TextToImage, "a module built by hand records no class path"
+
+    @TASKS.register("variant_for_tests")
+    class Variant(TextToImage):
+        pass
+
+    try:
+        assert task_class({"_class_path": f"{Variant.__module__}.Variant"}, "x.ckpt") is Variant
+        for foreign in ("kit.vlm.module.ShapesVLMModule", "kit.evil.TextToImage", "os.system"):
+            with pytest.raises(UnsafeCheckpointError, match=r"not a diffusion task of the kit; known tasks: .*text_to_image"):
+                task_class({"_class_path": foreign}, "x.ckpt")
+    finally:
+        TASKS.unregister("variant_for_tests")

@@ -1,10 +1,11 @@
-"""Noise schedules, objectives, samplers and guidance. Time is continuous in [0, 1]; t = 1 is noise."""
+"""Noise schedules, objectives, samplers and guidance over one tensor or named streams. Time is continuous in [0, 1]; t = 1 is noise."""
 
-from kit.diffusion.base import Objective, Sampler
+from kit.diffusion.base import Objective, Sampler, SamplingObjective
 from kit.diffusion.guidance import classifier_free_guidance
 from kit.diffusion.objectives import DDPM, DiffusionObjective, RectifiedFlow
 from kit.diffusion.samplers import DDIMSampler, DPMSolverPP2M, EulerSampler, HeunSampler
 from kit.diffusion.schedules import DDPMSchedule, LinearFlow, NoiseSchedule
+from kit.diffusion.streams import IMAGE, Streams
 
 __all__ = [
     "DDIMSampler",
@@ -14,10 +15,13 @@ __all__ = [
     "DiffusionObjective",
     "EulerSampler",
     "HeunSampler",
+    "IMAGE",
     "LinearFlow",
     "NoiseSchedule",
     "Objective",
     "RectifiedFlow",
     "Sampler",
+    "SamplingObjective",
+    "Streams",
     "classifier_free_guidance",
 ]

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from kit.diffusion.base import Denoiser, DenoiserFn
+from kit.diffusion.streams import Streams, as_streams, call_streams, like_input
 from kit.types import Conditioning
 
 
@@ -33,27 +34,44 @@ def classifier_free_guidance(
 ) -> DenoiserFn:
     """`fn(x, t) = null_pred + scale * (cond_pred - null_pred)`, one batched forward per call.
 
+    `x` is a tensor (the model is called as `model(x, t, cond)`) or a dict of named streams (called as
+    `model(xs, ts, cond)` with every stream at time t); guidance applies to every stream's prediction.
+
     Args:
-        model: the conditional denoiser `model(x, t, cond)`.
+        model: the conditional denoiser.
         cond: conditioning of the batch.
         null: the head's null conditioning, same batch size.
         scale: guidance scale; 1 is plain conditional sampling (no extra forward), 0 unconditional.
         rescale: guidance-rescale factor phi in [0, 1] (0 = off).
         interval: `(low, high)` times between which guidance applies; outside, the conditional prediction.
     """
+
+    def plain(c: Conditioning) -> DenoiserFn:
+        def fn(x: Tensor | Streams, t: Tensor) -> Tensor | Streams:
+            xs, single = as_streams(x)
+            return like_input(call_streams(model, xs, dict.fromkeys(xs, t), c, single), single)
+
+        return fn
+
     if scale == 1.0:
-        return lambda x, t: model(x, t, cond)
+        return plain(cond)
     if scale == 0.0:
-        return lambda x, t: model(x, t, null)
+        return plain(null)
     both = Conditioning.cat([cond, null])
     low, high = interval
 
-    def fn(x: Tensor, t: Tensor) -> Tensor:
-        pred_cond, pred_null = model(torch.cat([x, x]), torch.cat([t, t]), both).chunk(2)
-        guided = pred_null + scale * (pred_cond - pred_null)
-        if rescale > 0:
-            guided = rescale_guidance(guided, pred_cond, rescale)
-        inside = ((t >= low) & (t <= high)).view(-1, *([1] * (x.dim() - 1)))
-        return torch.where(inside, guided, pred_cond)
+    def fn(x: Tensor | Streams, t: Tensor) -> Tensor | Streams:
+        xs, single = as_streams(x)
+        doubled, tt = {n: torch.cat([v, v]) for n, v in xs.items()}, torch.cat([t, t])
+        preds = call_streams(model, doubled, dict.fromkeys(xs, tt), both, single)
+        out = {}
+        for n, v in xs.items():
+            pred_cond, pred_null = preds[n].chunk(2)
+            guided = pred_null + scale * (pred_cond - pred_null)
+            if rescale > 0:
+                guided = rescale_guidance(guided, pred_cond, rescale)
+            inside = ((t >= low) & (t <= high)).view(-1, *([1] * (v.dim() - 1)))
+            out[n] = torch.where(inside, guided, pred_cond)
+        return like_input(out, single)
 
     return fn

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from kit.diffusion.base import Denoiser, Objective
 from kit.diffusion.schedules import DDPMSchedule, LinearFlow, NoiseSchedule
+from kit.diffusion.streams import IMAGE, Streams, as_streams, call_streams, per_stream
 from kit.types import Conditioning
 
 Prediction = Literal["eps", "x0", "v", "velocity"]
@@ -55,6 +56,8 @@ class DiffusionObjective(Objective):
             `x_t * alpha / sqrt(alpha^2 + sigma^2)`, which fades the input out as it becomes noise (0 at
             pure noise), so an x0-predicting network is not swamped by noise features where only the
             prompt can tell it what to draw. Training and every sampler apply the same scaling.
+        stream_weights: the weight of each named stream's loss when several streams are diffused
+            together (a stream not named weighs 1; one plain tensor is not weighted).
     """
 
     def __init__(
@@ -64,6 +67,7 @@ class DiffusionObjective(Objective):
         loss_space: LossSpace = "prediction",
         sigma_min: float = 0.05,
         input_scaling: InputScaling = "none",
+        stream_weights: dict[str, float] | None = None,
     ) -> None:
         if prediction not in ("eps", "x0", "v", "velocity"):
             raise ValueError(f"unknown prediction {prediction!r}; known: eps, x0, v, velocity")
@@ -78,6 +82,9 @@ class DiffusionObjective(Objective):
         self.loss_space = loss_space
         self.sigma_min = sigma_min
         self.input_scaling = input_scaling
+        self.stream_weights = dict(stream_weights or {})
+        if any(w < 0 for w in self.stream_weights.values()):
+            raise ValueError(f"stream weights must be >= 0, got {self.stream_weights}")
 
     def model_input(self, x_t: Tensor, t: Tensor) -> Tensor:
         """What the network is fed at `(x_t, t)` (see `input_scaling`); the samplers call it too."""
@@ -121,19 +128,54 @@ class DiffusionObjective(Objective):
         det = alpha * d_sigma - sigma * d_alpha  # velocity = alpha' x0 + sigma' eps
         return (d_sigma * x_t - sigma * pred) / det, (alpha * pred - d_alpha * x_t) / det
 
-    def loss(self, model: Denoiser, x0: Tensor, cond: Conditioning, t: Tensor | None = None, noise: Tensor | None = None) -> dict[str, Tensor]:
-        """MSE between prediction and target. Returns `loss` (scalar) and `loss_per_sample` `(B,)`."""
-        t = self.sample_time(x0.shape[0], x0.device) if t is None else t  # (B,)
-        noise = torch.randn_like(x0) if noise is None else noise  # (B, C, H, W)
-        alpha, sigma, _, _ = self.coefficients(t, x0)
-        x_t = alpha * x0 + sigma * noise  # (B, C, H, W)
-        pred = model(self.model_input(x_t, t), t, cond)  # (B, C, H, W)
+    def loss(
+        self,
+        model: Denoiser,
+        x0: Tensor | Streams,
+        cond: Conditioning,
+        t: Tensor | Streams | None = None,
+        noise: Tensor | Streams | None = None,
+    ) -> dict[str, Tensor]:
+        """MSE between prediction and target, per stream.
+
+        Args:
+            model: the denoiser: `model(x, t, cond) -> Tensor` when `x0` is a tensor, `model(xs, ts, cond)
+                -> dict` when it is a dict of named streams (`kit.diffusion.streams`).
+            x0: clean data `(B, ...)`, or `{name: (B, ...)}`.
+            cond: the conditioning, passed through to the model.
+            t: times `(B,)`, one for every stream, or `{name: (B,)}` (independent times per stream);
+                drawn per stream from the time distribution when None.
+            noise: the noise, shaped like `x0` (or a dict like it); drawn when None.
+
+        Returns `loss` (scalar: the weighted sum over streams of each stream's mean), `loss_per_sample`
+        `(B,)` (the same sum per sample) and, with several streams, `loss/<name>` per stream.
+        """
+        streams, single = as_streams(x0)
+        names = list(streams)
+        times = per_stream(t, names, "t") or {n: self.sample_time(streams[n].shape[0], streams[n].device) for n in names}
+        noises = per_stream(noise, names, "noise") or {n: torch.randn_like(x) for n, x in streams.items()}
+        x_ts, inputs = {}, {}
+        for n, x in streams.items():
+            alpha, sigma, _, _ = self.coefficients(times[n], x)
+            x_ts[n] = alpha * x + sigma * noises[n]  # (B, ...)
+            inputs[n] = self.model_input(x_ts[n], times[n])
+        preds = call_streams(model, inputs, times, cond, single)
+        per_sample = {n: self._per_sample_error(preds[n], streams[n], x_ts[n], noises[n], times[n]) for n in names}  # (B,) each
+        if single:
+            return {"loss": per_sample[IMAGE].mean(), "loss_per_sample": per_sample[IMAGE]}
+        weights = {n: self.stream_weights.get(n, 1.0) for n in names}
+        terms = {f"loss/{n}": per_sample[n].mean() for n in names}
+        terms["loss"] = sum(weights[n] * terms[f"loss/{n}"] for n in names)
+        terms["loss_per_sample"] = sum(weights[n] * per_sample[n] for n in names)
+        return terms
+
+    def _per_sample_error(self, pred: Tensor, x0: Tensor, x_t: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        """`(B,)` mean squared error of one stream's prediction against its target (see `loss_space`)."""
         if self.loss_space == "velocity" and self.prediction != "velocity":
             pred, target = self._velocity(pred.float(), x_t.float(), t), self._velocity(x0.float(), x_t.float(), t, x0_given=True)
         else:
             target = self.from_x0_eps(x0, noise, t)
-        per_sample = (pred.float() - target.float()).pow(2).flatten(1).mean(dim=1)  # (B,)
-        return {"loss": per_sample.mean(), "loss_per_sample": per_sample}
+        return (pred.float() - target.float()).pow(2).flatten(1).mean(dim=1)
 
     def _velocity(self, pred: Tensor, x_t: Tensor, t: Tensor, x0_given: bool = False) -> Tensor:
         """The velocity `alpha' x0 + sigma' eps` implied by a prediction (or by the true x0 when
@@ -167,6 +209,7 @@ class RectifiedFlow(DiffusionObjective):
         terminal_fraction: the share of each batch trained at t = 1 exactly (pure noise, where the
             network sees nothing but the prompt): the prompt -> layout regression that the rest of
             the time distribution teaches only slowly (docs/efficiency.md). 0 is off.
+        stream_weights: the loss weight of each named stream (see `DiffusionObjective`).
     """
 
     def __init__(
@@ -180,10 +223,11 @@ class RectifiedFlow(DiffusionObjective):
         sigma_min: float = 0.05,
         input_scaling: InputScaling = "none",
         terminal_fraction: float = 0.0,
+        stream_weights: dict[str, float] | None = None,
     ) -> None:
         if prediction not in ("velocity", "x0"):
             raise ValueError(f"RectifiedFlow predicts 'velocity' or 'x0', got {prediction!r}")
-        super().__init__(LinearFlow(), prediction, loss_space=loss_space, sigma_min=sigma_min, input_scaling=input_scaling)
+        super().__init__(LinearFlow(), prediction, loss_space=loss_space, sigma_min=sigma_min, input_scaling=input_scaling, stream_weights=stream_weights)
         self.time_sampling = time_sampling
         self.logit_mean = logit_mean
         self.logit_std = logit_std
@@ -211,6 +255,7 @@ class DDPM(DiffusionObjective):
         schedule: beta schedule: 'linear', 'scaled_linear' or 'cosine'.
         prediction: 'eps', 'v' or 'x0'.
         num_train_steps: number of discrete steps T.
+        stream_weights: the loss weight of each named stream (see `DiffusionObjective`).
     """
 
     def __init__(
@@ -218,8 +263,9 @@ class DDPM(DiffusionObjective):
         schedule: Literal["linear", "scaled_linear", "cosine"] = "linear",
         prediction: Literal["eps", "v", "x0"] = "eps",
         num_train_steps: int = 1000,
+        stream_weights: dict[str, float] | None = None,
     ) -> None:
-        super().__init__(DDPMSchedule(schedule, num_train_steps), prediction)
+        super().__init__(DDPMSchedule(schedule, num_train_steps), prediction, stream_weights=stream_weights)
         self.num_train_steps = num_train_steps
 
     @property

@@ -8,7 +8,8 @@ with flow matching and with DDPM in every parameterisation:
     DDIMSampler        x_s = alpha_s x0 + sigma_s eps (Song et al. 2021); eta > 0 adds noise (VP schedules)
     DPMSolverPP2M      multistep second-order solver in log-SNR on the data prediction (Lu et al. 2022)
 
-Step grids run from t = 1 to t = 0, optionally shifted towards noise (`shift > 1`).
+Step grids run from t = 1 to t = 0, optionally shifted towards noise (`shift > 1`). The noise may be
+one tensor or a dict of named streams, integrated together on one grid (`kit.diffusion.streams`).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from kit.diffusion.base import DenoiserFn, Sampler
-from kit.diffusion.objectives import DiffusionObjective, shift_time
+from kit.diffusion.base import DenoiserFn, Sampler, SamplingObjective, check_sampling_objective
+from kit.diffusion.objectives import shift_time
 from kit.diffusion.schedules import DDPMSchedule
+from kit.diffusion.streams import Streams, as_streams, like_input
 
 
 class GridSampler(Sampler):
@@ -44,7 +46,7 @@ class GridSampler(Sampler):
         self.shift = shift
         self.spacing = spacing
 
-    def timesteps(self, objective: DiffusionObjective, device: torch.device | None = None, num_steps: int | None = None) -> Tensor:
+    def timesteps(self, objective: SamplingObjective, device: torch.device | None = None, num_steps: int | None = None) -> Tensor:
         """`(num_steps + 1,)` decreasing times: `num_steps` evaluation times from 1 down to the
         objective's `t_min` (or 1/num_steps for continuous time), then 0 for the final jump."""
         n = num_steps or self.num_steps
@@ -66,48 +68,61 @@ class GridSampler(Sampler):
         grid[0] = 1.0
         return torch.cat([grid, grid.new_zeros(1)])
 
-    def spacing_for(self, objective: DiffusionObjective) -> str:
+    def spacing_for(self, objective: SamplingObjective) -> str:
         """The spacing used with `objective`: 'auto' resolves to 'log_snr' on DDPM schedules, else 'time'."""
         if self.spacing != "auto":
             return self.spacing
         return "log_snr" if isinstance(objective.schedule, DDPMSchedule) else "time"
 
     @staticmethod
-    def _x0_eps(fn: DenoiserFn, objective: DiffusionObjective, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-        tb = t.to(x.dtype).expand(x.shape[0])
-        return objective.to_x0_eps(fn(objective.model_input(x, tb), tb), x, tb)  # the network sees the objective's scaled input
+    def _x0_eps(fn: DenoiserFn, objective: SamplingObjective, x: Streams, t: Tensor, single: bool) -> tuple[Streams, Streams]:
+        """`(x0, eps)` per stream from `fn`'s predictions at `(x, t)`; the network sees the objective's scaled input."""
+        tb = {n: t.to(v.dtype).expand(v.shape[0]) for n, v in x.items()}
+        fed = {n: objective.model_input(v, tb[n]) for n, v in x.items()}
+        preds, _ = as_streams(fn(like_input(fed, single), next(iter(tb.values()))))
+        pairs = {n: objective.to_x0_eps(preds[n], v, tb[n]) for n, v in x.items()}
+        return {n: p[0] for n, p in pairs.items()}, {n: p[1] for n, p in pairs.items()}
 
     @staticmethod
-    def _coeffs(objective: DiffusionObjective, t: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
-        alpha, sigma = objective.schedule.alpha_sigma(t.to(x.dtype).reshape(1))
+    def _coeffs(objective: SamplingObjective, t: Tensor, x: Streams) -> tuple[Tensor, Tensor]:
+        like = next(iter(x.values()))
+        alpha, sigma = objective.schedule.alpha_sigma(t.to(like.dtype).reshape(1))
         return alpha.reshape(()), sigma.reshape(())
+
+    def _start(self, noise: Tensor | Streams, objective: SamplingObjective, num_steps: int | None) -> tuple[Streams, bool, Tensor]:
+        """The noise as streams, whether it was one tensor, and the step grid."""
+        check_sampling_objective(objective)
+        x, single = as_streams(noise)
+        return x, single, self.timesteps(objective, next(iter(x.values())).device, num_steps)
 
 
 class EulerSampler(GridSampler):
     """First-order integration of the probability-flow ODE."""
 
     @torch.no_grad()
-    def sample(self, fn: DenoiserFn, noise: Tensor, objective: DiffusionObjective, num_steps: int | None = None) -> Tensor:
-        x = noise
-        ts = self.timesteps(objective, noise.device, num_steps)
+    def sample(self, fn: DenoiserFn, noise: Tensor | Streams, objective: SamplingObjective, num_steps: int | None = None) -> Tensor | Streams:
+        x, single, ts = self._start(noise, objective, num_steps)
         for t, t_next in zip(ts[:-1], ts[1:]):
-            x = x + (t_next - t).to(x.dtype) * _velocity(fn, objective, x, t)
-        return x
+            v = _velocity(fn, objective, x, t, single)
+            x = {n: xn + (t_next - t).to(xn.dtype) * v[n] for n, xn in x.items()}
+        return like_input(x, single)
 
 
 class HeunSampler(GridSampler):
     """Second-order (Heun / trapezoidal) ODE integration; the last step is Euler (Karras et al. 2022)."""
 
     @torch.no_grad()
-    def sample(self, fn: DenoiserFn, noise: Tensor, objective: DiffusionObjective, num_steps: int | None = None) -> Tensor:
-        x = noise
-        ts = self.timesteps(objective, noise.device, num_steps)
+    def sample(self, fn: DenoiserFn, noise: Tensor | Streams, objective: SamplingObjective, num_steps: int | None = None) -> Tensor | Streams:
+        x, single, ts = self._start(noise, objective, num_steps)
         for t, t_next in zip(ts[:-1], ts[1:]):
-            dt = (t_next - t).to(x.dtype)
-            v = _velocity(fn, objective, x, t)
-            proposal = x + dt * v
-            x = proposal if t_next == 0 else x + dt * 0.5 * (v + _velocity(fn, objective, proposal, t_next))
-        return x
+            v = _velocity(fn, objective, x, t, single)
+            proposal = {n: xn + (t_next - t).to(xn.dtype) * v[n] for n, xn in x.items()}
+            if t_next == 0:
+                x = proposal
+                continue
+            v_next = _velocity(fn, objective, proposal, t_next, single)
+            x = {n: xn + (t_next - t).to(xn.dtype) * 0.5 * (v[n] + v_next[n]) for n, xn in x.items()}
+        return like_input(x, single)
 
 
 class DDIMSampler(GridSampler):
@@ -126,22 +141,29 @@ class DDIMSampler(GridSampler):
 
     @torch.no_grad()
     def sample(
-        self, fn: DenoiserFn, noise: Tensor, objective: DiffusionObjective, num_steps: int | None = None, generator: torch.Generator | None = None
-    ) -> Tensor:
-        x = noise
-        ts = self.timesteps(objective, noise.device, num_steps)
+        self,
+        fn: DenoiserFn,
+        noise: Tensor | Streams,
+        objective: SamplingObjective,
+        num_steps: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor | Streams:
+        x, single, ts = self._start(noise, objective, num_steps)
         for t, t_next in zip(ts[:-1], ts[1:]):
-            x0, eps = self._x0_eps(fn, objective, x, t)
+            x0, eps = self._x0_eps(fn, objective, x, t, single)
             a, s = self._coeffs(objective, t, x)
             a_next, s_next = self._coeffs(objective, t_next, x)
             if self.eta > 0 and t_next > 0:
                 # Song et al. (2021) eq. 16 in alpha/sigma terms (variance-preserving schedules)
                 sd = self.eta * (s_next / s) * (1 - (a / a_next) ** 2).clamp(min=0).sqrt()
                 direction = (s_next**2 - sd**2).clamp(min=0).sqrt()
-                x = a_next * x0 + direction * eps + sd * torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
+                x = {
+                    n: a_next * x0[n] + direction * eps[n] + sd * torch.randn(xn.shape, device=xn.device, dtype=xn.dtype, generator=generator)
+                    for n, xn in x.items()
+                }
             else:
-                x = a_next * x0 + s_next * eps
-        return x
+                x = {n: a_next * x0[n] + s_next * eps[n] for n in x}
+        return like_input(x, single)
 
 
 class DPMSolverPP2M(GridSampler):
@@ -157,12 +179,11 @@ class DPMSolverPP2M(GridSampler):
         super().__init__(num_steps, shift, spacing)
 
     @torch.no_grad()
-    def sample(self, fn: DenoiserFn, noise: Tensor, objective: DiffusionObjective, num_steps: int | None = None) -> Tensor:
-        x = noise
-        ts = self.timesteps(objective, noise.device, num_steps)
-        previous = None  # (x0 at the previous step, its h)
+    def sample(self, fn: DenoiserFn, noise: Tensor | Streams, objective: SamplingObjective, num_steps: int | None = None) -> Tensor | Streams:
+        x, single, ts = self._start(noise, objective, num_steps)
+        previous = None  # (x0 per stream at the previous step, its h)
         for i, (t, t_next) in enumerate(zip(ts[:-1], ts[1:])):
-            x0, _ = self._x0_eps(fn, objective, x, t)
+            x0, _ = self._x0_eps(fn, objective, x, t, single)
             a, s = self._coeffs(objective, t, x)
             a_next, s_next = self._coeffs(objective, t_next, x)
             if s_next == 0:  # the final step lands on the data prediction
@@ -174,14 +195,15 @@ class DPMSolverPP2M(GridSampler):
             h = -torch.log(ratio)
             if previous is not None and not last and h > 0 and previous[1] > 0:
                 r = previous[1] / h
-                d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * previous[0]
-            x = (s_next / s) * x + a_next * (1 - ratio) * d
+                d = {n: (1 + 1 / (2 * r)) * x0[n] - (1 / (2 * r)) * previous[0][n] for n in x0}
+            x = {n: (s_next / s) * xn + a_next * (1 - ratio) * d[n] for n, xn in x.items()}
             previous = (x0, h) if a > 0 else None
-        return x
+        return like_input(x, single)
 
 
-def _velocity(fn: DenoiserFn, objective: DiffusionObjective, x: Tensor, t: Tensor) -> Tensor:
-    """dx/dt of the probability-flow ODE at `(x, t)`: alpha'(t) x0 + sigma'(t) eps."""
-    x0, eps = GridSampler._x0_eps(fn, objective, x, t)
-    d_alpha, d_sigma = objective.schedule.derivatives(t.to(x.dtype).reshape(1))
-    return d_alpha.reshape(()) * x0 + d_sigma.reshape(()) * eps
+def _velocity(fn: DenoiserFn, objective: SamplingObjective, x: Streams, t: Tensor, single: bool) -> Streams:
+    """dx/dt of the probability-flow ODE at `(x, t)`, per stream: alpha'(t) x0 + sigma'(t) eps."""
+    x0, eps = GridSampler._x0_eps(fn, objective, x, t, single)
+    like = next(iter(x.values()))
+    d_alpha, d_sigma = objective.schedule.derivatives(t.to(like.dtype).reshape(1))
+    return {n: d_alpha.reshape(()) * x0[n] + d_sigma.reshape(()) * eps[n] for n in x}

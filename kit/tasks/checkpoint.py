@@ -12,6 +12,10 @@ folder with `trust_remote_code` runs that folder's Python). So before anything i
   (`pkg:...`), or the name the user passes as `encoder_model` (which also replaces it).
 
 `trust=True` (the verbs' `--trust-checkpoint`) lifts the last two for a checkpoint the user vouches for.
+
+The task is rebuilt as the class the checkpoint records (`_class_path`, written by the CLI), which
+must be a task registered in `kit.tasks.base.TASKS`: the class is looked up there, never imported
+from the checkpoint's text.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from kit.tasks.base import TASKS, DiffusionTask
 from kit.tasks.text_to_image import TextToImage
 
 ALLOWED_CLASS_PREFIXES = ("kit.", "torch.optim.", "lightning.")
@@ -177,7 +182,20 @@ def check_resume(path: str | Path, recipe_hparams: dict) -> list[str]:
     return [d for key in rest for d in config_differences(saved.get(key), recipe_hparams.get(key), key)]
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", *, encoder_model: str | None = None, trust: bool = False) -> TextToImage:
+def task_class(hparams: dict, path: str) -> type[DiffusionTask]:
+    """The registered task a checkpoint's config records as `_class_path` (`TextToImage` when it records
+    none: a module built by hand). One line naming the known tasks when it is not one of them."""
+    class_path = hparams.get("_class_path")
+    if class_path is None:
+        return TextToImage
+    package, _, name = str(class_path).rpartition(".")
+    for _, cls in TASKS.items():
+        if package and cls.__name__ == name and f"{cls.__module__}.".startswith(f"{package}."):  # kit.tasks.TextToImage or kit.tasks.text_to_image.TextToImage
+            return cls
+    raise UnsafeCheckpointError(f"checkpoint {path!r} holds a {class_path!r}, which is not a diffusion task of the kit; known tasks: {TASKS.describe()}")
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", *, encoder_model: str | None = None, trust: bool = False) -> DiffusionTask:
     """Rebuild the module saved in a checkpoint written by `python -m kit fit`, refusing configs that would run code.
 
     Args:
@@ -198,5 +216,5 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     safe = check_recorded_config(hparams, str(path), encoder_model=encoder_model, trust=trust)
     overrides = {"encoder": safe["encoder"]} if safe["encoder"] != hparams["encoder"] else {}
     raw.seek(0)
-    module = TextToImage.load_from_checkpoint(raw, map_location=map_location, weights_only=True, **overrides)
+    module = task_class(hparams, str(path)).load_from_checkpoint(raw, map_location=map_location, weights_only=True, **overrides)
     return module.eval()

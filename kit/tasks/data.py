@@ -1,10 +1,10 @@
 """DataModules. `ShapesDataModule` serves the shapes world: rendered scenes with captions.
 
 Every item is a function of (seed, split, index), so runs are reproducible, workers need
-no shared state, and the validation set is fixed. Batches are dicts:
-`image (B, 3, H, W)` in [-1, 1] and `prompt` (a list of B strings); with a feature cache
-(`python -m kit cache`) also `encoded`, the frozen encoder's output read from the cache, so
-training never runs the encoder.
+no shared state, and the validation set is fixed. Items are dicts `{"image": (3, H, W), "prompt": str}`;
+batches are `kit.types.Batch`: `images (B, 3, H, W)` in [-1, 1] and `prompts` (B strings); with a
+feature cache (`python -m kit cache`) also `encoded`, the frozen encoder's output read from the
+cache, so training never runs the encoder.
 """
 
 from __future__ import annotations
@@ -15,19 +15,26 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from kit.encoders.cache import FeatureCache, collate_entries
+from kit.types import Batch, EncoderOutput
 from kit.world import STYLES, caption, render, scene_rng
 from kit.world.scene import MAX_OBJECTS, Scene, sample_training_scene
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
 
 
-def batch_size(batch: dict) -> int:
+def batch_size(batch: Batch) -> int:
     """Items a batch drew, decoded or skipped (for Lightning's `ThroughputMonitor`, which needs at least
     one a batch: a batch whose every image failed to decode still counts what the loader read)."""
-    return len(batch["prompt"]) + int(batch.get("skipped", 0))
+    return len(batch) + batch.skipped
+
+
+def collate_items(items: list[dict], *, skipped: int = 0, encoded: EncoderOutput | None = None, channels: int = 3) -> Batch:
+    """`{"image", "prompt"}` items -> a `Batch` (images stacked; an empty list gives an empty batch)."""
+    images = torch.stack([it["image"] for it in items]) if items else torch.zeros(0, channels, 1, 1)
+    return Batch(images=images, prompts=[it["prompt"] for it in items], encoded=encoded, skipped=skipped)
 
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -168,8 +175,8 @@ class ImageTextData(L.LightningDataModule):
     batch_size: int
     num_workers: int
 
-    def collate(self, items: list) -> dict:
-        return default_collate(items)
+    def collate(self, items: list) -> Batch:
+        return collate_items(items)
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
         sampler = None
@@ -282,12 +289,10 @@ class ShapesDataModule(ImageTextData):
         """The first `n` validation prompts: fixed prompts for sample grids."""
         return [self.val_set[i]["prompt"] for i in range(n)]
 
-    def collate(self, items: list[dict]) -> dict:
-        """Default collation, plus the cached encoder outputs of the prompts when there is a cache."""
-        batch = default_collate(items)
-        if self.feature_cache is not None:
-            batch["encoded"] = collate_entries([self.feature_cache.get(p) for p in batch["prompt"]])
-        return batch
+    def collate(self, items: list[dict]) -> Batch:
+        """A `Batch`, with the cached encoder outputs of the prompts when there is a cache."""
+        cached = None if self.feature_cache is None else collate_entries([self.feature_cache.get(it["prompt"]) for it in items])
+        return collate_items(items, encoded=cached)
 
     def cache_keys(self, train_items: int) -> list[str]:
         """The prompts of the first `train_items` training items and of the validation set: what `python -m kit cache` encodes."""

@@ -16,11 +16,11 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import Dataset
 
-from kit.tasks.data import ImageTextData, check_loader_sizes, image_to_tensor
+from kit.tasks.data import ImageTextData, check_loader_sizes, collate_items, image_to_tensor
+from kit.types import Batch
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -85,12 +85,10 @@ class ImageFolderDataset(Dataset):
         return {"image": image_to_tensor(image), "prompt": prompt}
 
 
-def collate_skipping(items: list[dict | None]) -> dict:
+def collate_skipping(items: list[dict | None]) -> Batch:
     """Collate the decodable items; `skipped` counts the others (a batch may end up empty)."""
     good = [it for it in items if it is not None]
-    batch = default_collate(good) if good else {"image": torch.zeros(0, 3, 1, 1), "prompt": []}
-    batch["skipped"] = len(items) - len(good)
-    return batch
+    return collate_items(good, skipped=len(items) - len(good))
 
 
 class ImageFolderData(ImageTextData):
@@ -120,5 +118,5 @@ class ImageFolderData(ImageTextData):
         """The first `n` validation captions (for sample grids)."""
         return [c for _, c in self.val_set.pairs[:n]]
 
-    def collate(self, items: list[dict | None]) -> dict:
+    def collate(self, items: list[dict | None]) -> Batch:
         return collate_skipping(items)

@@ -1,0 +1,256 @@
+"""`DiffusionTask`: the LightningModule that every diffusion task of the kit subclasses.
+
+A task (text-to-image, editing, a joint image-text model) decides what its networks are, what a
+batch means and how to sample. What every such task needs is here, once:
+
+- the recorded config: under the CLI the parsed recipe (plain data that rebuilds every part on
+  load), built by hand the plain settings only;
+- the objective and the sampler (rectified flow and Euler by default);
+- parameter groups (weight decay on matrices only, named so the learning-rate monitor shows
+  `decayed` / `not_decayed`), the optimizer and the per-step schedule;
+- EMA of the trainable weights (never of a frozen encoder), swapped in for validation, sampling
+  and checkpoints' `ema` entry, and moved with the module by `.to()`;
+- `torch.compile` of the denoiser, in place (state-dict keys do not change);
+- checks before any step: no `ddp_spawn`, a feature cache built by this task's encoder;
+- the random stream of each training batch as a function of (seed, step, micro-batch, rank);
+- a run that stops, weights intact, at the first non-finite gradient;
+- `sampling()`: eval mode, no gradients, EMA weights, and the previous mode restored.
+
+A subclass builds its networks in `__init__` after `super().__init__(...)`, then calls
+`finish_building(denoiser)`; it implements `training_step` (and usually `validation_step` and a
+`generate`), and registers itself in `TASKS` so checkpoints of it load by its recorded class path
+(`kit.tasks.checkpoint.load_checkpoint`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+from kit.diffusion import EulerSampler, Objective, RectifiedFlow, Sampler
+from kit.encoders.cache import FeatureCache
+from kit.registry import Registry
+from kit.tasks.ema import EMA
+from kit.types import Batch
+
+OptimizerFactory = Callable[[list], Optimizer]
+SchedulerFactory = Callable[[Optimizer, int], LRScheduler]
+
+
+def _check_optimizer(factory: OptimizerFactory) -> None:
+    """Build the optimizer once on a stand-in parameter: a bad setting fails here, before any run folder.
+    Its own `weight_decay` is refused (the task's applies, to matrices only), and a zero rate warned about."""
+    probe = factory([{"params": [nn.Parameter(torch.zeros(1))]}])
+    optimizer_class = type(probe)
+    declared = inspect.signature(optimizer_class.__init__).parameters.get("weight_decay")
+    given = probe.defaults.get("weight_decay")
+    if declared is not None and declared.default is not inspect.Parameter.empty and given != declared.default:
+        raise ValueError(
+            f"optimizer weight_decay={given} would be overridden: the task applies its own weight decay to matrices only "
+            f"(none to norms, biases and embeddings); set model.init_args.weight_decay={given} instead and drop it from the optimizer"
+        )
+    if any(group.get("lr", 1.0) == 0 for group in probe.param_groups):
+        warnings.warn("the learning rate is 0: training will not change the weights", stacklevel=3)
+
+
+class DiffusionTask(L.LightningModule):
+    """Base of the kit's diffusion tasks (see the module docstring for what it owns).
+
+    Args:
+        objective: the training objective (rectified flow when None).
+        sampler: the inference sampler (50-step Euler when None).
+        optimizer: builds the optimizer from named parameter groups (AdamW, lr 1e-4, when None). Leave
+            its `weight_decay` unset: the task's `weight_decay` is the one that applies.
+        lr_scheduler: builds a per-step schedule from the optimizer and the run's total steps.
+        weight_decay: weight decay of matrices (norms, biases and embeddings get none).
+        ema_decay: keep an exponential moving average of the trainable weights with this decay
+            and use it for validation and sampling (0 turns it off).
+        compile: compile the denoiser with `torch.compile` (in place: state-dict keys do not change).
+    """
+
+    object_arguments: tuple[str, ...] = ("objective", "sampler", "optimizer", "lr_scheduler")
+    """Constructor arguments that are objects: recorded under the CLI (as config), left out when built by hand."""
+
+    no_decay_names: tuple[str, ...] = ("null_tokens", "cond_type")
+    """Matrices that are embeddings (parameter names containing these) get no weight decay."""
+
+    def __init__(
+        self,
+        *,
+        objective: Objective | None = None,
+        sampler: Sampler | None = None,
+        optimizer: OptimizerFactory | None = None,
+        lr_scheduler: SchedulerFactory | None = None,
+        weight_decay: float = 0.0,
+        ema_decay: float = 0.0,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        # Under the CLI, Lightning hands save_hyperparameters the parsed config (plain data that
+        # rebuilds every part on load); built by hand, the parts are objects and stay out.
+        under_cli = _given_hyperparameters.get() is not None
+        self.save_hyperparameters(ignore=None if under_cli else list(self.object_arguments))
+        self.objective = objective or RectifiedFlow()
+        self.sampler = sampler or EulerSampler()
+        if optimizer is not None:
+            _check_optimizer(optimizer)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = lr_scheduler
+        self.weight_decay = weight_decay
+        self._ema_decay = ema_decay
+        self._compile = compile
+        self.ema: EMA | None = None
+        self.skipped_images = 0
+        self.stopped: str | None = None  # why training stopped early (a non-finite gradient), for the CLI
+
+    def finish_building(self, denoiser: nn.Module) -> None:
+        """Call at the end of a subclass's `__init__`, once every trainable network exists: starts the
+        EMA over the trainable weights and compiles `denoiser` when asked."""
+        self.ema = EMA(self.named_parameters(), self._ema_decay) if self._ema_decay > 0 else None
+        if self._compile:
+            denoiser.compile()
+
+    # ----------------------------------------------------------------- EMA
+    def averaged(self):
+        """Context in which the trainable weights are the EMA ones (a no-op without EMA)."""
+        return self.ema.swapped() if self.ema is not None else nullcontext()
+
+    @contextmanager
+    def sampling(self) -> Iterator[None]:
+        """Eval mode, no gradients and the EMA weights inside; the previous mode and weights after."""
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad(), self.averaged():
+                yield
+        finally:
+            self.train(was_training)
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        """The optimizer step, then the EMA update: before any callback (a checkpoint) sees the step."""
+        super().optimizer_step(*args, **kwargs)
+        if self.ema is not None:
+            self.ema.update()
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_weights = self.averaged()
+        self._val_weights.__enter__()
+
+    def on_validation_epoch_end(self) -> None:
+        self._val_weights.__exit__(None, None, None)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.ema is not None:
+            checkpoint["ema"] = self.ema.checkpoint_state()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if self.ema is not None and "ema" in checkpoint:
+            self.ema.load_checkpoint_state(checkpoint["ema"])
+
+    # ----------------------------------------------------------------- checks and randomness
+    def cache_encoder(self) -> nn.Module | None:
+        """The encoder whose fingerprint a feature cache must carry (the task's `encoder`, if any)."""
+        return getattr(self, "encoder", None)
+
+    def setup(self, stage: str) -> None:
+        """Refuse `ddp_spawn`, and a feature cache built by another encoder configuration, before any step runs."""
+        strategy = self.trainer.strategy if self._trainer is not None else None
+        if getattr(strategy, "_start_method", None) in ("spawn", "forkserver"):
+            raise ValueError(
+                "the ddp_spawn strategy is not supported: spawned workers receive the module by pickling, frozen Hugging Face "
+                "encoder included; use --trainer.strategy=ddp, which starts every process from the recipe"
+            )
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        cache, encoder = getattr(datamodule, "feature_cache", None), self.cache_encoder()
+        if cache is not None and encoder is not None and cache.fingerprint != encoder.fingerprint():
+            FeatureCache(cache.path, encoder.fingerprint())  # raises CacheMismatchError with both fingerprints
+
+    def step_generator(self, batch_idx: int = 0) -> torch.Generator:
+        """The random stream of one training batch: a function of (run seed, step, micro-batch, rank) alone,
+        so a resumed run draws the same times, noise and dropout as an uninterrupted one, DDP ranks draw
+        different ones, and the micro-batches of one accumulated step differ."""
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        rank = self.trainer.global_rank if self._trainer is not None else 0
+        accumulate = self.trainer.accumulate_grad_batches if self._trainer is not None else 1
+        micro = self.global_step * accumulate + batch_idx % accumulate
+        key = ((seed * 1_000_003 + micro) * 65_537 + rank) % (2**63)
+        return torch.Generator(device=self.device).manual_seed(key)
+
+    def count_skipped(self, batch: Batch) -> bool:
+        """Add up (and, from the first one on, log) the items the data could not decode; True when the
+        batch has nothing left to train on (the step is then skipped)."""
+        self.skipped_images += batch.skipped
+        if self.skipped_images:
+            self.log("data/skipped_images", float(self.skipped_images), reduce_fx="max")
+        return len(batch) == 0
+
+    def on_before_optimizer_step(self, optimizer: Optimizer) -> None:
+        """Log the gradient norm; when it is not finite on any rank, skip this update, save the weights
+        from before it and stop the run with a message naming the step (the weights never become NaN).
+        Under fp16 loss scaling an overflowing step is left to the scaler, which skips it."""
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        norm = (
+            torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.detach().float()) for g in grads]))
+            if grads
+            else torch.zeros((), device=self.device)
+        )
+        self.log("train/grad_norm", norm)
+        if getattr(self.trainer.precision_plugin, "scaler", None) is not None:
+            return  # fp16 with a loss scaler: an overflow is the scaler's to skip, not a diverged run
+        if not self.trainer.strategy.reduce_boolean_decision(not bool(torch.isfinite(norm)), all=False):
+            return
+        for p in self.parameters():
+            p.grad = None  # the optimizer skips parameters without gradients: this step changes nothing
+        step = self.global_step + 1
+        ckpt = self.trainer.checkpoint_callback
+        folder = Path(ckpt.dirpath) if ckpt is not None and ckpt.dirpath else Path(self.trainer.default_root_dir) / "checkpoints"
+        path = folder / f"nonfinite-step={step}.ckpt"
+        self.trainer.save_checkpoint(path)
+        loss = self.trainer.callback_metrics.get("train/loss")
+        self.stopped = (
+            f"training stopped at step {step}: the gradient norm is {float(norm)} (loss {float(loss) if loss is not None else 'unknown'}); "
+            f"the weights from before this update are in {path}. Lower the learning rate or check the data."
+        )
+        self.trainer.should_stop = True
+        rank_zero_warn(self.stopped)
+
+    # ----------------------------------------------------------------- optimisation
+    def trainable_parameter_groups(self) -> list[dict]:
+        """Trainable parameters in two named groups: `decayed` (matrices) and `not_decayed` (the rest)."""
+        decay, no_decay = [], []
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            (decay if p.ndim >= 2 and not any(n in name for n in self.no_decay_names) else no_decay).append(p)
+        return [
+            {"name": "decayed", "params": decay, "weight_decay": self.weight_decay},
+            {"name": "not_decayed", "params": no_decay, "weight_decay": 0.0},
+        ]
+
+    def configure_optimizers(self):
+        groups = self.trainable_parameter_groups()
+        optimizer = self.optimizer_factory(groups) if self.optimizer_factory else torch.optim.AdamW(groups, lr=1e-4)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer, int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        """The parts that train, by name, for parameter counts in logs (every child with trainable weights)."""
+        return {name: m for name, m in self.named_children() if any(p.requires_grad for p in m.parameters())}
+
+
+TASKS: Registry[DiffusionTask] = Registry("task", DiffusionTask)
+"""The tasks a checkpoint may name: `load_checkpoint` rebuilds the recorded one, and only these."""
