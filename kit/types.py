@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -100,16 +101,21 @@ class Conditioning:
         per_layer: `(B, L, M, C)` one token sequence per backbone block (KV fusion, injection), masked by `mask`.
         per_layer_mode: how a backbone uses `per_layer[:, i]` at block i: 'replace' its conditioning
             tokens with them (key-value fusion: block i attends to encoder layer i) or 'add' them
-            to its conditioning tokens (hidden-state injection).
+            to its conditioning tokens (hidden-state injection). Every backbone reads it through
+            `Backbone.feed_layer`.
     """
 
     tokens: Tensor | None = None
     mask: Tensor | None = None
     pooled: Tensor | None = None
     per_layer: Tensor | None = None
-    per_layer_mode: str = "add"
+    per_layer_mode: Literal["add", "replace"] = "add"
 
     FIELDS = ("tokens", "pooled", "per_layer")
+
+    def __post_init__(self) -> None:
+        if self.per_layer_mode not in ("add", "replace"):
+            raise ValueError(f"unknown per_layer_mode {self.per_layer_mode!r}; known: add (injection), replace (key-value fusion)")
 
     def provided(self) -> frozenset[str]:
         """The names of the fields that are set."""

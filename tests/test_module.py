@@ -8,6 +8,7 @@ import torch
 from kit.backbones import SingleStreamDiT
 from kit.fusion import LAPHead
 from kit.tasks import TextToImage
+from kit.types import Batch
 
 
 @pytest.fixture
@@ -45,7 +46,7 @@ def test_terminal_steps_train_at_pure_noise_first(module, monkeypatch):
         return original(model, x0, cond, t=t, noise=noise)
 
     monkeypatch.setattr(module.objective, "loss", recording)
-    batch = {"image": torch.zeros(4, 3, 16, 16), "prompt": ["a red circle"] * 4}
+    batch = Batch(images=torch.zeros(4, 3, 16, 16), prompts=["a red circle"] * 4)
     module.terminal_steps = 3
     for step in (0, 2, 3):
         monkeypatch.setattr(TextToImage, "global_step", property(lambda self, s=step: s))  # no trainer needed
@@ -101,11 +102,14 @@ def test_ema_tracks_swaps_and_survives_a_checkpoint(encoder, tmp_path):
     )
 
 
-def test_ema_follows_the_module_to_another_dtype(encoder):
+def test_ema_follows_the_module_to_another_dtype():
     """The averaged weights move with `.to()`: after a cast, swapping them in keeps the parameters' dtype,
     and the shadows are the cast values (not stale copies of the old ones)."""
+    from kit.encoders import FrozenEncoder
+
+    own = FrozenEncoder("kit:shapes-vlm-random", taps="all", max_length=64)  # the cast below moves the encoder too: not the shared one
     backbone = partial(SingleStreamDiT, patch_size=8, width=32, depth=1, num_heads=2)
-    module = TextToImage(encoder, fusion=partial(LAPHead, layer_depth=1, refiner_depth=1), backbone=backbone, image_size=16, ema_decay=0.9)
+    module = TextToImage(own, fusion=partial(LAPHead, layer_depth=1, refiner_depth=1), backbone=backbone, image_size=16, ema_decay=0.9)
     module.ema.update()
     module.to(torch.float64)
     p = module.backbone.final.adaLN[-1].weight

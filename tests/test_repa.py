@@ -12,7 +12,7 @@ from kit.backbones import BACKBONES, SingleStreamDiT
 from kit.fusion import LAPHead
 from kit.tasks import TextToImage
 from kit.tasks.repa import RepresentationAlignment, VisionTeacher
-from kit.types import Conditioning
+from kit.types import Batch, Conditioning
 from kit.world.render import render
 from kit.world.scene import Scene, SceneObject, sample_scene
 
@@ -88,7 +88,7 @@ def test_module_adds_the_alignment_loss_and_trains_the_projector(module, monkeyp
     monkeypatch.setattr(TextToImage, "global_step", property(lambda self: 0))
     logged = {}
     monkeypatch.setattr(TextToImage, "log", lambda self, name, value, **k: logged.__setitem__(name, value))
-    batch = {"image": torch.rand(4, 3, 16, 16) * 2 - 1, "prompt": ["a red circle"] * 4}
+    batch = Batch(images=torch.rand(4, 3, 16, 16) * 2 - 1, prompts=["a red circle"] * 4)
     with_repa = module.training_step(batch, 0)
     repa, module.repa = module.repa, None
     plain = module.training_step(batch, 0)  # the same step's random stream without the alignment term

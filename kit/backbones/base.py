@@ -1,9 +1,14 @@
 """The backbone contract and its registry.
 
-A backbone maps a noised input, a time in [0, 1] and a `Conditioning` to a prediction of
-the same shape as its input. It knows nothing of diffusion (the objective decides what the
-prediction means) and nothing of the encoder. It declares which conditioning fields it
-consumes and refuses, at build time, a fusion head that provides none of them.
+A backbone maps a noised input, a time in [0, 1] and a `Conditioning` to a prediction with
+`out_channels` channels (by default its input's) on the input's grid. It knows nothing of
+diffusion (the objective decides what the prediction means) and nothing of the encoder. It
+declares which conditioning fields it consumes and refuses, at build time, a fusion head that
+provides none of them.
+
+What every patch-token family shares lives here: the patch-size check, the patch embedding with
+its positions, the embedders' initialisation, unpatchifying, gradient checkpointing, and the one
+meaning of per-layer conditioning (`feed_layer`).
 """
 
 from __future__ import annotations
@@ -14,9 +19,10 @@ from contextlib import contextmanager
 from typing import ClassVar, Literal
 
 import torch
+from einops import rearrange
 from torch import Tensor, nn
 
-from kit.backbones.layers import sincos_2d
+from kit.backbones.layers import TimestepEmbedder, sincos_2d
 from kit.registry import Registry
 from kit.types import Conditioning
 
@@ -29,12 +35,15 @@ class Backbone(nn.Module, ABC):
     """Base class of denoising backbones.
 
     Args:
-        in_channels: channels of the (pixel or latent) input; the output has as many.
+        in_channels: channels of the (pixel or latent) input.
         input_size: side of the square input in pixels or latent cells.
         positions: what the image tokens' 2D sin-cos positions count: `patch` (patch indices, DiT's
             convention) or `pixel` (input pixels: patch index x patch size). With large patches (a 3x3
             token grid) patch indices leave all but the highest frequencies nearly constant across
             tokens; pixel units make every token's position distinct in many more dimensions.
+        patch_size: patch side; `input_size` must be a multiple of it.
+        out_channels: channels of the prediction (`in_channels` when None).
+        gradient_checkpointing: recompute block activations in the backward pass (`run_block`).
     """
 
     consumes: ClassVar[frozenset[str]] = frozenset()
@@ -45,15 +54,72 @@ class Backbone(nn.Module, ABC):
 
     registry_name: ClassVar[str] = ""
 
-    def __init__(self, in_channels: int, input_size: int, positions: Literal["patch", "pixel"] = "patch") -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        input_size: int,
+        positions: Literal["patch", "pixel"] = "patch",
+        *,
+        patch_size: int = 1,
+        out_channels: int | None = None,
+        gradient_checkpointing: bool = False,
+    ) -> None:
         super().__init__()
         if positions not in ("patch", "pixel"):
             raise ValueError(f"unknown positions {positions!r}; choose patch or pixel")
+        if patch_size < 1 or input_size % patch_size:
+            raise ValueError(f"input size {input_size} is not a multiple of the patch size {patch_size}")
+        if out_channels is not None and out_channels < 1:
+            raise ValueError(f"out_channels must be >= 1, got {out_channels}")
         self.in_channels = in_channels
+        self.out_channels = out_channels or in_channels
         self.input_size = input_size
+        self.patch_size = patch_size
         self.positions = positions
+        self.gradient_checkpointing = gradient_checkpointing
         self._capture_at: int | None = None
         self.captured: Tensor | None = None
+
+    # ------------------------------------------------------------- shared by the patch-token families
+    def embed_patches(self, x: Tensor) -> Tensor:
+        """x `(B, C, H, W)` -> patch tokens `(B, T, W)` with their sin-cos positions (needs `x_embedder` and `width`)."""
+        _, _, h, w = x.shape
+        p = self.patch_size
+        tokens = self.x_embedder(x)  # (B, T, W)
+        return tokens + self.image_positions(h // p, w // p, self.width, p, tokens.device).to(tokens.dtype)[None]
+
+    def unpatchify(self, out: Tensor, h: int, w: int) -> Tensor:
+        """Per-token patches `(B, T, p*p*C_out)` -> the prediction `(B, C_out, H, W)` on an `h x w` input."""
+        p = self.patch_size
+        return rearrange(out, "b (h w) (p q c) -> b c (h p) (w q)", h=h // p, w=w // p, p=p, q=p)
+
+    def init_embedders(self) -> None:
+        """DiT's initialisation of the embedders: the patch projection Xavier-uniform as a linear map with
+        zero bias, then every timestep MLP normal(0.02)."""
+        weight = self.x_embedder.proj.weight
+        nn.init.xavier_uniform_(weight.view(weight.shape[0], -1))
+        nn.init.zeros_(self.x_embedder.proj.bias)
+        for module in self.modules():
+            if isinstance(module, TimestepEmbedder):
+                for layer in module.mlp:
+                    if isinstance(layer, nn.Linear):
+                        nn.init.normal_(layer.weight, std=0.02)
+
+    def run_block(self, block: nn.Module, *args: Tensor):
+        """`block(*args)`, recomputed in the backward pass when `gradient_checkpointing` is on and training."""
+        if self.gradient_checkpointing and self.training:
+            return torch.utils.checkpoint.checkpoint(block, *args, use_reentrant=False)
+        return block(*args)
+
+    @staticmethod
+    def feed_layer(current: Tensor, layer: Tensor, mode: str, fresh: Tensor | None = None) -> Tensor:
+        """The conditioning tokens block i reads under per-layer conditioning, one meaning in every family:
+        'replace' (key-value fusion) reads `layer`, encoder layer i's tokens, in place of `current` (plus
+        `fresh`, what a family adds to tokens entering its stream anew, e.g. a type embedding); 'add'
+        (hidden-state injection) reads `current + layer`. Shapes `(B, M, W)`."""
+        if mode == "replace":
+            return layer if fresh is None else layer + fresh
+        return current + layer
 
     def image_positions(self, rows: int, cols: int, width: int, patch_size: int, device: torch.device | None = None) -> Tensor:
         """The fixed 2D sin-cos positions of a `rows x cols` token grid -> `(rows*cols, width)`, in the units of `positions`."""
@@ -66,7 +132,7 @@ class Backbone(nn.Module, ABC):
 
     @abstractmethod
     def forward(self, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
-        """x: `(B, C, H, W)`, t: `(B,)` in [0, 1], cond -> prediction `(B, C, H, W)`."""
+        """x: `(B, C, H, W)`, t: `(B,)` in [0, 1], cond -> prediction `(B, out_channels, H, W)`."""
 
     @property
     def token_width(self) -> int:

@@ -14,7 +14,6 @@ from functools import partial
 from typing import Literal
 
 import torch
-from einops import rearrange
 from timm.layers import Attention, Mlp, RmsNorm
 from torch import Tensor, nn
 
@@ -66,6 +65,7 @@ class SingleStreamDiT(Backbone):
             and Flux add a pooled text vector). Off reproduces UniFusion's single-stream DiT.
         gradient_checkpointing: recompute block activations in the backward pass to save memory.
         positions: what the image tokens' sin-cos positions count, `patch` or `pixel` (see `Backbone`).
+        out_channels: channels of the prediction (`in_channels` when None).
         decoder_hidden: width of a GELU hidden layer between the last block and each token's patch
             (0: DiT's single linear map; at patch 16 one token draws 768 values).
         decoder_layers: how many such hidden layers (with `decoder_hidden` > 0).
@@ -87,22 +87,21 @@ class SingleStreamDiT(Backbone):
         pool_conditioning: bool = False,
         gradient_checkpointing: bool = False,
         positions: Literal["patch", "pixel"] = "patch",
+        out_channels: int | None = None,
         decoder_hidden: int = 0,
         decoder_layers: int = 1,
     ) -> None:
-        super().__init__(in_channels, input_size, positions)
-        if input_size % patch_size:
-            raise ValueError(f"input size {input_size} is not a multiple of the patch size {patch_size}")
-        self.patch_size = patch_size
+        super().__init__(
+            in_channels, input_size, positions, patch_size=patch_size, out_channels=out_channels, gradient_checkpointing=gradient_checkpointing
+        )
         self.width = width
-        self.gradient_checkpointing = gradient_checkpointing
         self.x_embedder = PatchEmbed(in_channels, patch_size, width)
         self.t_embedder = TimestepEmbedder(width)
         self.cond_type = nn.Parameter(torch.zeros(1, 1, width))
         self.cond_norm = RmsNorm(width)
         self.pool_embedder = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width)) if pool_conditioning else None
         self.blocks = nn.ModuleList(DiTBlock(width, num_heads, mlp_ratio) for _ in range(depth))
-        self.final = FinalLayer(width, patch_size, in_channels, decoder_hidden, decoder_layers)
+        self.final = FinalLayer(width, patch_size, self.out_channels, decoder_hidden, decoder_layers)
         self.initialize_weights()
 
     @property
@@ -116,12 +115,7 @@ class SingleStreamDiT(Backbone):
     def initialize_weights(self) -> None:
         """Xavier linears, normal(0.02) timestep MLP, and adaLN-Zero: every modulation and the output start at 0."""
         init_linear_xavier(self)
-        w = self.x_embedder.proj.weight
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        nn.init.zeros_(self.x_embedder.proj.bias)
-        for layer in self.t_embedder.mlp:
-            if isinstance(layer, nn.Linear):
-                nn.init.normal_(layer.weight, std=0.02)
+        self.init_embedders()
         nn.init.normal_(self.cond_type, std=0.02)
         for block in self.blocks:
             zero_(block.adaLN[-1])
@@ -132,9 +126,7 @@ class SingleStreamDiT(Backbone):
         """x `(B, C, H, W)`, t `(B,)` in [0, 1], cond.tokens `(B, M, W)` and/or cond.per_layer `(B, L, M, W)`,
         + mask -> `(B, C, H, W)`. Per-layer conditioning replaces or adds to the conditioning tokens before each block."""
         b, _, h, w = x.shape
-        p = self.patch_size
-        img = self.x_embedder(x)  # (B, T, W)
-        img = img + self.image_positions(h // p, w // p, self.width, p, img.device).to(img.dtype)[None]  # (B, T, W)
+        img = self.embed_patches(x)  # (B, T, W)
         per_layer = self.per_layer_of(cond)  # (B, L, M, W) or None
         tokens = cond.tokens if cond.tokens is not None else per_layer[:, -1]  # (B, M, W): KV fusion pools its last layer
         txt = self.cond_norm(tokens) + self.cond_type  # (B, M, W)
@@ -147,13 +139,9 @@ class SingleStreamDiT(Backbone):
         m = txt.shape[1]
         for i, block in enumerate(self.blocks):
             if per_layer is not None:
-                layer = self.cond_norm(per_layer[:, i])  # (B, M, W)
-                fed = layer + self.cond_type if cond.per_layer_mode == "replace" else seq[:, :m] + layer
+                fed = self.feed_layer(seq[:, :m], self.cond_norm(per_layer[:, i]), cond.per_layer_mode, fresh=self.cond_type)  # (B, M, W)
                 seq = torch.cat([fed, seq[:, m:]], dim=1)  # (B, M + T, W)
-            if self.gradient_checkpointing and self.training:
-                seq = torch.utils.checkpoint.checkpoint(block, seq, c, mask, use_reentrant=False)
-            else:
-                seq = block(seq, c, mask)  # (B, M + T, W)
+            seq = self.run_block(block, seq, c, mask)  # (B, M + T, W)
             self.record(i, seq[:, m:])
-        out = self.final(seq[:, m:], c)  # (B, T, p*p*C)
-        return rearrange(out, "b (h w) (p q c) -> b c (h p) (w q)", h=h // p, w=w // p, p=p, q=p)
+        out = self.final(seq[:, m:], c)  # (B, T, p*p*C_out)
+        return self.unpatchify(out, h, w)

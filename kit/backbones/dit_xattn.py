@@ -64,6 +64,7 @@ class CrossAttnDiT(Backbone):
         mlp_ratio: MLP width multiple.
         gradient_checkpointing: recompute block activations in the backward pass.
         positions: what the image tokens' sin-cos positions count, `patch` or `pixel` (see `Backbone`).
+        out_channels: channels of the prediction (`in_channels` when None).
     """
 
     consumes = frozenset({"tokens", "per_layer"})
@@ -81,13 +82,12 @@ class CrossAttnDiT(Backbone):
         mlp_ratio: float = 4.0,
         gradient_checkpointing: bool = False,
         positions: Literal["patch", "pixel"] = "patch",
+        out_channels: int | None = None,
     ) -> None:
-        super().__init__(in_channels, input_size, positions)
-        if input_size % patch_size:
-            raise ValueError(f"input size {input_size} is not a multiple of the patch size {patch_size}")
-        self.patch_size = patch_size
+        super().__init__(
+            in_channels, input_size, positions, patch_size=patch_size, out_channels=out_channels, gradient_checkpointing=gradient_checkpointing
+        )
         self.width = width
-        self.gradient_checkpointing = gradient_checkpointing
         self.x_embedder = PatchEmbed(in_channels, patch_size, width)
         self.t_embedder = TimestepEmbedder(width)
         self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))  # adaLN-single
@@ -95,7 +95,7 @@ class CrossAttnDiT(Backbone):
         self.blocks = nn.ModuleList(CrossAttnDiTBlock(width, num_heads, mlp_ratio) for _ in range(depth))
         self.final_norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.final_table = nn.Parameter(torch.randn(2, width) / width**0.5)
-        self.final = nn.Linear(width, patch_size * patch_size * in_channels)
+        self.final = nn.Linear(width, patch_size * patch_size * self.out_channels)
         self.initialize_weights()
 
     @property
@@ -109,41 +109,25 @@ class CrossAttnDiT(Backbone):
     def initialize_weights(self) -> None:
         """Xavier linears, zero adaLN-single and cross-attention outputs, zero output layer."""
         init_linear_xavier(self)
-        w = self.x_embedder.proj.weight
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        nn.init.zeros_(self.x_embedder.proj.bias)
-        for layer in self.t_embedder.mlp:
-            if isinstance(layer, nn.Linear):
-                nn.init.normal_(layer.weight, std=0.02)
+        self.init_embedders()
         zero_(self.t_block[-1])
         for block in self.blocks:
             zero_(block.cross.proj)
         zero_(self.final)
 
-    def _block(self, block: CrossAttnDiTBlock, x: Tensor, t6: Tensor, context: Tensor, mask: Tensor) -> Tensor:
-        if self.gradient_checkpointing and self.training:
-            return torch.utils.checkpoint.checkpoint(block, x, t6, context, mask, use_reentrant=False)
-        return block(x, t6, context, mask)
-
     def forward(self, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
         """x `(B, C, H, W)`, t `(B,)`, cond.tokens `(B, M, W)` and/or cond.per_layer `(B, L, M, W)`, + mask
         -> `(B, C, H, W)`. Block i cross-attends to per_layer[:, i] ('replace') or to the tokens plus it ('add')."""
         _, _, h, w = x.shape
-        p = self.patch_size
-        tokens = self.x_embedder(x) + self.image_positions(h // p, w // p, self.width, p, x.device).to(x.dtype)[None]  # (B, T, W)
+        tokens = self.embed_patches(x)  # (B, T, W)
         t_emb = self.t_embedder(t)  # (B, W)
         t6 = rearrange(self.t_block(t_emb), "b (six w) -> b six w", six=6)  # (B, 6, W)
         per_layer = self.per_layer_of(cond)  # (B, L, M, W) or None
         base = cond.tokens if cond.tokens is not None else torch.zeros_like(per_layer[:, 0])  # (B, M, W)
         for i, block in enumerate(self.blocks):
-            if per_layer is None:
-                context = self.cond_norm(base)  # (B, M, W)
-            elif cond.per_layer_mode == "replace":
-                context = self.cond_norm(per_layer[:, i])
-            else:
-                context = self.cond_norm(base + per_layer[:, i])
-            tokens = self._block(block, tokens, t6, context, cond.mask)  # (B, T, W)
+            fed = base if per_layer is None else self.feed_layer(base, per_layer[:, i], cond.per_layer_mode)  # (B, M, W)
+            tokens = self.run_block(block, tokens, t6, self.cond_norm(fed), cond.mask)  # (B, T, W)
             self.record(i, tokens)
         shift, scale = (self.final_table[None] + t_emb[:, None]).unbind(1)  # (B, W) each
-        out = self.final(modulate(self.final_norm(tokens), shift, scale))  # (B, T, p*p*C)
-        return rearrange(out, "b (h w) (p q c) -> b c (h p) (w q)", h=h // p, w=w // p, p=p, q=p)
+        out = self.final(modulate(self.final_norm(tokens), shift, scale))  # (B, T, p*p*C_out)
+        return self.unpatchify(out, h, w)

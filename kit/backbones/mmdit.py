@@ -101,6 +101,7 @@ class MMDiT(Backbone):
         mlp_ratio: MLP width multiple.
         gradient_checkpointing: recompute block activations in the backward pass.
         positions: what the image tokens' sin-cos positions count, `patch` or `pixel` (see `Backbone`).
+        out_channels: channels of the prediction (`in_channels` when None).
     """
 
     consumes = frozenset({"tokens", "pooled", "per_layer"})
@@ -118,19 +119,18 @@ class MMDiT(Backbone):
         mlp_ratio: float = 4.0,
         gradient_checkpointing: bool = False,
         positions: Literal["patch", "pixel"] = "patch",
+        out_channels: int | None = None,
     ) -> None:
-        super().__init__(in_channels, input_size, positions)
-        if input_size % patch_size:
-            raise ValueError(f"input size {input_size} is not a multiple of the patch size {patch_size}")
-        self.patch_size = patch_size
+        super().__init__(
+            in_channels, input_size, positions, patch_size=patch_size, out_channels=out_channels, gradient_checkpointing=gradient_checkpointing
+        )
         self.width = width
-        self.gradient_checkpointing = gradient_checkpointing
         self.x_embedder = PatchEmbed(in_channels, patch_size, width)
         self.t_embedder = TimestepEmbedder(width)
         self.pooled_embedder = nn.Sequential(RmsNorm(width), nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
         self.context_embedder = nn.Sequential(RmsNorm(width), nn.Linear(width, width))
         self.blocks = nn.ModuleList(MMDiTBlock(width, num_heads, mlp_ratio, context_pre_only=i == depth - 1) for i in range(depth))
-        self.final = FinalLayer(width, patch_size, in_channels)
+        self.final = FinalLayer(width, patch_size, self.out_channels)
         self.initialize_weights()
 
     @property
@@ -144,12 +144,7 @@ class MMDiT(Backbone):
     def initialize_weights(self) -> None:
         """Xavier linears, normal(0.02) timestep MLP, adaLN-Zero in both streams, zero output layer."""
         init_linear_xavier(self)
-        w = self.x_embedder.proj.weight
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        nn.init.zeros_(self.x_embedder.proj.bias)
-        for layer in self.t_embedder.mlp:
-            if isinstance(layer, nn.Linear):
-                nn.init.normal_(layer.weight, std=0.02)
+        self.init_embedders()
         for block in self.blocks:
             zero_(block.txt.adaLN[-1])
             zero_(block.img.adaLN[-1])
@@ -161,8 +156,7 @@ class MMDiT(Backbone):
         (+ pooled `(B, W)`) -> `(B, C, H, W)`. Before block i the text stream is replaced by per_layer[:, i]
         ('replace', key-value fusion) or has it added ('add', hidden-state injection)."""
         b, _, h, w = x.shape
-        p = self.patch_size
-        img = self.x_embedder(x) + self.image_positions(h // p, w // p, self.width, p, x.device).to(x.dtype)[None]  # (B, T, W)
+        img = self.embed_patches(x)  # (B, T, W)
         per_layer = self.per_layer_of(cond)  # (B, L, M, W) or None
         tokens = cond.tokens if cond.tokens is not None else per_layer[:, -1]  # (B, M, W)
         txt = self.context_embedder(tokens)  # (B, M, W)
@@ -175,12 +169,8 @@ class MMDiT(Backbone):
         mask = torch.cat([cond.mask, cond.mask.new_ones(b, img.shape[1])], dim=1)  # (B, M + T)
         for i, block in enumerate(self.blocks):
             if per_layer is not None:
-                layer = self.context_embedder(per_layer[:, i])  # (B, M, W)
-                txt = layer if cond.per_layer_mode == "replace" else txt + layer
-            if self.gradient_checkpointing and self.training:
-                txt, img = torch.utils.checkpoint.checkpoint(block, txt, img, c, mask, use_reentrant=False)
-            else:
-                txt, img = block(txt, img, c, mask)
+                txt = self.feed_layer(txt, self.context_embedder(per_layer[:, i]), cond.per_layer_mode)  # (B, M, W)
+            txt, img = self.run_block(block, txt, img, c, mask)  # (B, M, W), (B, T, W)
             self.record(i, img)
-        out = self.final(img, c)  # (B, T, p*p*C)
-        return rearrange(out, "b (h w) (p q c) -> b c (h p) (w q)", h=h // p, w=w // p, p=p, q=p)
+        out = self.final(img, c)  # (B, T, p*p*C_out)
+        return self.unpatchify(out, h, w)

@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from einops import rearrange
 from torch import Tensor, nn
 
 from kit.backbones.base import BACKBONES, Backbone
@@ -49,6 +48,7 @@ class UViT(Backbone):
         max_cond_tokens: learned positions available for conditioning tokens.
         gradient_checkpointing: recompute block activations in the backward pass.
         positions: what the image tokens' sin-cos positions count, `patch` or `pixel` (see `Backbone`).
+        out_channels: channels of the prediction (`in_channels` when None).
     """
 
     consumes = frozenset({"tokens"})
@@ -69,16 +69,15 @@ class UViT(Backbone):
         max_cond_tokens: int = 256,
         gradient_checkpointing: bool = False,
         positions: Literal["patch", "pixel"] = "patch",
+        out_channels: int | None = None,
     ) -> None:
-        super().__init__(in_channels, input_size, positions)
-        if input_size % patch_size:
-            raise ValueError(f"input size {input_size} is not a multiple of the patch size {patch_size}")
+        super().__init__(
+            in_channels, input_size, positions, patch_size=patch_size, out_channels=out_channels, gradient_checkpointing=gradient_checkpointing
+        )
         if depth % 2 == 0:
             raise ValueError(f"U-ViT depth must be odd (in-blocks, a mid block, out-blocks), got {depth}")
-        self.patch_size = patch_size
         self.width = width
         self.max_cond_tokens = max_cond_tokens
-        self.gradient_checkpointing = gradient_checkpointing
         block = PostNormBlock if post_norm else TransformerBlock
         half = (depth - 1) // 2
         self.x_embedder = PatchEmbed(in_channels, patch_size, width)
@@ -90,7 +89,7 @@ class UViT(Backbone):
         self.out_blocks = nn.ModuleList(block(width, num_heads, mlp_ratio) for _ in range(half))
         self.skips = nn.ModuleList(nn.Linear(2 * width, width) for _ in range(half))
         self.norm = nn.LayerNorm(width)
-        self.final = nn.Linear(width, patch_size * patch_size * in_channels)
+        self.final = nn.Linear(width, patch_size * patch_size * self.out_channels)
         self.initialize_weights()
 
     @property
@@ -109,35 +108,28 @@ class UViT(Backbone):
 
     def tokens(self, x: Tensor, times: dict[str, Tensor], cond: Conditioning) -> tuple[Tensor, Tensor, int]:
         """Assemble `[time tokens, cond tokens, patches]` -> sequence `(B, S, W)`, key mask `(B, S)`, patch start."""
-        b, _, h, w = x.shape
-        p = self.patch_size
+        b = x.shape[0]
         m = cond.tokens.shape[1]
         if m > self.max_cond_tokens:
             raise ValueError(f"{m} conditioning tokens exceed max_cond_tokens={self.max_cond_tokens}")
         lead = [self.t_embedders[name](times[name])[:, None] for name in self.time_tokens] + [self.cond_proj(cond.tokens)]
         lead = torch.cat(lead, dim=1) + self.lead_pos[:, : len(self.time_tokens) + m]  # (B, n_t + M, W)
-        patches = self.x_embedder(x) + self.image_positions(h // p, w // p, self.width, p, x.device).to(x.dtype)[None]  # (B, T, W)
+        patches = self.embed_patches(x)  # (B, T, W)
         ones = cond.mask.new_ones(b, 1)
         mask = torch.cat([ones.expand(b, len(self.time_tokens)), cond.mask, ones.expand(b, patches.shape[1])], dim=1)
         return torch.cat([lead, patches], dim=1), mask, lead.shape[1]
 
-    def _run(self, block: nn.Module, seq: Tensor, mask: Tensor) -> Tensor:
-        if self.gradient_checkpointing and self.training:
-            return torch.utils.checkpoint.checkpoint(block, seq, mask, use_reentrant=False)
-        return block(seq, mask)
-
     def forward(self, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
         """x `(B, C, H, W)`, t `(B,)`, cond.tokens `(B, M, W)` + mask -> `(B, C, H, W)`."""
         _, _, h, w = x.shape
-        p = self.patch_size
         seq, mask, start = self.tokens(x, {"t": t}, cond)  # (B, S, W)
         skips = []
         for i, block in enumerate(self.in_blocks):
-            seq = self._run(block, seq, mask)
+            seq = self.run_block(block, seq, mask)
             self.record(i, seq[:, start:])
             skips.append(seq)
-        seq = self._run(self.mid_block, seq, mask)
+        seq = self.run_block(self.mid_block, seq, mask)
         for block, skip in zip(self.out_blocks, self.skips):
-            seq = self._run(block, skip(torch.cat([seq, skips.pop()], dim=-1)), mask)  # (B, S, W)
-        out = self.final(self.norm(seq[:, start:]))  # (B, T, p*p*C)
-        return rearrange(out, "b (h w) (p q c) -> b c (h p) (w q)", h=h // p, w=w // p, p=p, q=p)
+            seq = self.run_block(block, skip(torch.cat([seq, skips.pop()], dim=-1)), mask)  # (B, S, W)
+        out = self.final(self.norm(seq[:, start:]))  # (B, T, p*p*C_out)
+        return self.unpatchify(out, h, w)
