@@ -145,6 +145,15 @@ class KitCLI(LightningCLI):
         if followed:
             warnings.warn(f"resuming {ckpt}: these settings follow the recipe, not the checkpoint: {'; '.join(followed)}", stacklevel=2)
 
+    def before_predict(self) -> None:
+        """`predict` writes its images: a `PredictionWriter` into the run's folder unless the recipe has a writer."""
+        from lightning.pytorch.callbacks import BasePredictionWriter
+
+        from kit.tasks.callbacks import PredictionWriter
+
+        if not any(isinstance(c, BasePredictionWriter) for c in self.trainer.callbacks):
+            self.trainer.callbacks.append(PredictionWriter())
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.image_size", "model.init_args.image_size", apply_on="instantiate")
         parser.link_arguments("data.channels", "model.init_args.in_channels", apply_on="instantiate")
@@ -180,6 +189,7 @@ def _build_cli(args: list[str] | dict[str, Any] | None, run: bool, cli_class: ty
         seed_everything_default=0,
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
+        parser_kwargs={"prog": "python -m kit"},  # usage lines name the command users type, not __main__.py
         args=args,
         run=run,
     )

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from kit.analysis.scoring import score_images
 from kit.world.render import render
@@ -30,17 +31,27 @@ def subset(entries: Sequence[SuiteEntry], per_category: int | None) -> list[Suit
 
 @torch.no_grad()
 def generate_suite(
-    module, entries: Sequence[SuiteEntry], images_per_prompt: int = 1, *, batch_size: int = 64, seed: int = 0, **generate_kwargs
+    module,
+    entries: Sequence[SuiteEntry],
+    images_per_prompt: int = 1,
+    *,
+    batch_size: int = 64,
+    seed: int = 0,
+    progress: bool = False,
+    **generate_kwargs,
 ) -> list[list[torch.Tensor]]:
-    """`images[i][j]`: image j `(C, H, W)` in [-1, 1] for entry i, from `module.generate`."""
+    """`images[i][j]`: image j `(C, H, W)` in [-1, 1] for entry i, from `module.generate` (a progress bar
+    over the images on stderr when `progress`)."""
     prompts = [e.prompt for e in entries]
     images: list[list[torch.Tensor]] = [[] for _ in entries]
-    for j in range(images_per_prompt):
-        for start in range(0, len(prompts), batch_size):
-            batch = prompts[start : start + batch_size]
-            out = module.generate(batch, seed=seed + 1_000_003 * j + start, **generate_kwargs).cpu()
-            for i, image in enumerate(out):
-                images[start + i].append(image)
+    with tqdm(total=len(prompts) * images_per_prompt, desc="generating", unit="image", disable=not progress) as bar:
+        for j in range(images_per_prompt):
+            for start in range(0, len(prompts), batch_size):
+                batch = prompts[start : start + batch_size]
+                out = module.generate(batch, seed=seed + 1_000_003 * j + start, **generate_kwargs).cpu()
+                for i, image in enumerate(out):
+                    images[start + i].append(image)
+                bar.update(len(batch))
     return images
 
 

@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from kit.world.oracle import Oracle
 from kit.world.parser import parse_caption
@@ -55,7 +56,13 @@ def score_scenes(entries: Sequence[SuiteEntry], scenes: Sequence[Sequence[Scene]
     }
 
 
-def score_images(entries: Sequence[SuiteEntry], images: Sequence[Sequence], oracle: Oracle | None = None) -> dict:
-    """Read every image with the oracle, then `score_scenes`. `images[i]` are the images of `entries[i]`."""
+def score_images(entries: Sequence[SuiteEntry], images: Sequence[Sequence], oracle: Oracle | None = None, progress: bool = False) -> dict:
+    """Read every image with the oracle, then `score_scenes`. `images[i]` are the images of `entries[i]`
+    (a progress bar over the images on stderr when `progress`)."""
     oracle = oracle or Oracle()
-    return score_scenes(entries, [[oracle.read(img) for img in imgs] for imgs in images])
+    with tqdm(total=sum(len(imgs) for imgs in images), desc="reading", unit="image", disable=not progress) as bar:
+        scenes = []
+        for imgs in images:
+            scenes.append([oracle.read(img) for img in imgs])
+            bar.update(len(imgs))
+    return score_scenes(entries, scenes)

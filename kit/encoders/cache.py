@@ -25,6 +25,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from kit.types import EncoderOutput
 
@@ -153,7 +154,15 @@ def collate_entries(items: Sequence[tuple[Tensor, Tensor]], device: torch.device
 
 
 def build_cache(
-    encoder, keys: Iterable[str], out: str | Path, *, shard_size: int = 2048, batch_size: int = 64, storage_dtype: str = "bfloat16", log=print
+    encoder,
+    keys: Iterable[str],
+    out: str | Path,
+    *,
+    shard_size: int = 2048,
+    batch_size: int = 64,
+    storage_dtype: str = "bfloat16",
+    log=print,
+    progress: bool = False,
 ) -> FeatureCache:
     """Encode every key not yet in the cache at `out` (prompts; resumable) and write shards.
 
@@ -165,6 +174,7 @@ def build_cache(
         batch_size: prompts per encoder batch.
         storage_dtype: dtype of the stored hidden states.
         log: where progress lines go.
+        progress: show a progress bar over the prompts to encode (stderr).
     """
     cache = FeatureCache(out, encoder.fingerprint(), storage_dtype)
     todo, seen = [], set(cache.index)
@@ -174,14 +184,16 @@ def build_cache(
             todo.append(key)
     if len(cache):
         log(f"resuming: {len(cache)} entries already cached, {len(todo)} to encode")
-    for start in range(0, len(todo), shard_size):
-        chunk = todo[start : start + shard_size]
-        entries = []
-        for b in range(0, len(chunk), batch_size):
-            out_b = encoder(chunk[b : b + batch_size])
-            for i in range(out_b.hidden_states.shape[0]):
-                m = out_b.mask[i]
-                entries.append((out_b.hidden_states[i][:, m].cpu(), out_b.kinds[i][m].cpu()))
-        cache.add_shard(chunk, entries)
-        log(f"shard {len(cache.manifest['shards']) - 1}: {len(chunk)} entries ({len(cache)} cached)")
+    with tqdm(total=len(todo), desc="encoding", unit="prompt", disable=not progress) as bar:
+        for start in range(0, len(todo), shard_size):
+            chunk = todo[start : start + shard_size]
+            entries = []
+            for b in range(0, len(chunk), batch_size):
+                out_b = encoder(chunk[b : b + batch_size])
+                for i in range(out_b.hidden_states.shape[0]):
+                    m = out_b.mask[i]
+                    entries.append((out_b.hidden_states[i][:, m].cpu(), out_b.kinds[i][m].cpu()))
+                bar.update(out_b.hidden_states.shape[0])
+            cache.add_shard(chunk, entries)
+            (bar.write if progress else log)(f"shard {len(cache.manifest['shards']) - 1}: {len(chunk)} entries ({len(cache)} cached)")
     return cache

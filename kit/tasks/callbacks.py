@@ -1,17 +1,21 @@
-"""Callbacks that log what a researcher looks at: sample grids with their prompts and LAP's layer weights.
+"""Callbacks that log what a researcher looks at: sample grids with their prompts and LAP's layer weights,
+and the writer of `python -m kit predict`'s images.
 
-Both write to the run's TensorBoard logger (and the sample grid also as PNG files beside
+The loggers write to the run's TensorBoard logger (and the sample grid also as PNG files beside
 the logs, so a run can be inspected without TensorBoard).
 """
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
 from matplotlib.figure import Figure  # figures without pyplot: the kit never switches a notebook's backend
+from PIL import Image
 from torchvision.utils import make_grid
 
 from kit.tasks.data import tensor_to_image
@@ -200,3 +204,36 @@ class SuiteEvaluation(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self.evaluate(trainer, module)
+
+
+class PredictionWriter(BasePredictionWriter):
+    """Writes what `python -m kit predict` generates: one PNG per image and `prompts.jsonl` (file, prompt).
+
+    Args:
+        output_dir: the folder; None writes to `predictions/` in the run's log folder (or the trainer's
+            root folder without a logger).
+    """
+
+    def __init__(self, output_dir: str | None = None) -> None:
+        super().__init__(write_interval="batch")
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.written = 0
+
+    def folder(self, trainer: L.Trainer) -> Path:
+        return self.output_dir or Path(trainer.log_dir or trainer.default_root_dir) / "predictions"
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0) -> None:
+        """prediction `(B, C, H, W)` in [-1, 1] for `batch.prompts` -> PNG files, named by batch and position."""
+        folder = self.folder(trainer)
+        folder.mkdir(parents=True, exist_ok=True)
+        rank = f"-rank{trainer.global_rank}" if trainer.world_size > 1 else ""
+        with (folder / f"prompts{rank}.jsonl").open("a") as index:
+            for i, (image, prompt) in enumerate(zip(prediction, batch.prompts, strict=True)):
+                name = f"{dataloader_idx}-{batch_idx:05d}-{i:03d}{rank}.png"
+                Image.fromarray(tensor_to_image(image)).save(folder / name)
+                index.write(json.dumps({"file": name, "prompt": prompt}) + "\n")
+                self.written += 1
+
+    def on_predict_end(self, trainer, pl_module) -> None:
+        if trainer.is_global_zero:
+            print(f"predict: {self.written} images -> {self.folder(trainer)}")

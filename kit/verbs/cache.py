@@ -48,7 +48,7 @@ def main(argv: list[str]) -> int:
     started = time.perf_counter()
     print(f"caching {len(set(keys))} distinct prompts of {items} training items + {len(data.val_set)} validation items with {encoder.name} -> {args.out}")
     try:
-        cache = build_cache(encoder, keys, args.out, shard_size=args.shard_size, batch_size=args.batch_size, storage_dtype=args.dtype)
+        cache = build_cache(encoder, keys, args.out, shard_size=args.shard_size, batch_size=args.batch_size, storage_dtype=args.dtype, progress=True)
     except CacheMismatchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

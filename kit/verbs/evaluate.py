@@ -91,7 +91,14 @@ def main(argv: list[str]) -> int:
         if args.shift is not None:
             module.sampler.shift = args.shift
         images = generate_suite(
-            module, entries, args.images_per_prompt, batch_size=args.batch_size, seed=args.seed, guidance_scale=args.guidance, num_steps=args.steps
+            module,
+            entries,
+            args.images_per_prompt,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            guidance_scale=args.guidance,
+            num_steps=args.steps,
+            progress=True,
         )
         meta.update(
             checkpoint=str(args.ckpt),
@@ -104,7 +111,7 @@ def main(argv: list[str]) -> int:
         size = args.image_size or 32
         images = anchor_images(entries, args.suite, size, args.images_per_prompt, args.seed)
         meta.update(image_size=size)
-    results = {**meta, **score_images(entries, images), "seconds": round(time.perf_counter() - started, 1)}
+    results = {**meta, **score_images(entries, images, progress=True), "seconds": round(time.perf_counter() - started, 1)}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
