@@ -8,59 +8,38 @@ from kit.fusion import FUSION_HEADS, FusionHead
 from kit.testing import check_backbone, check_fusion_head
 from kit.types import Conditioning
 
-HEAD_VARIANTS = {
-    "lap": [
-        {},
-        {"width": 32, "layer_depth": 1, "refiner_depth": 0},
-        {"taps": 2, "projector": "attention", "layer_dropout": 0.3},
-        {"taps": [2, 6], "projector": "flatten", "layer_depth": 0, "layer_dropout": 0.5},
-        {"refiner_depth": 1, "refiner_positions": "rope"},
-        {"input_norm": "standardize"},
-    ],
-    "last_layer": [{}, {"refiner_depth": 1, "tap": 0}, {"refiner_depth": 1, "refiner_positions": "rope"}, {"input_norm": "standardize"}],
-    "mean_layers": [{}, {"taps": [4, 6], "refiner_depth": 1, "input_norm": "standardize"}],
-    "scalar_mix": [{}, {"taps": 2, "input_norm": "standardize"}],
-    "resampler": [
-        {"num_queries": 4, "width": 32, "depth": 2},
-        {"taps": [6], "num_queries": 1, "width": 16, "depth": 1, "num_heads": 2, "input_norm": "standardize"},
-    ],
-    "qformer": [
-        {"num_queries": 4, "width": 32, "depth": 3},
-        {"tap": 0, "num_queries": 2, "width": 16, "depth": 2, "cross_attention_every": 1, "num_heads": 2, "input_norm": "standardize"},
-    ],
-    "kv_fusion": [{"num_blocks": 3}, {"num_blocks": 2, "layers": [2, 6], "input_norm": "standardize"}],
-    "injection": [{"num_blocks": 4}, {"num_blocks": 1, "layers": [5], "input_norm": "standardize"}],
-}
-BACKBONE_VARIANTS = {
-    "dit": [
-        {"patch_size": 2, "width": 32, "depth": 2, "num_heads": 2},
-        {"patch_size": 4, "width": 32, "depth": 1, "num_heads": 4, "pool_conditioning": True, "positions": "pixel"},
-        {"patch_size": 4, "width": 32, "depth": 1, "num_heads": 2, "decoder_hidden": 48},
-    ],
-    "dit_xattn": [{"patch_size": 2, "width": 32, "depth": 2, "num_heads": 2}, {"patch_size": 4, "width": 32, "depth": 1, "num_heads": 2, "positions": "pixel"}],
-    "mmdit": [{"patch_size": 2, "width": 32, "depth": 2, "num_heads": 2}, {"patch_size": 4, "width": 32, "depth": 1, "num_heads": 2, "positions": "pixel"}],
-    "uvit": [
-        {"patch_size": 2, "width": 32, "depth": 3, "num_heads": 2},
-        {"patch_size": 4, "width": 32, "depth": 5, "num_heads": 2, "post_norm": True, "positions": "pixel"},
-    ],
-}
 
 
 @pytest.mark.parametrize("name", FUSION_HEADS.names())
 def test_fusion_head_contract(name):
-    for kwargs in HEAD_VARIANTS.get(name, [{}]):
-        check_fusion_head(FUSION_HEADS.get(name), **kwargs)
+    cls = FUSION_HEADS.get(name)
+    for kwargs in cls.test_settings:  # beside each head: registering a head enrols it here
+        check_fusion_head(cls, **kwargs)
 
 
 @pytest.mark.parametrize("name", BACKBONES.names())
 def test_backbone_contract(name):
-    for kwargs in BACKBONE_VARIANTS.get(name, [{}]):
-        check_backbone(BACKBONES.get(name), **kwargs)
+    cls = BACKBONES.get(name)
+    for kwargs in cls.test_settings:
+        check_backbone(cls, **kwargs)
 
 
-def test_every_registered_part_has_test_settings():
-    assert set(FUSION_HEADS.names()) <= set(HEAD_VARIANTS), "give new heads small test settings in HEAD_VARIANTS"
-    assert set(BACKBONES.names()) <= set(BACKBONE_VARIANTS), "give new backbones small test settings in BACKBONE_VARIANTS"
+@pytest.mark.parametrize("registry", [FUSION_HEADS, BACKBONES], ids=["heads", "backbones"])
+def test_every_parts_test_settings_name_its_own_arguments(registry):
+    """Each part's `test_settings` is a non-empty tuple of settings that its constructor (or, for the
+    `SingleSequenceHead` family, its `build_reducer`) takes: a renamed argument cannot leave them stale."""
+    import inspect
+
+    for name, cls in registry.items():
+        settings = cls.test_settings
+        assert isinstance(settings, tuple) and settings and all(isinstance(s, dict) for s in settings), name
+        accepted = set()
+        for klass in cls.__mro__:
+            for method in ("__init__", "build_reducer"):
+                if method in vars(klass):
+                    accepted |= set(inspect.signature(vars(klass)[method]).parameters)
+        unknown = {key for s in settings for key in s} - accepted
+        assert not unknown, f"{name}: test settings name {sorted(unknown)}, which {cls.__name__} does not take"
 
 
 class LeakyMeanHead(FusionHead):

@@ -49,6 +49,10 @@ class Backbone(nn.Module, ABC):
     consumes: ClassVar[frozenset[str]] = frozenset()
     """The `Conditioning` fields this backbone reads."""
 
+    test_settings: ClassVar[tuple[dict, ...]] = ({},)
+    """Small constructor settings the contract tests build this backbone with (3 channels, 8 px input);
+    a registered backbone is enrolled in those tests with them, so a new one lists its variants here."""
+
     captures: ClassVar[bool] = False
     """Whether `forward` records image tokens for `capturing` (representation alignment, `kit.tasks.repa`)."""
 

@@ -71,6 +71,12 @@ class SingleStreamDiT(Backbone):
         decoder_layers: how many such hidden layers (with `decoder_hidden` > 0).
     """
 
+    test_settings = (
+        {"patch_size": 2, "width": 32, "depth": 2, "num_heads": 2},
+        {"patch_size": 4, "width": 32, "depth": 1, "num_heads": 4, "pool_conditioning": True, "positions": "pixel"},
+        {"patch_size": 4, "width": 32, "depth": 1, "num_heads": 2, "decoder_hidden": 48, "decoder_layers": 2, "out_channels": 2},
+    )
+
     consumes = frozenset({"tokens", "per_layer"})
     captures = True
 

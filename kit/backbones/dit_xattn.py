@@ -67,6 +67,11 @@ class CrossAttnDiT(Backbone):
         out_channels: channels of the prediction (`in_channels` when None).
     """
 
+    test_settings = (
+        {"patch_size": 2, "width": 32, "depth": 2, "num_heads": 2},
+        {"patch_size": 4, "width": 32, "depth": 1, "num_heads": 2, "positions": "pixel", "out_channels": 5},
+    )
+
     consumes = frozenset({"tokens", "per_layer"})
     captures = True
 

@@ -104,6 +104,11 @@ class MMDiT(Backbone):
         out_channels: channels of the prediction (`in_channels` when None).
     """
 
+    test_settings = (
+        {"patch_size": 2, "width": 32, "depth": 2, "num_heads": 2},
+        {"patch_size": 4, "width": 32, "depth": 1, "num_heads": 2, "positions": "pixel", "out_channels": 6},
+    )
+
     consumes = frozenset({"tokens", "pooled", "per_layer"})
     captures = True
 

@@ -51,6 +51,11 @@ class UViT(Backbone):
         out_channels: channels of the prediction (`in_channels` when None).
     """
 
+    test_settings = (
+        {"patch_size": 2, "width": 32, "depth": 3, "num_heads": 2},
+        {"patch_size": 4, "width": 32, "depth": 5, "num_heads": 2, "post_norm": True, "positions": "pixel", "out_channels": 1},
+    )
+
     consumes = frozenset({"tokens"})
     captures = True  # after each of the long-skip encoder half's blocks
     time_tokens: tuple[str, ...] = ("t",)

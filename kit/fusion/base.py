@@ -44,6 +44,10 @@ class FusionHead(nn.Module, ABC):
     provides: ClassVar[frozenset[str]] = frozenset({"tokens"})
     """The `Conditioning` fields this head fills; backbones refuse heads that share none with them."""
 
+    test_settings: ClassVar[tuple[dict, ...]] = ({},)
+    """Small constructor settings the contract tests build this head with (on `kit.testing.TINY_SPEC`);
+    a registered head is enrolled in those tests with them, so a new head lists its variants here."""
+
     registry_name: ClassVar[str] = ""
 
     def __init__(
@@ -129,6 +133,12 @@ def tap_positions(spec: EncoderSpec, taps: int | Sequence[int] | None, head: str
     return tuple(spec.taps.index(t) for t in wanted)
 
 
+def tap_position(spec: EncoderSpec, tap: int, head: str) -> int:
+    """Where one hidden-state index sits in `spec.taps` (a negative one counts from the deepest tap: -1 is
+    the last layer); the same rule as `tap_positions`, which every head's `tap`, `taps` and `layers` follow."""
+    return tap_positions(spec, [tap], head)[0]
+
+
 class TokenRefiner(nn.Module):
     """Bidirectional transformer blocks over the token axis, with a padding mask (UniFusion's refiner).
 
@@ -167,18 +177,22 @@ class TokenRefiner(nn.Module):
 class SingleSequenceHead(FusionHead):
     """A head that reduces the tapped layers to one token sequence, then refines and adapts it.
 
-    Subclasses implement `reduce`; this class adds the optional token refiner and the adaptor.
+    Subclasses implement `reduce` (the kept tokens' tapped states -> one sequence) and, when the
+    reduction has modules of its own, `build_reducer`, which runs before the refiner and the adaptor
+    are built and returns the width of the sequence it makes. Settings this class does not know are
+    passed to `build_reducer`.
 
     Args:
         spec: the frozen encoder's description (width, depth, tapped layers).
         cond_dim: the width of the conditioning the backbone expects.
         num_blocks: the backbone's depth (unused by these heads).
         refiner_depth: bidirectional blocks over the tokens before the adaptor (0 for none).
-        num_heads: attention heads of the refiner.
-        mlp_ratio: MLP width multiple of the refiner.
+        num_heads: attention heads of the refiner (and of the reducer's blocks, if it has any).
+        mlp_ratio: MLP width multiple of the refiner (and of the reducer's blocks).
         refiner_positions: `none` or `rope` (rotary token positions in the refiner; see `TokenRefiner`).
         keep_kinds: token kinds the head conditions on.
         input_norm: `rms` or `standardize` (see `FusionHead`).
+        reducer: the reducer's own settings, for `build_reducer`.
     """
 
     def __init__(
@@ -193,20 +207,26 @@ class SingleSequenceHead(FusionHead):
         refiner_positions: RefinerPositions = "none",
         keep_kinds: tuple[KindName, ...] = ("prompt", "image", "generated"),
         input_norm: InputNorm = "rms",
+        **reducer,
     ) -> None:
         super().__init__(spec, cond_dim, num_blocks, keep_kinds=keep_kinds, input_norm=input_norm)
-        self.refiner = TokenRefiner(spec.hidden_size, refiner_depth, num_heads, mlp_ratio, refiner_positions)
-        self.adaptor = Adaptor(spec.hidden_size, cond_dim)
+        width = self.build_reducer(num_heads=num_heads, mlp_ratio=mlp_ratio, **reducer)
+        self.refiner = TokenRefiner(width, refiner_depth, num_heads, mlp_ratio, refiner_positions)
+        self.adaptor = Adaptor(width, cond_dim)
+
+    def build_reducer(self, *, num_heads: int, mlp_ratio: float) -> int:
+        """Build the reduction's modules (none by default) -> the width of the sequence `reduce` returns."""
+        return self.spec.hidden_size
 
     @abstractmethod
-    def reduce(self, hidden_states: Tensor) -> Tensor:
-        """`(B, N, M, D)` tapped states of the kept tokens -> `(B, M, D)` one sequence."""
+    def reduce(self, enc: EncoderOutput) -> Tensor:
+        """The kept tokens' tapped states (`enc.hidden_states` `(B, N, M, D)`, `enc.mask` `(B, M)`) -> `(B, M, W)` one sequence."""
 
     def forward(self, enc: EncoderOutput) -> Conditioning:
         """Hidden states `(B, N, S, D)` -> tokens `(B, M, cond_dim)` over the kept tokens, with mask `(B, M)`."""
         enc = self.select(enc)
-        x = self.reduce(enc.hidden_states)  # (B, M, D)
-        x = self.refiner(x, enc.mask)  # (B, M, D)
+        x = self.reduce(enc)  # (B, M, W)
+        x = self.refiner(x, enc.mask)  # (B, M, W)
         tokens = self.adaptor(x) * enc.mask[..., None]  # (B, M, C)
         return Conditioning(tokens=tokens, mask=enc.mask)
 

@@ -26,10 +26,10 @@ from einops import rearrange
 from timm.layers import Attention, RmsNorm
 from torch import Tensor, nn
 
-from kit.fusion.base import FUSION_HEADS, Adaptor, FusionHead, InputNorm, KindName, RefinerPositions, TokenRefiner, tap_positions
+from kit.fusion.base import FUSION_HEADS, InputNorm, KindName, RefinerPositions, SingleSequenceHead, tap_positions
 from kit.kernels import attention_pool, layer_attention, weighted_sum
 from kit.layers import TransformerBlock, init_linear_trunc_normal
-from kit.types import Conditioning, EncoderOutput, EncoderSpec
+from kit.types import EncoderOutput, EncoderSpec
 
 ProjectorName = Literal["weight", "flatten", "attention"]
 
@@ -126,8 +126,8 @@ class LayerAxisAttention(Attention):
 
 
 @FUSION_HEADS.register("lap")
-class LAPHead(FusionHead):
-    """Layerwise attention pooling over the tapped layers, then a token refiner.
+class LAPHead(SingleSequenceHead):
+    """Layerwise attention pooling over the tapped layers (the reduction), then a token refiner and the adaptor.
 
     Args:
         spec: the frozen encoder's description (width, depth, tapped layers).
@@ -153,6 +153,15 @@ class LAPHead(FusionHead):
         keep_kinds: token kinds the head conditions on.
     """
 
+    test_settings = (
+        {},
+        {"width": 32, "layer_depth": 1, "refiner_depth": 0},
+        {"taps": 2, "projector": "attention", "layer_dropout": 0.3},
+        {"taps": [2, 6], "projector": "flatten", "layer_depth": 0, "layer_dropout": 0.5},
+        {"refiner_depth": 1, "refiner_positions": "rope"},
+        {"input_norm": "standardize"},
+    )
+
     def __init__(
         self,
         spec: EncoderSpec,
@@ -171,15 +180,33 @@ class LAPHead(FusionHead):
         input_norm: InputNorm = "rms",
         keep_kinds: tuple[KindName, ...] = ("prompt", "image", "generated"),
     ) -> None:
-        super().__init__(spec, cond_dim, num_blocks, keep_kinds=keep_kinds, input_norm=input_norm)
         if not 0.0 <= layer_dropout < 1.0:
             raise ValueError(f"lap: layer_dropout must be in [0, 1), got {layer_dropout}")
-        self.positions = tap_positions(spec, taps, "lap")
-        n = len(self.positions)
-        width = width or spec.hidden_size
+        super().__init__(
+            spec,
+            cond_dim,
+            num_blocks,
+            refiner_depth=refiner_depth,
+            num_heads=num_heads,
+            mlp_ratio=mlp_ratio,
+            refiner_positions=refiner_positions,
+            keep_kinds=keep_kinds,
+            input_norm=input_norm,
+            taps=taps,
+            width=width,
+            layer_depth=layer_depth,
+            projector=projector,
+        )
         self.layer_dropout = layer_dropout
+        self.initialize_weights()
+
+    def build_reducer(self, *, num_heads: int, mlp_ratio: float, taps: int | list[int] | None, width: int | None, layer_depth: int, projector: ProjectorName) -> int:
+        """The layer-axis stack: input norm and projection, `layer_depth` blocks across layers, the projector."""
+        self.positions = tap_positions(self.spec, taps, "lap")
+        n = len(self.positions)
+        width = width or self.spec.hidden_size
         self.in_norm = self.tap_norm()  # tapped layers differ wildly in scale
-        self.in_proj = nn.Identity() if width == spec.hidden_size else nn.Linear(spec.hidden_size, width)
+        self.in_proj = nn.Identity() if width == self.spec.hidden_size else nn.Linear(self.spec.hidden_size, width)
         self.layer_blocks = nn.ModuleList(TransformerBlock(width, num_heads, mlp_ratio, attn_layer=LayerAxisAttention) for _ in range(layer_depth))
         if projector == "weight":
             self.projector = WeightProjector(n)
@@ -189,9 +216,7 @@ class LAPHead(FusionHead):
             self.projector = AttentionProjector(n, width, num_heads)
         else:
             raise ValueError(f"lap: unknown projector {projector!r}; choose one of weight, flatten, attention")
-        self.refiner = TokenRefiner(width, refiner_depth, num_heads, mlp_ratio, refiner_positions)
-        self.adaptor = Adaptor(width, cond_dim)
-        self.initialize_weights()
+        return width
 
     def initialize_weights(self) -> None:
         """Linear layers trunc-normal(0.02), zero bias; the weight projector starts as the mean over
@@ -226,9 +251,9 @@ class LAPHead(FusionHead):
         keep = torch.where(keep.any(dim=1, keepdim=True), keep, rescue)  # (B, N): at least one layer each
         return keep[:, None, :].expand(-1, mask.shape[1], -1)[mask]  # (T, N)
 
-    def forward(self, enc: EncoderOutput) -> Conditioning:
-        """Hidden states `(B, N, S, D)` -> tokens `(B, M, cond_dim)` over the kept tokens, with mask `(B, M)`."""
-        enc = self.select(enc)
+    def reduce(self, enc: EncoderOutput) -> Tensor:
+        """Kept tokens' tapped states `(B, N, M, D)` -> `(B, M, W)`: each real token's layers attend to each
+        other and are pooled to one vector; padding stays zero."""
         mask = enc.mask  # (B, M)
         h = rearrange(enc.hidden_states[:, list(self.positions)], "b n m d -> b m n d")[mask]  # (T, N', D): real tokens only
         keep = self._kept_layers(mask, h.shape[1])  # (T, N') or None
@@ -238,6 +263,4 @@ class LAPHead(FusionHead):
         pooled = self.projector(h, keep)  # (T, W)
         x = pooled.new_zeros(*mask.shape, pooled.shape[-1])  # (B, M, W)
         x[mask] = pooled
-        x = self.refiner(x, mask)  # (B, M, W)
-        tokens = self.adaptor(x) * mask[..., None]  # (B, M, C)
-        return Conditioning(tokens=tokens, mask=mask)
+        return x

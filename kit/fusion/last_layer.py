@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from kit.fusion.base import FUSION_HEADS, SingleSequenceHead
+from kit.fusion.base import FUSION_HEADS, SingleSequenceHead, tap_position
 from kit.layers import init_linear_trunc_normal
-from kit.types import EncoderSpec
+from kit.types import EncoderOutput, EncoderSpec
 
 
 @FUSION_HEADS.register("last_layer")
@@ -17,21 +17,26 @@ class LastLayerHead(SingleSequenceHead):
         spec: the frozen encoder's description (width, depth, tapped layers).
         cond_dim: the width of the conditioning the backbone expects.
         num_blocks: the backbone's depth (unused).
-        tap: which of the encoder's taps to use (an index into `spec.taps`; -1 is the deepest).
+        tap: the hidden-state index to read (the encoder must tap it); negative counts from the deepest
+            tap, so -1 is the last layer.
         kwargs: the refiner's settings and the kept token kinds (`SingleSequenceHead`).
     """
 
+    test_settings = ({}, {"refiner_depth": 1, "tap": 2}, {"refiner_depth": 1, "refiner_positions": "rope"}, {"input_norm": "standardize"})
+
     def __init__(self, spec: EncoderSpec, cond_dim: int, num_blocks: int | None = None, *, tap: int = -1, **kwargs) -> None:
-        if not -spec.num_taps <= tap < spec.num_taps:
-            raise ValueError(f"last_layer: tap {tap} is out of range: the encoder returns {spec.num_taps} taps {list(spec.taps)}")
-        super().__init__(spec, cond_dim, num_blocks, **kwargs)
-        self.tap = tap
+        super().__init__(spec, cond_dim, num_blocks, tap=tap, **kwargs)
         self.initialize_weights()
+
+    def build_reducer(self, *, num_heads: int, mlp_ratio: float, tap: int) -> int:
+        """No modules: the reduction is the choice of one tapped layer."""
+        self.position = tap_position(self.spec, tap, "last_layer")
+        return self.spec.hidden_size
 
     def initialize_weights(self) -> None:
         """Linear layers trunc-normal(0.02), zero bias."""
         init_linear_trunc_normal(self)
 
-    def reduce(self, hidden_states: Tensor) -> Tensor:
+    def reduce(self, enc: EncoderOutput) -> Tensor:
         """`(B, N, M, D)` -> `(B, M, D)`: the chosen tap."""
-        return hidden_states[:, self.tap]
+        return enc.hidden_states[:, self.position]

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from kit.fusion.base import FUSION_HEADS, InputNorm, KindName, RefinerPositions, SingleSequenceHead, tap_positions
 from kit.layers import init_linear_trunc_normal
-from kit.types import EncoderSpec
+from kit.types import EncoderOutput, EncoderSpec
 
 
 class LayerMixHead(SingleSequenceHead):
@@ -77,15 +77,17 @@ class LayerMixHead(SingleSequenceHead):
     def layer_weights(self) -> Tensor:
         return self.mix_weights().detach()
 
-    def reduce(self, hidden_states: Tensor) -> Tensor:
+    def reduce(self, enc: EncoderOutput) -> Tensor:
         """`(B, N, M, D)` -> `(B, M, D)`: normalised taps, weighted and summed."""
-        h = self.norm(hidden_states[:, list(self.positions)])  # (B, N', M, D)
+        h = self.norm(enc.hidden_states[:, list(self.positions)])  # (B, N', M, D)
         return einsum(h, self.mix_weights().to(h.dtype), "b n m d, n -> b m d")
 
 
 @FUSION_HEADS.register("mean_layers")
 class MeanLayersHead(LayerMixHead):
     """The plain mean of the (normalised) tapped layers, refined and adapted (arguments: `LayerMixHead`)."""
+
+    test_settings = ({}, {"taps": [4, 6], "refiner_depth": 1, "input_norm": "standardize"})
 
     def mix_weights(self) -> Tensor:
         n = len(self.positions)
@@ -96,6 +98,8 @@ class MeanLayersHead(LayerMixHead):
 class ScalarMixHead(LayerMixHead):
     """A learned softmax weight per tapped layer times a learned scale (ELMo's scalar mix), refined and
     adapted (arguments: `LayerMixHead`)."""
+
+    test_settings = ({}, {"taps": 2, "input_norm": "standardize"})
 
     def __init__(self, spec: EncoderSpec, cond_dim: int, num_blocks: int | None = None, **kwargs) -> None:
         super().__init__(spec, cond_dim, num_blocks, **kwargs)

@@ -119,6 +119,8 @@ class KVFusionHead(PerBlockHead):
     """Key-value fusion: block i attends to encoder layer `layers[i]` (projected) in place of a shared
     sequence (arguments: `PerBlockHead`)."""
 
+    test_settings = ({"num_blocks": 3}, {"num_blocks": 2, "layers": [2, 6], "input_norm": "standardize"})
+
     def forward(self, enc: EncoderOutput) -> Conditioning:
         """Hidden states `(B, N, S, D)` -> per_layer `(B, L, M, cond_dim)` ('replace'), mask `(B, M)`."""
         enc = self.select(enc)
@@ -136,6 +138,8 @@ class InjectionHead(PerBlockHead):
     """Hidden-state injection: last-layer tokens (adapted) condition the backbone, and before block i
     the projection of encoder layer `layers[i]` is added to them. The injections start at zero, so
     training starts from last-layer conditioning (arguments: `PerBlockHead`)."""
+
+    test_settings = ({"num_blocks": 4}, {"num_blocks": 1, "layers": [5], "input_norm": "standardize"})
 
     provides = frozenset({"tokens", "per_layer"})
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from kit.fusion.base import FUSION_HEADS, InputNorm, KindName
+from kit.fusion.base import FUSION_HEADS, InputNorm, KindName, tap_position
 from kit.fusion.queries import LearnedQueryHead, QueryBlock
 from kit.types import Conditioning, EncoderOutput, EncoderSpec
 
@@ -19,7 +19,8 @@ class QFormerHead(LearnedQueryHead):
         spec: the frozen encoder's description (width, depth, tapped layers).
         cond_dim: the width of the conditioning the backbone expects.
         num_blocks: the backbone's depth (unused).
-        tap: which of the encoder's taps the queries read (an index into `spec.taps`; -1 is the deepest).
+        tap: the hidden-state index the queries read (the encoder must tap it); negative counts from the
+            deepest tap, so -1 is the last layer.
         num_queries: conditioning tokens per sample (BLIP-2 uses 32).
         width: query width; keys and values come from the encoder's width (`spec.hidden_size`).
         depth: blocks.
@@ -30,6 +31,11 @@ class QFormerHead(LearnedQueryHead):
         input_norm: `rms` (the cross-attentions' own pre-norms only) or `standardize` the encoder's
             features first (see `FusionHead`).
     """
+
+    test_settings = (
+        {"num_queries": 4, "width": 32, "depth": 3},
+        {"tap": 2, "num_queries": 2, "width": 16, "depth": 2, "cross_attention_every": 1, "num_heads": 2, "input_norm": "standardize"},
+    )
 
     def __init__(
         self,
@@ -47,14 +53,12 @@ class QFormerHead(LearnedQueryHead):
         keep_kinds: tuple[KindName, ...] = ("prompt", "image", "generated"),
         input_norm: InputNorm = "rms",
     ) -> None:
-        if not -spec.num_taps <= tap < spec.num_taps:
-            raise ValueError(f"qformer: tap {tap} is out of range: the encoder returns {spec.num_taps} taps {list(spec.taps)}")
         if cross_attention_every < 1 or depth < 1:
             raise ValueError(f"qformer: depth ({depth}) and cross_attention_every ({cross_attention_every}) must be at least 1")
         super().__init__(
             spec, cond_dim, num_blocks, num_queries=num_queries, width=width, context_dim=spec.hidden_size, keep_kinds=keep_kinds, input_norm=input_norm
         )
-        self.tap = tap
+        self.position = tap_position(spec, tap, "qformer")
         self.blocks = nn.ModuleList(
             QueryBlock(width, spec.hidden_size, num_heads, mlp_ratio, self_attention=True, cross_attention=i % cross_attention_every == 0) for i in range(depth)
         )
@@ -63,7 +67,7 @@ class QFormerHead(LearnedQueryHead):
     def forward(self, enc: EncoderOutput) -> Conditioning:
         """Hidden states `(B, N, S, D)` -> tokens `(B, Q, cond_dim)`, all real."""
         enc = self.select(enc)
-        context, mask = self.with_null_context(enc.hidden_states[:, self.tap], enc.mask)  # (B, 1 + M, D)
+        context, mask = self.with_null_context(enc.hidden_states[:, self.position], enc.mask)  # (B, 1 + M, D)
         q = self.queries.expand(context.shape[0], -1, -1)  # (B, Q, W)
         for block in self.blocks:
             q = block(q, context, mask)  # (B, Q, W)

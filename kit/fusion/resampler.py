@@ -30,6 +30,11 @@ class ResamplerHead(LearnedQueryHead):
         input_norm: `rms` (an RMSNorm on the encoder's tokens) or `standardize` (see `FusionHead`).
     """
 
+    test_settings = (
+        {"num_queries": 4, "width": 32, "depth": 2},
+        {"taps": [6], "num_queries": 1, "width": 16, "depth": 1, "num_heads": 2, "input_norm": "standardize"},
+    )
+
     def __init__(
         self,
         spec: EncoderSpec,

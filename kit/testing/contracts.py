@@ -154,7 +154,8 @@ def check_backbone(cls: type, in_channels: int = 3, input_size: int = 8, **kwarg
     if "pooled" in model.consumes:
         cond.pooled = torch.randn(b, model.cond_dim)
     out = model(x, t, cond)
-    assert out.shape == x.shape, f"output shape {tuple(out.shape)} != input shape {tuple(x.shape)}"
+    expected = (b, model.out_channels, input_size, input_size)
+    assert out.shape == expected, f"output shape {tuple(out.shape)} != {expected} (out_channels {model.out_channels} on the input's grid)"
     assert out.abs().max().item() == 0.0, "output must be exactly zero at initialisation (adaLN-Zero)"
 
     perturbed = copy.deepcopy(model)
@@ -183,7 +184,7 @@ def check_backbone(cls: type, in_channels: int = 3, input_size: int = 8, **kwarg
         for mode in ("add", "replace"):
             layered = Conditioning(tokens=cond.tokens, mask=cond.mask, per_layer=per_layer, per_layer_mode=mode)
             out_layered = perturbed.eval()(x, t, layered)
-            assert out_layered.shape == x.shape and torch.isfinite(out_layered).all()
+            assert out_layered.shape == expected and torch.isfinite(out_layered).all()
             changed = per_layer.clone()
             changed[:, -1] += 1.0
             other = Conditioning(tokens=cond.tokens, mask=cond.mask, per_layer=changed, per_layer_mode=mode)
