@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 def floor_losses(dataset, n: int = 64) -> tuple[float, float]:
     """(facts-known floor, mean-image loss) of x0 predictions on the first n items of a dataset."""
-    from kit.tasks.data import image_to_tensor
+    from kit.images import image_to_tensor
     from kit.world.render import render
     from kit.world.scene import Scene, SceneObject
 

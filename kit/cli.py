@@ -1,46 +1,20 @@
-"""`python -m kit`: the Lightning CLI verbs (fit, validate, test, predict) plus the kit's own verbs.
+"""`python -m kit`: the Lightning verbs (fit, validate, test, predict; `kit.runner`) plus the kit's own (`kit.verbs`).
 
-Recipes are YAML files of `class_path`/`init_args` blocks; `-c a.yaml -c b.yaml` composes
-them left to right. The data's geometry (image size, channels) is linked into the model at
-instantiation, and every run saves its resolved config beside its TensorBoard logs.
+Recipes are YAML files of `class_path`/`init_args` blocks; `-c a.yaml -c b.yaml` composes them left to
+right (see `kit.runner`). The kit's verbs are modules of `kit.verbs`, each with `HELP` and `main(argv)`.
 """
 
 from __future__ import annotations
 
-import re
 import sys
-import warnings
-from importlib import import_module
-from typing import Any
 
-import lightning as L
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from kit.runner import LIGHTNING_VERBS, ConfigurationError, KitArgumentParser, KitCLI, run_cli, summarize_parser_error
+from kit.verbs import VERBS
 
-import kit.backbones  # noqa: F401  (registers backbones so class names resolve)
-import kit.fusion  # noqa: F401  (registers fusion heads)
-import kit.tasks  # noqa: F401
-from kit.backbones import BACKBONES
-from kit.fusion import FUSION_HEADS
+__all__ = ["KIT_VERBS", "LIGHTNING_VERBS", "ConfigurationError", "KitArgumentParser", "KitCLI", "main", "run_cli", "summarize_parser_error", "usage"]
 
-LIGHTNING_VERBS = {
-    "fit": "train a model from a recipe: python -m kit fit --config recipes/lap.yaml",
-    "validate": "run the validation loop of a recipe (optionally --ckpt_path CKPT)",
-    "test": "run the test loop of a recipe (optionally --ckpt_path CKPT)",
-    "predict": "generate images for the datamodule's prompts (optionally --ckpt_path CKPT)",
-}
-
-KIT_VERBS = {
-    "sample": ("kit.verbs.sample", "draw images from a checkpoint into a PNG grid: --ckpt CKPT --prompt TEXT [--num N] --out grid.png"),
-    "evaluate": ("kit.verbs.evaluate", "score a checkpoint on a prompt suite with the oracle: --ckpt CKPT [--suite t2i|gt|noise] --out results.json"),
-    "oracle-check": ("kit.verbs.oracle_check", "measure the oracle on clean and perturbed renders: --n 2000 --out oracle.json"),
-    "cache": ("kit.verbs.cache", "encode a recipe's prompts once with its frozen encoder into a feature cache: --config RECIPE --out DIR"),
-    "compare": ("kit.verbs.compare", "table and plots of runs (variants x seeds) from their event files: RUNS_DIR [--metric NAME ...] --out report"),
-    "describe": ("kit.verbs.describe", "parameters and forward GMACs of a recipe's model, per part: --config RECIPE [--class-conditional N]"),
-    "registry": ("kit.verbs.registry", "list the registered fusion heads and backbones"),
-    "pretrain-vlm": ("kit.verbs.pretrain_vlm", "train the shapes VLM from scratch: --config recipes/vlm/shapes_vlm.yaml (Lightning fit options)"),
-    "eval-vlm": ("kit.verbs.eval_vlm", "score a VLM on held-out scenes (descriptions, QA, rewrites, edits): [--model kit:shapes-vlm] --out vlm.json"),
-    "build-tiny-vlm": ("kit.verbs.build_tiny_vlm", "rebuild the shipped random tiny Qwen2-VL (kit:shapes-vlm-random)"),
-}
+KIT_VERBS = {name: module.HELP for name, module in VERBS.items()}
+"""The kit's own verbs and their one-line help."""
 
 
 def usage() -> str:
@@ -48,151 +22,8 @@ def usage() -> str:
     lines = ["usage: python -m kit VERB [options]   (python -m kit VERB --help for a verb's options)", "", "Lightning verbs:"]
     lines += [f"  {v:<{width}}  {h}" for v, h in LIGHTNING_VERBS.items()]
     lines += ["", "kit verbs:"]
-    lines += [f"  {v:<{width}}  {h}" for v, (_, h) in KIT_VERBS.items()]
+    lines += [f"  {v:<{width}}  {h}" for v, h in KIT_VERBS.items()]
     return "\n".join(lines)
-
-
-class KitArgumentParser(LightningArgumentParser):
-    """Lightning's parser, with errors that list the registered parts when a name is unknown."""
-
-    def error(self, message: str, ex: Exception | None = None):
-        text = str(message)
-        keys = re.findall(r'Parser key "([\w.]+)"', text)
-        hints = []
-        if "fusion" in keys:
-            hints.append(f"known fusion heads: {FUSION_HEADS.describe()}")
-        if "backbone" in keys:
-            hints.append(f"known backbones: {BACKBONES.describe()}")
-        first = _unknown_option(text) or "; ".join([summarize_parser_error(text), *hints])
-        return super().error(f"{first}\n(details)\n{text}", ex)
-
-
-def summarize_parser_error(text: str) -> str:
-    """One line out of a nested jsonargparse error: the deepest key and the first reason given for it."""
-    keys = [k for k in re.findall(r'Parser key "([\w.]+)"', text) if k != "model" or len(re.findall(r'Parser key "', text)) == 1]
-    tail = text[text.rfind('Parser key "') :] if keys else text
-    skip = ("Parser key", "Does not validate", "Subtypes:", "Errors:", "Given value")
-    reasons = [line.strip().lstrip("- ").strip() for line in tail.splitlines()]
-    reason = next((r for r in reasons if r and not r.startswith(skip)), text.strip().splitlines()[0] if text.strip() else "invalid arguments")
-    return f"{'.'.join(keys)}: {reason}" if keys else reason
-
-
-def _unknown_option(text: str) -> str | None:
-    """'unknown setting X of CLASS; it takes: ...' when the parser refused an option a class does not take."""
-    import inspect
-    import re
-
-    option = re.search(r"Option '(\w+)' is not accepted", text)
-    owner = re.findall(r"class_path='([\w.]+)'", text[: option.end() + 400] if option else "")
-    if not option:
-        return None
-    if not owner:
-        return f"unknown setting {option.group(1)!r}"
-    module, _, name = owner[-1].rpartition(".")
-    try:
-        params = [
-            p
-            for p in inspect.signature(getattr(import_module(module), name)).parameters
-            if p not in ("self", "spec", "cond_dim", "num_blocks", "in_channels", "input_size")
-        ]
-    except (ImportError, AttributeError, ValueError, TypeError):
-        params = []
-    return f"unknown setting {option.group(1)!r} of {owner[-1]}" + (f"; it takes: {', '.join(params)}" if params else "")
-
-
-class ConfigurationError(Exception):
-    """A recipe whose parts cannot be built together; the message is the part's own reason."""
-
-
-def _root_cause(error: BaseException) -> BaseException:
-    while error.__cause__ is not None:
-        error = error.__cause__
-    return error
-
-
-class KitCLI(LightningCLI):
-    """LightningCLI with the kit's links: the data decides image size and channels of the model."""
-
-    def instantiate_classes(self) -> None:
-        """Build the parts; a part that refuses its configuration surfaces with its own message."""
-        try:
-            super().instantiate_classes()
-        except (ValueError, TypeError, FileNotFoundError) as e:
-            cause = _root_cause(e)
-            raise ConfigurationError(f"{type(cause).__name__}: {cause}") from cause
-
-    def _parse_ckpt_path(self) -> None:
-        """`--ckpt_path`: the recipe decides the model, never the checkpoint. Lightning would merge the
-        checkpoint's recorded hyperparameters into the config (so another recipe silently trained the
-        checkpoint's model); here a checkpoint whose model differs from the recipe's is refused, naming
-        the differences, before any run folder exists. Other differences follow the recipe, with a warning."""
-        sub = self.config.get("subcommand")
-        ckpt = self.config[sub].get("ckpt_path") if sub else None
-        if not ckpt or ckpt in ("last", "hpc", "registry"):
-            return
-        from kit.tasks.checkpoint import check_resume
-
-        recipe = self.config[sub]
-        model = recipe.model.init_args.as_dict() if recipe.model is not None and hasattr(recipe.model, "init_args") else {}
-        data = recipe.data.init_args.as_dict() if recipe.data is not None and hasattr(recipe.data, "init_args") else {}
-        for key, linked in (("image_size", "image_size"), ("in_channels", "channels")):  # linked from the data at instantiation
-            if linked in data:
-                model[key] = data[linked]
-        try:
-            followed = check_resume(ckpt, model)
-        except (FileNotFoundError, ValueError) as e:
-            raise ConfigurationError(str(e)) from e
-        if followed:
-            warnings.warn(f"resuming {ckpt}: these settings follow the recipe, not the checkpoint: {'; '.join(followed)}", stacklevel=2)
-
-    def before_predict(self) -> None:
-        """`predict` writes its images: a `PredictionWriter` into the run's folder unless the recipe has a writer."""
-        from lightning.pytorch.callbacks import BasePredictionWriter
-
-        from kit.tasks.callbacks import PredictionWriter
-
-        if not any(isinstance(c, BasePredictionWriter) for c in self.trainer.callbacks):
-            self.trainer.callbacks.append(PredictionWriter())
-
-    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.link_arguments("data.image_size", "model.init_args.image_size", apply_on="instantiate")
-        parser.link_arguments("data.channels", "model.init_args.in_channels", apply_on="instantiate")
-
-
-def run_cli(args: list[str] | dict[str, Any] | None = None, run: bool = True, cli_class: type[KitCLI] = KitCLI) -> KitCLI:
-    """Build (and by default run) the Lightning CLI; `args` as on the command line or as a dict.
-
-    Notebooks call this to train a recipe in-process, e.g.
-    `run_cli(["fit", "-c", "recipes/lap.yaml", "--trainer.max_steps=200"])`. With
-    `run=False` the parts are only built (a leading verb is then ignored).
-    """
-    if not run and isinstance(args, list) and args and args[0] in LIGHTNING_VERBS:
-        args = args[1:]
-    with warnings.catch_warnings():
-        # args given on purpose while the host process (pytest, Jupyter) has its own argv
-        warnings.filterwarnings("ignore", message=".*not recommended to provide both args and command line arguments.*")
-        warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")  # the frozen encoder, by design
-        warnings.filterwarnings("ignore", message=r".*define a `flops_per_batch`.*")  # we log samples/s, not FLOPs
-        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")  # inside Lightning 2.6.6
-        # the training sampler continues from the step (kit.tasks.data.ResumableSampler), which Lightning cannot see
-        warnings.filterwarnings("ignore", message=r".*your dataloader is not resumable.*")
-        return _build_cli(args, run, cli_class)
-
-
-def _build_cli(args: list[str] | dict[str, Any] | None, run: bool, cli_class: type[KitCLI]) -> KitCLI:
-    return cli_class(
-        L.LightningModule,
-        L.LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        parser_class=KitArgumentParser,
-        seed_everything_default=0,
-        save_config_kwargs={"overwrite": True},
-        auto_configure_optimizers=False,
-        parser_kwargs={"prog": "python -m kit"},  # usage lines name the command users type, not __main__.py
-        args=args,
-        run=run,
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -203,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     verb = argv[0]
     if verb in KIT_VERBS:
-        return int(import_module(KIT_VERBS[verb][0]).main(argv[1:]) or 0)
+        return int(VERBS[verb].main(argv[1:]) or 0)
     if verb in LIGHTNING_VERBS:
         from kit.encoders.cache import CacheMismatchError
 

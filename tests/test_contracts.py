@@ -9,7 +9,6 @@ from kit.testing import check_backbone, check_fusion_head
 from kit.types import Conditioning
 
 
-
 @pytest.mark.parametrize("name", FUSION_HEADS.names())
 def test_fusion_head_contract(name):
     cls = FUSION_HEADS.get(name)
@@ -108,7 +107,7 @@ def test_per_layer_head_with_the_wrong_depth_is_refused_with_the_numbers():
 
 @pytest.mark.parametrize("name", ["dit", "dit_xattn", "mmdit", "uvit"])
 def test_pixel_positions_count_input_pixels_and_separate_a_coarse_grid(name):
-    from kit.backbones.layers import sincos_2d
+    from kit.layers import sincos_2d
 
     patch = BACKBONES.get(name)(3, 48, patch_size=16, width=64, depth=1, num_heads=2)
     pixel = BACKBONES.get(name)(3, 48, patch_size=16, width=64, depth=1, num_heads=2, positions="pixel")

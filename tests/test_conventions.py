@@ -41,3 +41,19 @@ def test_caching_shows_its_progress(encoder, tmp_path, capsys):
     build_cache(encoder, ["a red circle", "two blue squares", "a red circle"], tmp_path / "cache", batch_size=1, progress=True, log=lambda line: None)
     err = capsys.readouterr().err
     assert "encoding" in err and "2/2" in err, err[-200:]
+
+
+def test_the_verbs_do_not_import_the_dispatcher():
+    """`kit.verbs` is registered by real imports and builds recipes through `kit.runner`: importing every
+    verb leaves `kit.cli` (which imports the verbs) unimported, so there is no import loop."""
+    code = "import sys, kit.verbs; assert 'kit.cli' not in sys.modules, 'a verb imports kit.cli'; print(sorted(kit.verbs.VERBS))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
+    assert "evaluate" in out and "sample" in out
+
+
+def test_no_file_of_the_repository_cites_one_outside_it():
+    tracked = subprocess.run(["git", "ls-files"], capture_output=True, text=True, cwd=REPO, check=True).stdout.split()
+    texts = [p for p in tracked if p.endswith((".py", ".md", ".yaml", ".toml", ".ipynb", ".sh")) and (REPO / p).is_file()]
+    outside = ["/".join(("shared", name)) for name in ("research", "DESIGN", "ENVIRONMENT")]  # spelt apart: this file names them
+    citing = [p for p in texts if any(ref in (REPO / p).read_text(errors="ignore") for ref in outside)]
+    assert not citing, f"these files cite files outside the repository: {citing}"

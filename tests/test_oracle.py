@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from kit.tasks.data import image_to_tensor
+from kit.images import image_to_tensor
 from kit.verbs.oracle_check import oracle_check
 from kit.world import Scene, SceneObject, render, sample_scene, scene_rng
 from kit.world.oracle import ImageFormatError, Oracle

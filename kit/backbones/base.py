@@ -22,7 +22,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from kit.backbones.layers import TimestepEmbedder, sincos_2d
+from kit.layers import TimestepEmbedder, sincos_2d
 from kit.registry import Registry
 from kit.types import Conditioning
 

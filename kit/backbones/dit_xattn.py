@@ -17,8 +17,7 @@ from timm.layers import Attention, Mlp, RmsNorm
 from torch import Tensor, nn
 
 from kit.backbones.base import BACKBONES, Backbone
-from kit.backbones.layers import PatchEmbed, TimestepEmbedder, modulate
-from kit.layers import CrossAttention, init_linear_xavier, zero_
+from kit.layers import CrossAttention, PatchEmbed, TimestepEmbedder, init_linear_xavier, modulate, zero_
 from kit.types import Conditioning
 
 

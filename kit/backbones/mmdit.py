@@ -17,8 +17,7 @@ from timm.layers import Mlp, RmsNorm
 from torch import Tensor, nn
 
 from kit.backbones.base import BACKBONES, Backbone
-from kit.backbones.layers import FinalLayer, PatchEmbed, TimestepEmbedder, modulate
-from kit.layers import init_linear_xavier, key_padding_bias, zero_
+from kit.layers import FinalLayer, PatchEmbed, TimestepEmbedder, init_linear_xavier, key_padding_bias, modulate, zero_
 from kit.types import Conditioning
 
 

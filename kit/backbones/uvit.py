@@ -17,8 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from kit.backbones.base import BACKBONES, Backbone
-from kit.backbones.layers import PatchEmbed, TimestepEmbedder
-from kit.layers import TransformerBlock, init_linear_trunc_normal, key_padding_bias, zero_
+from kit.layers import PatchEmbed, TimestepEmbedder, TransformerBlock, init_linear_trunc_normal, key_padding_bias, zero_
 from kit.types import Conditioning
 
 

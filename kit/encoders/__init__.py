@@ -1,4 +1,4 @@
-"""Frozen pretrained models: the layer-tapped encoder, the optional VAE, the tiny-VLM factory."""
+"""The encoder stage: the layer-tapped frozen encoder, the optional VAE, VERIFI rewriting, and the scene-token upper bound."""
 
 from kit.encoders.base import FrozenModel, PromptEncoder
 from kit.encoders.frozen import FrozenEncoder, parse_taps, resolve_model_path

@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from kit.images import tensor_to_image
 from kit.types import TokenKind
 
 Images = list  # one row's images: PIL images, (H, W, 3) uint8 arrays or (3, H, W) tensors in [-1, 1]
@@ -31,7 +32,7 @@ def to_pil(image) -> Image.Image:
     if isinstance(image, Tensor):
         if image.dim() != 3 or image.shape[0] not in (1, 3):
             raise ValueError(f"an image tensor must be (3, H, W) in [-1, 1], got shape {tuple(image.shape)}")
-        image = ((image.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+        image = tensor_to_image(image)
     array = np.asarray(image)
     if array.ndim != 3 or array.shape[-1] not in (1, 3, 4) or array.dtype != np.uint8:
         raise ValueError(f"an image array must be (H, W, 3) uint8, got shape {array.shape} and dtype {array.dtype}")

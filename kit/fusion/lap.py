@@ -3,8 +3,8 @@
 Per token, the hidden states of the tapped VLM layers form a short sequence over the layer
 axis. Pre-norm transformer blocks attend across that axis (no positional encoding: the
 projector carries layer identity), a projector pools it to one vector, a bidirectional
-refiner attends across tokens, and an adaptor maps to the backbone's width. See
-`shared/research/unifusion.md` sections 1 and 7.
+refiner attends across tokens, and an adaptor maps to the backbone's width (UniFusion,
+the layerwise attention pooling section and its ablation of projectors).
 
 Projectors (`projector=`):
 - `weight`: one learned weight per layer, the paper's `Linear(N -> 1)`;

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure  # figures without pyplot: the kit never sw
 from PIL import Image
 from torchvision.utils import make_grid
 
-from kit.tasks.data import tensor_to_image
+from kit.images import tensor_to_image
 
 
 def _tensorboard(trainer: L.Trainer):

@@ -18,6 +18,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from kit.encoders.cache import FeatureCache, collate_entries
+from kit.images import image_to_tensor
 from kit.types import Batch, EncoderOutput
 from kit.world import STYLES, caption, render, scene_rng
 from kit.world.scene import MAX_OBJECTS, Scene, sample_training_scene
@@ -35,16 +36,6 @@ def collate_items(items: list[dict], *, skipped: int = 0, encoded: EncoderOutput
     """`{"image", "prompt"}` items -> a `Batch` (images stacked; an empty list gives an empty batch)."""
     images = torch.stack([it["image"] for it in items]) if items else torch.zeros(0, channels, 1, 1)
     return Batch(images=images, prompts=[it["prompt"] for it in items], encoded=encoded, skipped=skipped)
-
-
-def image_to_tensor(image: np.ndarray) -> torch.Tensor:
-    """`(H, W, 3)` uint8 -> `(3, H, W)` float in [-1, 1]."""
-    return torch.from_numpy(image).permute(2, 0, 1).float().div(127.5).sub(1.0)
-
-
-def tensor_to_image(x: torch.Tensor) -> np.ndarray:
-    """`(3, H, W)` float in [-1, 1] -> `(H, W, 3)` uint8."""
-    return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
 def check_count_stages(stages: Sequence[Sequence[int]]) -> tuple[tuple[int, int], ...]:

@@ -19,7 +19,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from kit.tasks.data import ImageTextData, check_loader_sizes, collate_items, image_to_tensor
+from kit.images import image_to_tensor
+from kit.tasks.data import ImageTextData, check_loader_sizes, collate_items
 from kit.types import Batch
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")

@@ -3,8 +3,8 @@
     from kit.testing import check_fusion_head
     check_fusion_head(MyHead, width=64)       # raises AssertionError with the broken rule
 
-Each check builds the part at a tiny size on the CPU and verifies the rules of
-`shared/DESIGN.md`: shapes, masks and padding invariance, batch independence, gradient
+Each check builds the part at a tiny size on the CPU and verifies the contract the part's base
+class documents (`kit.fusion.base`, `kit.backbones.base`): shapes, masks and padding invariance, batch independence, gradient
 flow, null conditioning, determinism, bf16 autocast, state-dict round trip; backbones
 also start at exactly zero output (adaLN-Zero) and refuse bad input sizes.
 """

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from kit.encoders.tiny_vlm import caption_corpus, train_tokenizer
+from kit.vlm.tiny import caption_corpus, train_tokenizer
 
 FAMILIES: tuple[str, ...] = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "internvl", "idefics3", "llava", "paligemma", "gemma3", "qwen2", "bert")
 IMAGE_FAMILIES: tuple[str, ...] = FAMILIES[:8]

@@ -1,29 +1,23 @@
-"""The kit's own command-line verbs; each module has `main(argv) -> int`."""
+"""The kit's own command-line verbs: each module has `HELP` (one line) and `main(argv) -> int`.
 
-from jsonargparse import ArgumentParser
+`VERBS` is built from real imports, so a verb that does not import fails here, at start-up, not when
+someone first runs it; `kit.cli` dispatches to it.
+"""
 
+from types import ModuleType
 
-class VerbParser(ArgumentParser):
-    """jsonargparse's parser whose errors start with one line: the key and what is wrong with it."""
+from kit.verbs import build_tiny_vlm, cache, compare, describe, eval_vlm, evaluate, oracle_check, pretrain_vlm, registry, sample
 
-    def error(self, message: str, ex: Exception | None = None):
-        from kit.cli import summarize_parser_error
-
-        text = str(message)
-        return super().error(f"{summarize_parser_error(text)}\n(details)\n{text}" if "\n" in text else text, ex)
-
-
-def add_checkpoint_arguments(parser) -> None:
-    """`--encoder-model` and `--trust-checkpoint`: what a verb that loads a checkpoint lets the user vouch for."""
-    parser.add_argument(
-        "--encoder-model",
-        type=str | None,
-        default=None,
-        help="load the frozen encoder from this name or path instead of the one recorded in the checkpoint "
-        "(needed to accept a recorded encoder that is not shipped with the kit)",
-    )
-    parser.add_argument(
-        "--trust-checkpoint",
-        action="store_true",
-        help="accept the checkpoint's recorded encoder path and trust_remote_code as they are (only for files you trust)",
-    )
+VERBS: dict[str, ModuleType] = {
+    "sample": sample,
+    "evaluate": evaluate,
+    "oracle-check": oracle_check,
+    "cache": cache,
+    "compare": compare,
+    "describe": describe,
+    "registry": registry,
+    "pretrain-vlm": pretrain_vlm,
+    "eval-vlm": eval_vlm,
+    "build-tiny-vlm": build_tiny_vlm,
+}
+"""Verb name -> its module, in the order `python -m kit --help` lists them."""

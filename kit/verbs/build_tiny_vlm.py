@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from kit.encoders.tiny_vlm import build_tiny_vlm
-from kit.verbs import VerbParser
+from kit.verbs.parsing import VerbParser
+from kit.vlm.tiny import build_tiny_vlm
+
+HELP = "rebuild the shipped random tiny Qwen2-VL (kit:shapes-vlm-random)"
 
 
 def main(argv: list[str]) -> int:

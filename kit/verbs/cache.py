@@ -12,7 +12,9 @@ from __future__ import annotations
 import sys
 import time
 
-from kit.verbs import VerbParser
+from kit.verbs.parsing import VerbParser
+
+HELP = "encode a recipe's prompts once with its frozen encoder into a feature cache: --config RECIPE --out DIR"
 
 
 def main(argv: list[str]) -> int:
@@ -26,8 +28,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--set", type=str, action="append", default=[], help="extra recipe overrides, e.g. --set=--trainer.max_steps=600")
     args = p.parse_args(argv)
 
-    from kit.cli import ConfigurationError, run_cli
     from kit.encoders.cache import CacheMismatchError, build_cache
+    from kit.runner import ConfigurationError, run_cli
 
     cli_args = ["fit", *[a for c in args.config for a in ("-c", c)], "--trainer.logger=false", "--data.init_args.feature_cache=null", *args.set]
     try:

@@ -7,7 +7,9 @@ import sys
 from jsonargparse import ArgumentParser
 
 from kit.analysis.compare import markdown_table, write_report
-from kit.verbs import VerbParser
+from kit.verbs.parsing import VerbParser
+
+HELP = "table and plots of runs (variants x seeds) from their event files: RUNS_DIR [--metric NAME ...] --out report"
 
 
 def parser() -> ArgumentParser:

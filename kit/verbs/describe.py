@@ -16,7 +16,9 @@ from importlib import import_module
 import torch
 
 from kit.analysis.describe import PartReport, class_conditioning, describe_backbone, describe_module, table
-from kit.verbs import VerbParser
+from kit.verbs.parsing import VerbParser
+
+HELP = "parameters and forward GMACs of a recipe's model, per part: --config RECIPE [--class-conditional N]"
 
 
 def main(argv: list[str]) -> int:
@@ -32,7 +34,7 @@ def main(argv: list[str]) -> int:
     )
     args = p.parse_args(argv)
 
-    from kit.cli import run_cli
+    from kit.runner import run_cli
 
     cli_args = ["fit", *[a for c in args.config for a in ("-c", c)], "--trainer.logger=false"]
     if args.image_size:
@@ -66,7 +68,7 @@ def _parse_only(cli_args: list[str]):
     """The resolved config of a recipe without instantiating anything."""
     import lightning as L
 
-    from kit.cli import KitArgumentParser, KitCLI
+    from kit.runner import KitArgumentParser, KitCLI
 
     class ParseOnly(KitCLI):
         def instantiate_classes(self) -> None:  # parse, link nothing, build nothing

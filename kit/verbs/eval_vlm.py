@@ -17,9 +17,11 @@ import numpy as np
 import torch
 from jsonargparse import ArgumentParser
 
-from kit.verbs import VerbParser
+from kit.verbs.parsing import VerbParser
 from kit.vlm.tasks import REWRITE_SYSTEM_PROMPT, TASKS, Conversation, make_conversation
 from kit.world.suites import load_suite
+
+HELP = "score a VLM on held-out scenes (descriptions, QA, rewrites, edits): [--model kit:shapes-vlm] --out vlm.json"
 
 
 def parser() -> ArgumentParser:

@@ -18,8 +18,10 @@ from jsonargparse.typing import PositiveFloat, PositiveInt
 
 from kit.analysis import anchor_images, generate_suite, score_images, subset
 from kit.analysis.evaluate import SOURCES
-from kit.verbs import VerbParser, add_checkpoint_arguments
+from kit.verbs.parsing import VerbParser, add_checkpoint_arguments
 from kit.world.suites import PromptFileError, load_prompt_file, load_suite
+
+HELP = "score a checkpoint on a prompt suite with the oracle: --ckpt CKPT [--suite t2i|gt|noise] --out results.json"
 
 
 def parser() -> ArgumentParser:
@@ -38,7 +40,12 @@ def parser() -> ArgumentParser:
     p.add_argument("--image-size", type=PositiveInt | None, default=None, help="anchor image size (the checkpoint's, else 32)")
     p.add_argument("--steps", type=PositiveInt | None, default=None, help="sampler steps (the recipe's when omitted)")
     p.add_argument("--guidance", type=float | None, default=None, help="CFG scale (the recipe's when omitted)")
-    p.add_argument("--shift", type=PositiveFloat | None, default=None, help="time shift of the sampler's step grid, > 1 spends more steps near noise (the recipe's when omitted)")
+    p.add_argument(
+        "--shift",
+        type=PositiveFloat | None,
+        default=None,
+        help="time shift of the sampler's step grid, > 1 spends more steps near noise (the recipe's when omitted)",
+    )
     p.add_argument("--batch-size", type=PositiveInt, default=64, help="prompts per generation batch")
     p.add_argument("--seed", type=int, default=0, help="noise seed")
     p.add_argument("--rewrite", type=str | None, default=None, help="VERIFI rewriting at inference: on or off (the recipe's setting when omitted)")

@@ -14,11 +14,13 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from kit.verbs import VerbParser
+from kit.verbs.parsing import VerbParser
 from kit.world.oracle import Oracle
 from kit.world.perturb import PERTURBATIONS, REDRAWN, perturb, redraw
 from kit.world.render import render
 from kit.world.scene import Scene, sample_scene, scene_rng
+
+HELP = "measure the oracle on clean and perturbed renders: --n 2000 --out oracle.json"
 
 ORACLE_CHECK_SPLIT = 5
 

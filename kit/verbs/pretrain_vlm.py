@@ -11,7 +11,9 @@ import sys
 
 from lightning.pytorch.cli import LightningArgumentParser
 
-from kit.cli import ConfigurationError, KitCLI, run_cli
+from kit.runner import ConfigurationError, KitCLI, run_cli
+
+HELP = "train the shapes VLM from scratch: --config recipes/vlm/shapes_vlm.yaml (Lightning fit options)"
 
 
 class VLMPretrainCLI(KitCLI):

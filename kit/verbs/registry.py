@@ -5,6 +5,8 @@ from __future__ import annotations
 from kit.backbones import BACKBONES
 from kit.fusion import FUSION_HEADS
 
+HELP = "list the registered fusion heads and backbones"
+
 
 def main(argv: list[str]) -> int:
     for registry in (FUSION_HEADS, BACKBONES):

@@ -12,9 +12,11 @@ from PIL import Image
 from torchvision.utils import make_grid
 
 from kit.encoders.verifi import configure_rewriting
+from kit.images import tensor_to_image
 from kit.tasks.checkpoint import load_checkpoint
-from kit.tasks.data import tensor_to_image
-from kit.verbs import VerbParser, add_checkpoint_arguments
+from kit.verbs.parsing import VerbParser, add_checkpoint_arguments
+
+HELP = "draw images from a checkpoint into a PNG grid: --ckpt CKPT --prompt TEXT [--num N] --out grid.png"
 
 
 def parser() -> ArgumentParser:
@@ -25,7 +27,12 @@ def parser() -> ArgumentParser:
     p.add_argument("--out", type=str, default="grid.png", help="output PNG path")
     p.add_argument("--steps", type=PositiveInt | None, default=None, help="sampler steps (the recipe's when omitted)")
     p.add_argument("--guidance", type=float | None, default=None, help="classifier-free guidance scale (the recipe's when omitted)")
-    p.add_argument("--shift", type=PositiveFloat | None, default=None, help="time shift of the sampler's step grid, > 1 spends more steps near noise (the recipe's when omitted)")
+    p.add_argument(
+        "--shift",
+        type=PositiveFloat | None,
+        default=None,
+        help="time shift of the sampler's step grid, > 1 spends more steps near noise (the recipe's when omitted)",
+    )
     p.add_argument("--seed", type=int, default=0, help="noise seed")
     p.add_argument("--rewrite", type=str | None, default=None, help="VERIFI rewriting at inference: on or off (the recipe's setting when omitted)")
     p.add_argument("--system-prompt", type=str | None, default=None, help="a different VERIFI system prompt at inference")

@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from kit.encoders.tiny_vlm import tiny_qwen2_vl_config, train_tokenizer
 from kit.vlm.tasks import Conversation, corpus
+from kit.vlm.tiny import tiny_qwen2_vl_config, train_tokenizer
 
 IGNORE = -100
 """Label of positions that do not count in the loss."""

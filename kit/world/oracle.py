@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from kit.images import tensor_to_image
 from kit.world.render import SIZE_FRACTION, shape_coverage
 from kit.world.scene import COLOURS, GRID, SHAPES, SIZES, Scene, SceneObject
 
@@ -72,7 +73,7 @@ def to_rgb_array(image) -> np.ndarray:
         lo, hi = float(image.min()), float(image.max())
         if lo < -1.05 or hi > 1.05:
             raise ImageFormatError(f"a tensor image must lie in [-1, 1], got values in [{lo:.2f}, {hi:.2f}]")
-        image = ((image.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+        image = tensor_to_image(image)
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         desc = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
         raise ImageFormatError(f"expected an (H, W, 3) uint8 RGB image, got {desc}")
