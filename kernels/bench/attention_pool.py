@@ -11,8 +11,8 @@ its gradient and writes the taps' gradient.
 from __future__ import annotations
 
 import torch
+from harness import Provider, compiled_provider, measure, parse_args, report, triton_provider
 
-from kit.kernels.benchmark import Provider, compiled_provider, measure, parse_args, report, triton_provider
 from kit.kernels.reference import attention_pool_reference
 
 

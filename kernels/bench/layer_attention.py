@@ -15,8 +15,8 @@ import math
 
 import torch
 from einops import einsum
+from harness import Provider, compiled_provider, measure, parse_args, report, triton_provider
 
-from kit.kernels.benchmark import Provider, compiled_provider, measure, parse_args, report, triton_provider
 from kit.kernels.reference import layer_attention_reference
 
 

@@ -11,8 +11,8 @@ GPU the table adds the bandwidth floor (those bytes at peak bandwidth).
 from __future__ import annotations
 
 import torch
+from harness import Provider, compiled_provider, measure, parse_args, report, triton_provider
 
-from kit.kernels.benchmark import Provider, compiled_provider, measure, parse_args, report, triton_provider
 from kit.kernels.reference import weighted_sum_reference
 
 

@@ -1,4 +1,4 @@
-"""Side-by-side benchmarks of the layerwise kernels: the harness behind `kernels/bench/*.py`.
+"""Side-by-side benchmarks of the layerwise kernels: the harness behind `kernels/bench/*.py` (outside the runtime package: the kit never imports it).
 
 A benchmark names its providers (PyTorch eager, `torch.compile` of the reference, SDPA where
 it applies, Triton), and for every provider and direction (forward, backward, both) this
