@@ -55,9 +55,23 @@ def summarize_parser_error(text: str) -> str:
     return f"{'.'.join(keys)}: {reason}" if keys else reason
 
 
+def accepted_arguments(cls: type) -> list[str]:
+    """The constructor arguments of `cls`, following `**kwargs` up the class hierarchy (as the parser does)."""
+    import inspect
+
+    names: list[str] = []
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(vars(klass)["__init__"]).parameters.values()
+        names += [p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name != "self" and p.name not in names]
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return names
+
+
 def _unknown_option(text: str) -> str | None:
     """'unknown setting X of CLASS; it takes: ...' when the parser refused an option a class does not take."""
-    import inspect
     import re
 
     option = re.search(r"Option '(\w+)' is not accepted", text)
@@ -68,11 +82,7 @@ def _unknown_option(text: str) -> str | None:
         return f"unknown setting {option.group(1)!r}"
     module, _, name = owner[-1].rpartition(".")
     try:
-        params = [
-            p
-            for p in inspect.signature(getattr(import_module(module), name)).parameters
-            if p not in ("self", "spec", "cond_dim", "num_blocks", "in_channels", "input_size")
-        ]
+        params = [p for p in accepted_arguments(getattr(import_module(module), name)) if p not in ("spec", "cond_dim", "num_blocks", "in_channels", "input_size")]
     except (ImportError, AttributeError, ValueError, TypeError):
         params = []
     return f"unknown setting {option.group(1)!r} of {owner[-1]}" + (f"; it takes: {', '.join(params)}" if params else "")

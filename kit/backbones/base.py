@@ -22,7 +22,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from kit.layers import TimestepEmbedder, sincos_2d
+from kit.layers import PatchEmbed, TimestepEmbedder, sincos_2d
 from kit.registry import Registry
 from kit.types import Conditioning
 
@@ -201,6 +201,53 @@ class Backbone(nn.Module, ABC):
                 f"fusion head {type(head).__name__} feeds {layers} blocks but backbone {type(self).__name__} has {self.num_blocks}: "
                 "match the head's layers to the backbone's depth"
             )
+
+
+class TransformerBackbone(Backbone):
+    """The settings the DiT families share (single-stream, cross-attention, MMDiT), their patch embedding
+    and timestep embedder; a family adds its blocks, its own arguments and `forward`.
+
+    Args:
+        in_channels: channels of the input (3 for pixels, the VAE's for latents).
+        input_size: side of the square input.
+        patch_size: patch side; `input_size` must be a multiple of it.
+        width: token width (also the conditioning width asked of the fusion head).
+        depth: number of blocks.
+        num_heads: attention heads.
+        mlp_ratio: MLP width multiple.
+        gradient_checkpointing: recompute block activations in the backward pass to save memory.
+        positions: what the image tokens' sin-cos positions count, `patch` or `pixel` (see `Backbone`).
+        out_channels: channels of the prediction (`in_channels` when None).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        input_size: int,
+        *,
+        patch_size: int = 2,
+        width: int = 384,
+        depth: int = 12,
+        num_heads: int = 6,
+        mlp_ratio: float = 4.0,
+        gradient_checkpointing: bool = False,
+        positions: Literal["patch", "pixel"] = "patch",
+        out_channels: int | None = None,
+    ) -> None:
+        super().__init__(
+            in_channels, input_size, positions, patch_size=patch_size, out_channels=out_channels, gradient_checkpointing=gradient_checkpointing
+        )
+        self.width, self.depth, self.num_heads, self.mlp_ratio = width, depth, num_heads, mlp_ratio
+        self.x_embedder = PatchEmbed(in_channels, patch_size, width)
+        self.t_embedder = TimestepEmbedder(width)
+
+    @property
+    def cond_dim(self) -> int:
+        return self.width
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self.blocks)
 
 
 BACKBONES: Registry[Backbone] = Registry("backbone", Backbone)

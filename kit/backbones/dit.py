@@ -11,14 +11,13 @@ encoder's features).
 from __future__ import annotations
 
 from functools import partial
-from typing import Literal
 
 import torch
 from timm.layers import Attention, Mlp, RmsNorm
 from torch import Tensor, nn
 
-from kit.backbones.base import BACKBONES, Backbone
-from kit.layers import FinalLayer, PatchEmbed, TimestepEmbedder, init_linear_xavier, key_padding_bias, modulate, zero_
+from kit.backbones.base import BACKBONES, TransformerBackbone
+from kit.layers import FinalLayer, init_linear_xavier, key_padding_bias, modulate, zero_
 from kit.types import Conditioning
 
 
@@ -48,26 +47,18 @@ class DiTBlock(nn.Module):
 
 
 @BACKBONES.register("dit")
-class SingleStreamDiT(Backbone):
+class SingleStreamDiT(TransformerBackbone):
     """DiT whose sequence is `[conditioning tokens, image tokens]`, timestep through adaLN-Zero.
 
     Args:
-        in_channels: channels of the input (3 for pixels, the VAE's for latents).
-        input_size: side of the square input.
-        patch_size: patch side; `input_size` must be a multiple of it.
-        width: token width (also the conditioning width asked of the fusion head).
-        depth: number of blocks.
-        num_heads: attention heads.
-        mlp_ratio: MLP width multiple.
         pool_conditioning: also add the masked mean of the conditioning tokens (through an MLP) to
             the timestep embedding that drives adaLN, a global path beside joint attention (as SD3
             and Flux add a pooled text vector). Off reproduces UniFusion's single-stream DiT.
-        gradient_checkpointing: recompute block activations in the backward pass to save memory.
-        positions: what the image tokens' sin-cos positions count, `patch` or `pixel` (see `Backbone`).
-        out_channels: channels of the prediction (`in_channels` when None).
         decoder_hidden: width of a GELU hidden layer between the last block and each token's patch
             (0: DiT's single linear map; at patch 16 one token draws 768 values).
         decoder_layers: how many such hidden layers (with `decoder_hidden` > 0).
+        kwargs: the settings every DiT family shares (`TransformerBackbone`: patch size, width, depth, heads,
+            MLP ratio, gradient checkpointing, positions, out_channels).
     """
 
     test_settings = (
@@ -79,43 +70,15 @@ class SingleStreamDiT(Backbone):
     consumes = frozenset({"tokens", "per_layer"})
     captures = True
 
-    def __init__(
-        self,
-        in_channels: int,
-        input_size: int,
-        *,
-        patch_size: int = 2,
-        width: int = 384,
-        depth: int = 12,
-        num_heads: int = 6,
-        mlp_ratio: float = 4.0,
-        pool_conditioning: bool = False,
-        gradient_checkpointing: bool = False,
-        positions: Literal["patch", "pixel"] = "patch",
-        out_channels: int | None = None,
-        decoder_hidden: int = 0,
-        decoder_layers: int = 1,
-    ) -> None:
-        super().__init__(
-            in_channels, input_size, positions, patch_size=patch_size, out_channels=out_channels, gradient_checkpointing=gradient_checkpointing
-        )
-        self.width = width
-        self.x_embedder = PatchEmbed(in_channels, patch_size, width)
-        self.t_embedder = TimestepEmbedder(width)
+    def __init__(self, in_channels: int, input_size: int, *, pool_conditioning: bool = False, decoder_hidden: int = 0, decoder_layers: int = 1, **kwargs) -> None:
+        super().__init__(in_channels, input_size, **kwargs)
+        width, depth, num_heads, mlp_ratio = self.width, self.depth, self.num_heads, self.mlp_ratio
         self.cond_type = nn.Parameter(torch.zeros(1, 1, width))
         self.cond_norm = RmsNorm(width)
         self.pool_embedder = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width)) if pool_conditioning else None
         self.blocks = nn.ModuleList(DiTBlock(width, num_heads, mlp_ratio) for _ in range(depth))
-        self.final = FinalLayer(width, patch_size, self.out_channels, decoder_hidden, decoder_layers)
+        self.final = FinalLayer(width, self.patch_size, self.out_channels, decoder_hidden, decoder_layers)
         self.initialize_weights()
-
-    @property
-    def cond_dim(self) -> int:
-        return self.width
-
-    @property
-    def num_blocks(self) -> int:
-        return len(self.blocks)
 
     def initialize_weights(self) -> None:
         """Xavier linears, normal(0.02) timestep MLP, and adaLN-Zero: every modulation and the output start at 0."""

@@ -9,15 +9,14 @@ most of DiT's per-block modulation parameters.
 from __future__ import annotations
 
 from functools import partial
-from typing import Literal
 
 import torch
 from einops import rearrange
 from timm.layers import Attention, Mlp, RmsNorm
 from torch import Tensor, nn
 
-from kit.backbones.base import BACKBONES, Backbone
-from kit.layers import CrossAttention, PatchEmbed, TimestepEmbedder, init_linear_xavier, modulate, zero_
+from kit.backbones.base import BACKBONES, TransformerBackbone
+from kit.layers import CrossAttention, init_linear_xavier, modulate, zero_
 from kit.types import Conditioning
 
 
@@ -50,20 +49,12 @@ class CrossAttnDiTBlock(nn.Module):
 
 
 @BACKBONES.register("dit_xattn")
-class CrossAttnDiT(Backbone):
+class CrossAttnDiT(TransformerBackbone):
     """PixArt-alpha-style DiT: adaLN-single timestep modulation, cross-attention in every block.
 
     Args:
-        in_channels: channels of the input.
-        input_size: side of the square input.
-        patch_size: patch side; `input_size` must be a multiple of it.
-        width: token width (also the conditioning width asked of the fusion head).
-        depth: number of blocks.
-        num_heads: attention heads.
-        mlp_ratio: MLP width multiple.
-        gradient_checkpointing: recompute block activations in the backward pass.
-        positions: what the image tokens' sin-cos positions count, `patch` or `pixel` (see `Backbone`).
-        out_channels: channels of the prediction (`in_channels` when None).
+        kwargs: the settings every DiT family shares (`TransformerBackbone`: patch size, width, depth, heads,
+            MLP ratio, gradient checkpointing, positions, out_channels).
     """
 
     test_settings = (
@@ -74,41 +65,16 @@ class CrossAttnDiT(Backbone):
     consumes = frozenset({"tokens", "per_layer"})
     captures = True
 
-    def __init__(
-        self,
-        in_channels: int,
-        input_size: int,
-        *,
-        patch_size: int = 2,
-        width: int = 384,
-        depth: int = 12,
-        num_heads: int = 6,
-        mlp_ratio: float = 4.0,
-        gradient_checkpointing: bool = False,
-        positions: Literal["patch", "pixel"] = "patch",
-        out_channels: int | None = None,
-    ) -> None:
-        super().__init__(
-            in_channels, input_size, positions, patch_size=patch_size, out_channels=out_channels, gradient_checkpointing=gradient_checkpointing
-        )
-        self.width = width
-        self.x_embedder = PatchEmbed(in_channels, patch_size, width)
-        self.t_embedder = TimestepEmbedder(width)
+    def __init__(self, in_channels: int, input_size: int, **kwargs) -> None:
+        super().__init__(in_channels, input_size, **kwargs)
+        width, depth, num_heads, mlp_ratio = self.width, self.depth, self.num_heads, self.mlp_ratio
         self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))  # adaLN-single
         self.cond_norm = RmsNorm(width)
         self.blocks = nn.ModuleList(CrossAttnDiTBlock(width, num_heads, mlp_ratio) for _ in range(depth))
         self.final_norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.final_table = nn.Parameter(torch.randn(2, width) / width**0.5)
-        self.final = nn.Linear(width, patch_size * patch_size * self.out_channels)
+        self.final = nn.Linear(width, self.patch_size * self.patch_size * self.out_channels)
         self.initialize_weights()
-
-    @property
-    def cond_dim(self) -> int:
-        return self.width
-
-    @property
-    def num_blocks(self) -> int:
-        return len(self.blocks)
 
     def initialize_weights(self) -> None:
         """Xavier linears, zero adaLN-single and cross-attention outputs, zero output layer."""

@@ -8,7 +8,6 @@ concatenation of both streams' queries, keys and values. Only the image stream i
 from __future__ import annotations
 
 from functools import partial
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -16,8 +15,8 @@ from einops import rearrange
 from timm.layers import Mlp, RmsNorm
 from torch import Tensor, nn
 
-from kit.backbones.base import BACKBONES, Backbone
-from kit.layers import FinalLayer, PatchEmbed, TimestepEmbedder, init_linear_xavier, key_padding_bias, modulate, zero_
+from kit.backbones.base import BACKBONES, TransformerBackbone
+from kit.layers import FinalLayer, init_linear_xavier, key_padding_bias, modulate, zero_
 from kit.types import Conditioning
 
 
@@ -85,22 +84,14 @@ class MMDiTBlock(nn.Module):
 
 
 @BACKBONES.register("mmdit")
-class MMDiT(Backbone):
+class MMDiT(TransformerBackbone):
     """SD3-style MMDiT: separate text and image weights, joint attention, pooled conditioning in adaLN.
 
     The pooled vector is the head's `pooled` when it provides one, else the masked mean of its tokens.
 
     Args:
-        in_channels: channels of the input.
-        input_size: side of the square input.
-        patch_size: patch side; `input_size` must be a multiple of it.
-        width: token width (also the conditioning width asked of the fusion head).
-        depth: number of blocks.
-        num_heads: attention heads.
-        mlp_ratio: MLP width multiple.
-        gradient_checkpointing: recompute block activations in the backward pass.
-        positions: what the image tokens' sin-cos positions count, `patch` or `pixel` (see `Backbone`).
-        out_channels: channels of the prediction (`in_channels` when None).
+        kwargs: the settings every DiT family shares (`TransformerBackbone`: patch size, width, depth, heads,
+            MLP ratio, gradient checkpointing, positions, out_channels).
     """
 
     test_settings = (
@@ -111,39 +102,14 @@ class MMDiT(Backbone):
     consumes = frozenset({"tokens", "pooled", "per_layer"})
     captures = True
 
-    def __init__(
-        self,
-        in_channels: int,
-        input_size: int,
-        *,
-        patch_size: int = 2,
-        width: int = 384,
-        depth: int = 12,
-        num_heads: int = 6,
-        mlp_ratio: float = 4.0,
-        gradient_checkpointing: bool = False,
-        positions: Literal["patch", "pixel"] = "patch",
-        out_channels: int | None = None,
-    ) -> None:
-        super().__init__(
-            in_channels, input_size, positions, patch_size=patch_size, out_channels=out_channels, gradient_checkpointing=gradient_checkpointing
-        )
-        self.width = width
-        self.x_embedder = PatchEmbed(in_channels, patch_size, width)
-        self.t_embedder = TimestepEmbedder(width)
+    def __init__(self, in_channels: int, input_size: int, **kwargs) -> None:
+        super().__init__(in_channels, input_size, **kwargs)
+        width, depth, num_heads, mlp_ratio = self.width, self.depth, self.num_heads, self.mlp_ratio
         self.pooled_embedder = nn.Sequential(RmsNorm(width), nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
         self.context_embedder = nn.Sequential(RmsNorm(width), nn.Linear(width, width))
         self.blocks = nn.ModuleList(MMDiTBlock(width, num_heads, mlp_ratio, context_pre_only=i == depth - 1) for i in range(depth))
-        self.final = FinalLayer(width, patch_size, self.out_channels)
+        self.final = FinalLayer(width, self.patch_size, self.out_channels)
         self.initialize_weights()
-
-    @property
-    def cond_dim(self) -> int:
-        return self.width
-
-    @property
-    def num_blocks(self) -> int:
-        return len(self.blocks)
 
     def initialize_weights(self) -> None:
         """Xavier linears, normal(0.02) timestep MLP, adaLN-Zero in both streams, zero output layer."""

@@ -11,7 +11,7 @@ import torch
 from einops import einsum
 from torch import Tensor, nn
 
-from kit.fusion.base import FUSION_HEADS, InputNorm, KindName, RefinerPositions, SingleSequenceHead, tap_positions
+from kit.fusion.base import FUSION_HEADS, SingleSequenceHead, tap_positions
 from kit.layers import init_linear_trunc_normal
 from kit.types import EncoderOutput, EncoderSpec
 
@@ -25,39 +25,12 @@ class LayerMixHead(SingleSequenceHead):
         cond_dim: the width of the conditioning the backbone expects.
         num_blocks: the backbone's depth (unused).
         taps: the taps to mix: None for all, k for every k-th from the deepest, or a list of hidden-state indices.
-        refiner_depth: bidirectional blocks over the tokens before the adaptor (0 for none).
-        num_heads: attention heads of the refiner.
-        mlp_ratio: MLP width multiple of the refiner.
-        refiner_positions: `none` or `rope` (rotary token positions in the refiner; see `TokenRefiner`).
-        keep_kinds: token kinds the head conditions on.
-        input_norm: `rms` (the per-layer RMSNorm) or `standardize` (see `FusionHead`).
+        kwargs: the refiner's settings, the kept token kinds and the input norm (`SingleSequenceHead`;
+            `rms` is the per-layer RMSNorm here).
     """
 
-    def __init__(
-        self,
-        spec: EncoderSpec,
-        cond_dim: int,
-        num_blocks: int | None = None,
-        *,
-        taps: int | list[int] | None = None,
-        refiner_depth: int = 0,
-        num_heads: int = 4,
-        mlp_ratio: float = 4.0,
-        refiner_positions: RefinerPositions = "none",
-        keep_kinds: tuple[KindName, ...] = ("prompt", "image", "generated"),
-        input_norm: InputNorm = "rms",
-    ) -> None:
-        super().__init__(
-            spec,
-            cond_dim,
-            num_blocks,
-            refiner_depth=refiner_depth,
-            num_heads=num_heads,
-            mlp_ratio=mlp_ratio,
-            refiner_positions=refiner_positions,
-            keep_kinds=keep_kinds,
-            input_norm=input_norm,
-        )
+    def __init__(self, spec: EncoderSpec, cond_dim: int, num_blocks: int | None = None, *, taps: int | list[int] | None = None, **kwargs) -> None:
+        super().__init__(spec, cond_dim, num_blocks, **kwargs)
         self.positions = tap_positions(spec, taps, self.registry_name or type(self).__name__)
         self.norm = self.tap_norm()
         self.initialize_weights()

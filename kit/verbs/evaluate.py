@@ -18,7 +18,7 @@ from jsonargparse.typing import PositiveFloat, PositiveInt
 
 from kit.analysis import anchor_images, generate_suite, score_images, subset
 from kit.analysis.evaluate import SOURCES
-from kit.verbs.parsing import VerbParser, add_checkpoint_arguments
+from kit.verbs.parsing import VerbParser, add_checkpoint_arguments, load_task
 from kit.world.suites import PromptFileError, load_prompt_file, load_suite
 
 HELP = "score a checkpoint on a prompt suite with the oracle: --ckpt CKPT [--suite t2i|gt|noise] --out results.json"
@@ -86,17 +86,9 @@ def main(argv: list[str]) -> int:
         if args.ckpt is None:
             print("error: --suite t2i needs --ckpt (or use --suite gt / --suite noise for the anchors)", file=sys.stderr)
             return 2
-        from kit.encoders.verifi import configure_rewriting
-        from kit.tasks.checkpoint import load_checkpoint
-
-        try:
-            module = load_checkpoint(args.ckpt, map_location=args.device, encoder_model=args.encoder_model, trust=args.trust_checkpoint)
-            configure_rewriting(module.encoder, args.rewrite, args.system_prompt)
-        except (FileNotFoundError, ValueError) as e:
-            print(f"error: {e}", file=sys.stderr)
+        module = load_task(args)
+        if module is None:
             return 2
-        if args.shift is not None:
-            module.sampler.shift = args.shift
         images = generate_suite(
             module,
             entries,

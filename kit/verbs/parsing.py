@@ -1,5 +1,7 @@
 """What the kit's verbs share: a parser with one-line errors and the checkpoint-trust options."""
 
+import sys
+
 from jsonargparse import ArgumentParser
 
 from kit.runner import summarize_parser_error
@@ -27,3 +29,20 @@ def add_checkpoint_arguments(parser) -> None:
         action="store_true",
         help="accept the checkpoint's recorded encoder path and trust_remote_code as they are (only for files you trust)",
     )
+
+
+def load_task(args):
+    """The task in `args.ckpt` with the verb's inference settings (`--rewrite`, `--system-prompt`, `--shift`),
+    or None after a one-line error on stderr (a missing, unreadable or unsafe checkpoint)."""
+    from kit.encoders.verifi import configure_rewriting
+    from kit.tasks.checkpoint import load_checkpoint
+
+    try:
+        module = load_checkpoint(args.ckpt, map_location=args.device, encoder_model=args.encoder_model, trust=args.trust_checkpoint)
+        configure_rewriting(module.encoder, args.rewrite, args.system_prompt)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+    if args.shift is not None:
+        module.sampler.shift = args.shift
+    return module

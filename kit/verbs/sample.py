@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import torch
@@ -11,10 +10,8 @@ from jsonargparse.typing import PositiveFloat, PositiveInt
 from PIL import Image
 from torchvision.utils import make_grid
 
-from kit.encoders.verifi import configure_rewriting
 from kit.images import tensor_to_image
-from kit.tasks.checkpoint import load_checkpoint
-from kit.verbs.parsing import VerbParser, add_checkpoint_arguments
+from kit.verbs.parsing import VerbParser, add_checkpoint_arguments, load_task
 
 HELP = "draw images from a checkpoint into a PNG grid: --ckpt CKPT --prompt TEXT [--num N] --out grid.png"
 
@@ -44,14 +41,9 @@ def parser() -> ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    try:
-        module = load_checkpoint(args.ckpt, map_location=args.device, encoder_model=args.encoder_model, trust=args.trust_checkpoint)
-        configure_rewriting(module.encoder, args.rewrite, args.system_prompt)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    module = load_task(args)
+    if module is None:
         return 2
-    if args.shift is not None:
-        module.sampler.shift = args.shift
     if module.encoder.rewriting:
         for prompt, rewrite in zip(args.prompt, module.encoder.rewrite(args.prompt)):
             print(f"rewrite: {prompt!r} -> {rewrite!r}")
