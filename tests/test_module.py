@@ -80,6 +80,8 @@ def test_ema_tracks_swaps_and_survives_a_checkpoint(encoder, tmp_path):
     backbone = partial(SingleStreamDiT, patch_size=8, width=32, depth=1, num_heads=2)
     module = TextToImage(encoder, fusion=partial(LAPHead, layer_depth=1, refiner_depth=1), backbone=backbone, image_size=16, ema_decay=0.9)
     assert module.ema is not None and not any(name.startswith("encoder.") for name in module.ema.params), "EMA never copies the frozen encoder"
+    shadows = {f"ema.{name}" for name, _ in module.ema.named_buffers()}
+    assert shadows and set(module._ddp_params_and_buffers_to_ignore) == shadows, "DDP must not broadcast the averages at every step"
     p = module.backbone.final.linear.weight
     before = p.detach().clone()
     with torch.no_grad():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -74,7 +75,7 @@ def test_an_optimizer_weight_decay_is_refused_with_the_setting_that_applies():
         run_cli(args, run=False)
 
 
-def test_checkpoints_name_their_task_and_only_registered_tasks_load():
+def test_checkpoints_name_their_task_and_only_registered_tasks_load(monkeypatch):
     from kit.tasks import TASKS, TextToImage
     from kit.tasks.checkpoint import UnsafeCheckpointError, task_class
 
@@ -86,9 +87,10 @@ def test_checkpoints_name_their_task_and_only_registered_tasks_load():
     class Variant(TextToImage):
         pass
 
+    monkeypatch.setattr(sys.modules[__name__], "Variant", Variant, raising=False)  # where its class path says it is
     try:
         assert task_class({"_class_path": f"{Variant.__module__}.Variant"}, "x.ckpt") is Variant
-        for foreign in ("kit.vlm.module.ShapesVLMModule", "kit.evil.TextToImage", "os.system"):
+        for foreign in ("kit.vlm.module.ShapesVLMModule", "kit.evil.TextToImage", "kit.TextToImage", "os.system"):
             with pytest.raises(UnsafeCheckpointError, match=r"not a diffusion task of the kit; known tasks: .*text_to_image"):
                 task_class({"_class_path": foreign}, "x.ckpt")
     finally:

@@ -85,12 +85,14 @@ class Backbone(nn.Module, ABC):
         self.captured: Tensor | None = None
 
     # ------------------------------------------------------------- shared by the patch-token families
-    def embed_patches(self, x: Tensor) -> Tensor:
-        """x `(B, C, H, W)` -> patch tokens `(B, T, W)` with their sin-cos positions (needs `x_embedder` and `width`)."""
+    def embed_patches(self, x: Tensor, positions_dtype: torch.dtype | None = None) -> Tensor:
+        """x `(B, C, H, W)` -> patch tokens `(B, T, W)` with their sin-cos positions (needs `x_embedder` and `width`).
+        The positions are cast to `positions_dtype` (the tokens' dtype when None; under autocast an fp32 input's
+        dtype keeps the sum in fp32)."""
         _, _, h, w = x.shape
         p = self.patch_size
         tokens = self.x_embedder(x)  # (B, T, W)
-        return tokens + self.image_positions(h // p, w // p, self.width, p, tokens.device).to(tokens.dtype)[None]
+        return tokens + self.image_positions(h // p, w // p, self.width, p, tokens.device).to(positions_dtype or tokens.dtype)[None]
 
     def unpatchify(self, out: Tensor, h: int, w: int) -> Tensor:
         """Per-token patches `(B, T, p*p*C_out)` -> the prediction `(B, C_out, H, W)` on an `h x w` input."""

@@ -89,7 +89,7 @@ class CrossAttnDiT(TransformerBackbone):
         """x `(B, C, H, W)`, t `(B,)`, cond.tokens `(B, M, W)` and/or cond.per_layer `(B, L, M, W)`, + mask
         -> `(B, C, H, W)`. Block i cross-attends to per_layer[:, i] ('replace') or to the tokens plus it ('add')."""
         _, _, h, w = x.shape
-        tokens = self.embed_patches(x)  # (B, T, W)
+        tokens = self.embed_patches(x, x.dtype)  # (B, T, W)
         t_emb = self.t_embedder(t)  # (B, W)
         t6 = rearrange(self.t_block(t_emb), "b (six w) -> b six w", six=6)  # (B, 6, W)
         per_layer = self.per_layer_of(cond)  # (B, L, M, W) or None

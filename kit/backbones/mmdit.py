@@ -126,7 +126,7 @@ class MMDiT(TransformerBackbone):
         (+ pooled `(B, W)`) -> `(B, C, H, W)`. Before block i the text stream is replaced by per_layer[:, i]
         ('replace', key-value fusion) or has it added ('add', hidden-state injection)."""
         b, _, h, w = x.shape
-        img = self.embed_patches(x)  # (B, T, W)
+        img = self.embed_patches(x, x.dtype)  # (B, T, W)
         per_layer = self.per_layer_of(cond)  # (B, L, M, W) or None
         tokens = cond.tokens if cond.tokens is not None else per_layer[:, -1]  # (B, M, W)
         txt = self.context_embedder(tokens)  # (B, M, W)

@@ -118,7 +118,7 @@ class UViT(Backbone):
             raise ValueError(f"{m} conditioning tokens exceed max_cond_tokens={self.max_cond_tokens}")
         lead = [self.t_embedders[name](times[name])[:, None] for name in self.time_tokens] + [self.cond_proj(cond.tokens)]
         lead = torch.cat(lead, dim=1) + self.lead_pos[:, : len(self.time_tokens) + m]  # (B, n_t + M, W)
-        patches = self.embed_patches(x)  # (B, T, W)
+        patches = self.embed_patches(x, x.dtype)  # (B, T, W)
         ones = cond.mask.new_ones(b, 1)
         mask = torch.cat([ones.expand(b, len(self.time_tokens)), cond.mask, ones.expand(b, patches.shape[1])], dim=1)
         return torch.cat([lead, patches], dim=1), mask, lead.shape[1]

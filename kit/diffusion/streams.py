@@ -44,7 +44,8 @@ def per_stream(value: Tensor | Mapping[str, Tensor] | None, names: list[str], wh
         return None if value is None else dict.fromkeys(names, value)
     missing, extra = sorted(set(names) - set(value)), sorted(set(value) - set(names))
     if missing or extra:
-        raise ValueError(f"{what} names the streams {sorted(value)}; the data has {names}" + (f" (missing {missing})" if missing else ""))
+        gaps = "; ".join(part for part in (f"missing {missing}" if missing else "", f"extra {extra}" if extra else "") if part)
+        raise ValueError(f"{what} names the streams {sorted(value)}; the data has {names} ({gaps})")
     return {name: value[name] for name in names}
 
 

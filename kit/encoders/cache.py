@@ -195,5 +195,5 @@ def build_cache(
                     entries.append((out_b.hidden_states[i][:, m].cpu(), out_b.kinds[i][m].cpu()))
                 bar.update(out_b.hidden_states.shape[0])
             cache.add_shard(chunk, entries)
-            (bar.write if progress else log)(f"shard {len(cache.manifest['shards']) - 1}: {len(chunk)} entries ({len(cache)} cached)")
+            log(f"shard {len(cache.manifest['shards']) - 1}: {len(chunk)} entries ({len(cache)} cached)")
     return cache

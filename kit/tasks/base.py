@@ -119,6 +119,8 @@ class DiffusionTask(L.LightningModule):
         """Call at the end of a subclass's `__init__`, once every trainable network exists: starts the
         EMA over the trainable weights and compiles `denoiser` when asked."""
         self.ema = EMA(self.named_parameters(), self._ema_decay) if self._ema_decay > 0 else None
+        if self.ema is not None:  # DDP would broadcast the averages from rank 0 at every forward: each rank keeps its own (equal) ones
+            self._ddp_params_and_buffers_to_ignore = [f"ema.{name}" for name, _ in self.ema.named_buffers()]
         if self._compile:
             denoiser.compile()
 
@@ -246,10 +248,6 @@ class DiffusionTask(L.LightningModule):
             return optimizer
         scheduler = self.scheduler_factory(optimizer, int(self.trainer.estimated_stepping_batches))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    def trainable_modules(self) -> dict[str, nn.Module]:
-        """The parts that train, by name, for parameter counts in logs (every child with trainable weights)."""
-        return {name: m for name, m in self.named_children() if any(p.requires_grad for p in m.parameters())}
 
 
 TASKS: Registry[DiffusionTask] = Registry("task", DiffusionTask)

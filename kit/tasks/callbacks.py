@@ -217,14 +217,17 @@ class PredictionWriter(BasePredictionWriter):
     def __init__(self, output_dir: str | None = None) -> None:
         super().__init__(write_interval="batch")
         self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.folder: Path | None = None
         self.written = 0
 
-    def folder(self, trainer: L.Trainer) -> Path:
-        return self.output_dir or Path(trainer.log_dir or trainer.default_root_dir) / "predictions"
+    def on_predict_start(self, trainer, pl_module) -> None:
+        """Resolve the folder on every rank (`trainer.log_dir` is a collective under DDP)."""
+        self.folder = self.output_dir or Path(trainer.log_dir or trainer.default_root_dir) / "predictions"
+        self.written = 0
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0) -> None:
         """prediction `(B, C, H, W)` in [-1, 1] for `batch.prompts` -> PNG files, named by batch and position."""
-        folder = self.folder(trainer)
+        folder = self.folder
         folder.mkdir(parents=True, exist_ok=True)
         rank = f"-rank{trainer.global_rank}" if trainer.world_size > 1 else ""
         with (folder / f"prompts{rank}.jsonl").open("a") as index:
@@ -235,5 +238,6 @@ class PredictionWriter(BasePredictionWriter):
                 self.written += 1
 
     def on_predict_end(self, trainer, pl_module) -> None:
+        total = int(trainer.strategy.reduce(torch.tensor(float(self.written), device=pl_module.device), reduce_op="sum"))  # every rank joins
         if trainer.is_global_zero:
-            print(f"predict: {self.written} images -> {self.folder(trainer)}")
+            print(f"predict: {total} images -> {self.folder}")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import pickle
 import re
+import sys
 import zipfile
 from pathlib import Path
 
@@ -189,8 +190,8 @@ def task_class(hparams: dict, path: str) -> type[DiffusionTask]:
     if class_path is None:
         return TextToImage
     package, _, name = str(class_path).rpartition(".")
-    for _, cls in TASKS.items():
-        if package and cls.__name__ == name and f"{cls.__module__}.".startswith(f"{package}."):  # kit.tasks.TextToImage or kit.tasks.text_to_image.TextToImage
+    for _, cls in TASKS.items():  # kit.tasks.TextToImage or kit.tasks.text_to_image.TextToImage, never imported from the text
+        if package and cls.__name__ == name and f"{cls.__module__}.".startswith(f"{package}.") and getattr(sys.modules.get(package), name, None) is cls:
             return cls
     raise UnsafeCheckpointError(f"checkpoint {path!r} holds a {class_path!r}, which is not a diffusion task of the kit; known tasks: {TASKS.describe()}")
 

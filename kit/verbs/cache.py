@@ -12,6 +12,8 @@ from __future__ import annotations
 import sys
 import time
 
+from tqdm.auto import tqdm
+
 from kit.verbs.parsing import VerbParser
 
 HELP = "encode a recipe's prompts once with its frozen encoder into a feature cache: --config RECIPE --out DIR"
@@ -50,7 +52,7 @@ def main(argv: list[str]) -> int:
     started = time.perf_counter()
     print(f"caching {len(set(keys))} distinct prompts of {items} training items + {len(data.val_set)} validation items with {encoder.name} -> {args.out}")
     try:
-        cache = build_cache(encoder, keys, args.out, shard_size=args.shard_size, batch_size=args.batch_size, storage_dtype=args.dtype, progress=True)
+        cache = build_cache(encoder, keys, args.out, shard_size=args.shard_size, batch_size=args.batch_size, storage_dtype=args.dtype, progress=True, log=tqdm.write)
     except CacheMismatchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
