@@ -1,7 +1,7 @@
 """The kit's one module of generic layers, shared by fusion heads, backbones and tasks.
 
 Attention and MLP come from timm; what is added here is the boolean key-padding mask
-plumbing, rotary positions, a pre-norm block and cross-attention, the initialisation helpers,
+plumbing, rotary positions, a pre-norm block, the sublayers of an adaLN block and cross-attention, the initialisation helpers,
 and the diffusion-transformer pieces every backbone family uses: timestep embedding, adaLN
 modulation, 2D sin-cos positions at any grid size, patch embedding and the adaLN-Zero output layer.
 """
@@ -9,6 +9,7 @@ modulation, 2D sin-cos positions at any grid size, patch embedding and the adaLN
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -93,6 +94,25 @@ class TransformerBlock(nn.Module):
         x = x + self.attn(self.norm1(x), attn_mask=key_padding_bias(mask), **extra)  # (B, S, dim)
         x = x + self.mlp(self.norm2(x))  # (B, S, dim)
         return x
+
+
+class ModulatedBlock(nn.Module):
+    """The sublayers every adaLN transformer block shares: affine-free pre-norms around a QK-normalised
+    self-attention and a tanh-GELU MLP. A block family adds where its shift, scale and gate come from
+    (and any further sublayer) and its `forward`.
+
+    Args:
+        width: token width.
+        num_heads: attention heads.
+        mlp_ratio: MLP width multiple.
+    """
+
+    def __init__(self, width: int, num_heads: int, mlp_ratio: float = 4.0) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(width, num_heads=num_heads, qkv_bias=True, qk_norm=True, norm_layer=RmsNorm)
+        self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.mlp = Mlp(width, hidden_features=int(width * mlp_ratio), act_layer=partial(nn.GELU, approximate="tanh"))
 
 
 class CrossAttention(nn.Module):

@@ -56,17 +56,18 @@ def summarize_parser_error(text: str) -> str:
 
 
 def accepted_arguments(cls: type) -> list[str]:
-    """The constructor arguments of `cls`, following `**kwargs` up the class hierarchy (as the parser does)."""
-    import inspect
+    """The constructor arguments of `cls` as the parser sees them, `**kwargs` resolved (up the class
+    hierarchy and into the functions they are passed to)."""
+    from jsonargparse import ArgumentParser
 
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(cls, "init", fail_untyped=False, sub_configs=True)
     names: list[str] = []
-    for klass in cls.__mro__:
-        if "__init__" not in vars(klass):
-            continue
-        params = inspect.signature(vars(klass)["__init__"]).parameters.values()
-        names += [p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name != "self" and p.name not in names]
-        if not any(p.kind is p.VAR_KEYWORD for p in params):
-            break
+    for action in parser._actions:
+        prefix, _, rest = action.dest.partition(".")
+        name = rest.split(".")[0]
+        if prefix == "init" and name and name not in names:
+            names.append(name)
     return names
 
 
@@ -83,7 +84,7 @@ def _unknown_option(text: str) -> str | None:
     module, _, name = owner[-1].rpartition(".")
     try:
         params = [p for p in accepted_arguments(getattr(import_module(module), name)) if p not in ("spec", "cond_dim", "num_blocks", "in_channels", "input_size")]
-    except (ImportError, AttributeError, ValueError, TypeError):
+    except Exception:  # the list only helps the message; a class the parser cannot read leaves it out
         params = []
     return f"unknown setting {option.group(1)!r} of {owner[-1]}" + (f"; it takes: {', '.join(params)}" if params else "")
 

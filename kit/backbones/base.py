@@ -206,8 +206,8 @@ class Backbone(nn.Module, ABC):
 
 
 class TransformerBackbone(Backbone):
-    """The settings the DiT families share (single-stream, cross-attention, MMDiT), their patch embedding
-    and timestep embedder; a family adds its blocks, its own arguments and `forward`.
+    """The settings the transformer families share (the DiT families, U-ViT) and their patch embedding; a
+    family adds its time path, its blocks, its own arguments (or other defaults) and `forward`.
 
     Args:
         in_channels: channels of the input (3 for pixels, the VAE's for latents).
@@ -241,15 +241,14 @@ class TransformerBackbone(Backbone):
         )
         self.width, self.depth, self.num_heads, self.mlp_ratio = width, depth, num_heads, mlp_ratio
         self.x_embedder = PatchEmbed(in_channels, patch_size, width)
-        self.t_embedder = TimestepEmbedder(width)
 
     @property
     def cond_dim(self) -> int:
         return self.width
 
     @property
-    def num_blocks(self) -> int:
-        return len(self.blocks)
+    def num_blocks(self) -> int | None:
+        return self.depth if "per_layer" in self.consumes else None
 
 
 BACKBONES: Registry[Backbone] = Registry("backbone", Backbone)

@@ -10,32 +10,21 @@ encoder's features).
 
 from __future__ import annotations
 
-from functools import partial
-
 import torch
-from timm.layers import Attention, Mlp, RmsNorm
+from timm.layers import RmsNorm
 from torch import Tensor, nn
 
 from kit.backbones.base import BACKBONES, TransformerBackbone
-from kit.layers import FinalLayer, init_linear_xavier, key_padding_bias, modulate, zero_
+from kit.layers import FinalLayer, ModulatedBlock, TimestepEmbedder, init_linear_xavier, key_padding_bias, modulate, zero_
 from kit.types import Conditioning
 
 
-class DiTBlock(nn.Module):
-    """adaLN-Zero transformer block over a joint sequence.
-
-    Args:
-        width: token width.
-        num_heads: attention heads.
-        mlp_ratio: MLP width multiple.
-    """
+class DiTBlock(ModulatedBlock):
+    """adaLN-Zero transformer block over a joint sequence: its six modulation vectors come from the
+    timestep through the block's own MLP (`ModulatedBlock` has the arguments)."""
 
     def __init__(self, width: int, num_heads: int, mlp_ratio: float = 4.0) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
-        self.attn = Attention(width, num_heads=num_heads, qkv_bias=True, qk_norm=True, norm_layer=RmsNorm)
-        self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
-        self.mlp = Mlp(width, hidden_features=int(width * mlp_ratio), act_layer=partial(nn.GELU, approximate="tanh"))
+        super().__init__(width, num_heads, mlp_ratio)
         self.adaLN = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
 
     def forward(self, x: Tensor, c: Tensor, mask: Tensor | None) -> Tensor:
@@ -57,8 +46,7 @@ class SingleStreamDiT(TransformerBackbone):
         decoder_hidden: width of a GELU hidden layer between the last block and each token's patch
             (0: DiT's single linear map; at patch 16 one token draws 768 values).
         decoder_layers: how many such hidden layers (with `decoder_hidden` > 0).
-        kwargs: the settings every DiT family shares (`TransformerBackbone`: patch size, width, depth, heads,
-            MLP ratio, gradient checkpointing, positions, out_channels).
+        kwargs: the settings of every transformer family (`TransformerBackbone`).
     """
 
     test_settings = (
@@ -73,6 +61,7 @@ class SingleStreamDiT(TransformerBackbone):
     def __init__(self, in_channels: int, input_size: int, *, pool_conditioning: bool = False, decoder_hidden: int = 0, decoder_layers: int = 1, **kwargs) -> None:
         super().__init__(in_channels, input_size, **kwargs)
         width, depth, num_heads, mlp_ratio = self.width, self.depth, self.num_heads, self.mlp_ratio
+        self.t_embedder = TimestepEmbedder(width)
         self.cond_type = nn.Parameter(torch.zeros(1, 1, width))
         self.cond_norm = RmsNorm(width)
         self.pool_embedder = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width)) if pool_conditioning else None

@@ -8,35 +8,24 @@ most of DiT's per-block modulation parameters.
 
 from __future__ import annotations
 
-from functools import partial
-
 import torch
 from einops import rearrange
-from timm.layers import Attention, Mlp, RmsNorm
+from timm.layers import RmsNorm
 from torch import Tensor, nn
 
 from kit.backbones.base import BACKBONES, TransformerBackbone
-from kit.layers import CrossAttention, init_linear_xavier, modulate, zero_
+from kit.layers import CrossAttention, ModulatedBlock, TimestepEmbedder, init_linear_xavier, modulate, zero_
 from kit.types import Conditioning
 
 
-class CrossAttnDiTBlock(nn.Module):
-    """Self-attention and MLP modulated by adaLN-single, cross-attention to the conditioning between them.
-
-    Args:
-        width: token width.
-        num_heads: attention heads.
-        mlp_ratio: MLP width multiple.
-    """
+class CrossAttnDiTBlock(ModulatedBlock):
+    """Self-attention and MLP modulated by adaLN-single, cross-attention to the conditioning between them
+    (`ModulatedBlock` has the arguments)."""
 
     def __init__(self, width: int, num_heads: int, mlp_ratio: float = 4.0) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
-        self.attn = Attention(width, num_heads=num_heads, qkv_bias=True, qk_norm=True, norm_layer=RmsNorm)
+        super().__init__(width, num_heads, mlp_ratio)
         self.norm_cross = nn.LayerNorm(width, eps=1e-6)
         self.cross = CrossAttention(width, width, num_heads)
-        self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
-        self.mlp = Mlp(width, hidden_features=int(width * mlp_ratio), act_layer=partial(nn.GELU, approximate="tanh"))
         self.table = nn.Parameter(torch.randn(6, width) / width**0.5)  # this block's offsets to the shared modulation
 
     def forward(self, x: Tensor, t6: Tensor, context: Tensor, mask: Tensor) -> Tensor:
@@ -52,9 +41,7 @@ class CrossAttnDiTBlock(nn.Module):
 class CrossAttnDiT(TransformerBackbone):
     """PixArt-alpha-style DiT: adaLN-single timestep modulation, cross-attention in every block.
 
-    Args:
-        kwargs: the settings every DiT family shares (`TransformerBackbone`: patch size, width, depth, heads,
-            MLP ratio, gradient checkpointing, positions, out_channels).
+    Its settings are those every transformer family shares (`TransformerBackbone`).
     """
 
     test_settings = (
@@ -68,6 +55,7 @@ class CrossAttnDiT(TransformerBackbone):
     def __init__(self, in_channels: int, input_size: int, **kwargs) -> None:
         super().__init__(in_channels, input_size, **kwargs)
         width, depth, num_heads, mlp_ratio = self.width, self.depth, self.num_heads, self.mlp_ratio
+        self.t_embedder = TimestepEmbedder(width)
         self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))  # adaLN-single
         self.cond_norm = RmsNorm(width)
         self.blocks = nn.ModuleList(CrossAttnDiTBlock(width, num_heads, mlp_ratio) for _ in range(depth))

@@ -16,7 +16,7 @@ from timm.layers import Mlp, RmsNorm
 from torch import Tensor, nn
 
 from kit.backbones.base import BACKBONES, TransformerBackbone
-from kit.layers import FinalLayer, init_linear_xavier, key_padding_bias, modulate, zero_
+from kit.layers import FinalLayer, TimestepEmbedder, init_linear_xavier, key_padding_bias, modulate, zero_
 from kit.types import Conditioning
 
 
@@ -87,11 +87,7 @@ class MMDiTBlock(nn.Module):
 class MMDiT(TransformerBackbone):
     """SD3-style MMDiT: separate text and image weights, joint attention, pooled conditioning in adaLN.
 
-    The pooled vector is the head's `pooled` when it provides one, else the masked mean of its tokens.
-
-    Args:
-        kwargs: the settings every DiT family shares (`TransformerBackbone`: patch size, width, depth, heads,
-            MLP ratio, gradient checkpointing, positions, out_channels).
+    The pooled vector is the head's `pooled` when it provides one, else the masked mean of its tokens. Its settings are `TransformerBackbone`'s.
     """
 
     test_settings = (
@@ -105,6 +101,7 @@ class MMDiT(TransformerBackbone):
     def __init__(self, in_channels: int, input_size: int, **kwargs) -> None:
         super().__init__(in_channels, input_size, **kwargs)
         width, depth, num_heads, mlp_ratio = self.width, self.depth, self.num_heads, self.mlp_ratio
+        self.t_embedder = TimestepEmbedder(width)
         self.pooled_embedder = nn.Sequential(RmsNorm(width), nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
         self.context_embedder = nn.Sequential(RmsNorm(width), nn.Linear(width, width))
         self.blocks = nn.ModuleList(MMDiTBlock(width, num_heads, mlp_ratio, context_pre_only=i == depth - 1) for i in range(depth))

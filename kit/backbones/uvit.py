@@ -11,13 +11,11 @@ Time enters only as tokens, one per time input: `time_tokens` lists them, so a j
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import Tensor, nn
 
-from kit.backbones.base import BACKBONES, Backbone
-from kit.layers import PatchEmbed, TimestepEmbedder, TransformerBlock, init_linear_trunc_normal, key_padding_bias, zero_
+from kit.backbones.base import BACKBONES, TransformerBackbone
+from kit.layers import TimestepEmbedder, TransformerBlock, init_linear_trunc_normal, key_padding_bias, zero_
 from kit.types import Conditioning
 
 
@@ -31,23 +29,17 @@ class PostNormBlock(TransformerBlock):
 
 
 @BACKBONES.register("uvit")
-class UViT(Backbone):
+class UViT(TransformerBackbone):
     """U-ViT: all inputs as tokens, in-blocks / mid-block / out-blocks with long skip connections.
 
     Args:
-        in_channels: channels of the input.
-        input_size: side of the square input.
-        patch_size: patch side; `input_size` must be a multiple of it.
         width: token width (also the conditioning width asked of the fusion head).
         depth: blocks in total, an odd number: (depth - 1) / 2 in, one mid, (depth - 1) / 2 out.
         num_heads: attention heads.
-        mlp_ratio: MLP width multiple.
         post_norm: post-LN blocks instead of pre-LN (UniDiffuser found pre-LN unstable in fp16 at scale
             and used post-LN; pre-LN is the U-ViT default).
         max_cond_tokens: learned positions available for conditioning tokens.
-        gradient_checkpointing: recompute block activations in the backward pass.
-        positions: what the image tokens' sin-cos positions count, `patch` or `pixel` (see `Backbone`).
-        out_channels: channels of the prediction (`in_channels` when None).
+        kwargs: the other settings the transformer families share (`TransformerBackbone`).
     """
 
     test_settings = (
@@ -64,41 +56,29 @@ class UViT(Backbone):
         in_channels: int,
         input_size: int,
         *,
-        patch_size: int = 2,
         width: int = 512,
         depth: int = 13,
         num_heads: int = 8,
-        mlp_ratio: float = 4.0,
         post_norm: bool = False,
         max_cond_tokens: int = 256,
-        gradient_checkpointing: bool = False,
-        positions: Literal["patch", "pixel"] = "patch",
-        out_channels: int | None = None,
+        **kwargs,
     ) -> None:
-        super().__init__(
-            in_channels, input_size, positions, patch_size=patch_size, out_channels=out_channels, gradient_checkpointing=gradient_checkpointing
-        )
         if depth % 2 == 0:
             raise ValueError(f"U-ViT depth must be odd (in-blocks, a mid block, out-blocks), got {depth}")
-        self.width = width
+        super().__init__(in_channels, input_size, width=width, depth=depth, num_heads=num_heads, **kwargs)
         self.max_cond_tokens = max_cond_tokens
         block = PostNormBlock if post_norm else TransformerBlock
         half = (depth - 1) // 2
-        self.x_embedder = PatchEmbed(in_channels, patch_size, width)
         self.t_embedders = nn.ModuleDict({name: TimestepEmbedder(width) for name in self.time_tokens})
         self.cond_proj = nn.Linear(width, width)
         self.lead_pos = nn.Parameter(torch.zeros(1, len(self.time_tokens) + max_cond_tokens, width))
-        self.in_blocks = nn.ModuleList(block(width, num_heads, mlp_ratio) for _ in range(half))
-        self.mid_block = block(width, num_heads, mlp_ratio)
-        self.out_blocks = nn.ModuleList(block(width, num_heads, mlp_ratio) for _ in range(half))
+        self.in_blocks = nn.ModuleList(block(width, num_heads, self.mlp_ratio) for _ in range(half))
+        self.mid_block = block(width, num_heads, self.mlp_ratio)
+        self.out_blocks = nn.ModuleList(block(width, num_heads, self.mlp_ratio) for _ in range(half))
         self.skips = nn.ModuleList(nn.Linear(2 * width, width) for _ in range(half))
         self.norm = nn.LayerNorm(width)
-        self.final = nn.Linear(width, patch_size * patch_size * self.out_channels)
+        self.final = nn.Linear(width, self.patch_size * self.patch_size * self.out_channels)
         self.initialize_weights()
-
-    @property
-    def cond_dim(self) -> int:
-        return self.width
 
     @property
     def capture_depth(self) -> int:

@@ -103,8 +103,7 @@ class EulerSampler(GridSampler):
     def sample(self, fn: DenoiserFn, noise: Tensor | Streams, objective: SamplingObjective, num_steps: int | None = None) -> Tensor | Streams:
         x, single, ts = self._start(noise, objective, num_steps)
         for t, t_next in zip(ts[:-1], ts[1:]):
-            v = _velocity(fn, objective, x, t, single)
-            x = {n: xn + (t_next - t).to(xn.dtype) * v[n] for n, xn in x.items()}
+            x = _step(x, _velocity(fn, objective, x, t, single), t_next - t)
         return like_input(x, single)
 
 
@@ -116,12 +115,12 @@ class HeunSampler(GridSampler):
         x, single, ts = self._start(noise, objective, num_steps)
         for t, t_next in zip(ts[:-1], ts[1:]):
             v = _velocity(fn, objective, x, t, single)
-            proposal = {n: xn + (t_next - t).to(xn.dtype) * v[n] for n, xn in x.items()}
+            proposal = _step(x, v, t_next - t)
             if t_next == 0:
                 x = proposal
                 continue
             v_next = _velocity(fn, objective, proposal, t_next, single)
-            x = {n: xn + (t_next - t).to(xn.dtype) * 0.5 * (v[n] + v_next[n]) for n, xn in x.items()}
+            x = _step(x, {n: 0.5 * (v[n] + v_next[n]) for n in v}, t_next - t)
         return like_input(x, single)
 
 
@@ -199,6 +198,11 @@ class DPMSolverPP2M(GridSampler):
             x = {n: (s_next / s) * xn + a_next * (1 - ratio) * d[n] for n, xn in x.items()}
             previous = (x0, h) if a > 0 else None
         return like_input(x, single)
+
+
+def _step(x: Streams, v: Streams, dt: Tensor) -> Streams:
+    """One explicit step `x + dt * v`, per stream (dt in the streams' dtype)."""
+    return {n: xn + dt.to(xn.dtype) * v[n] for n, xn in x.items()}
 
 
 def _velocity(fn: DenoiserFn, objective: SamplingObjective, x: Streams, t: Tensor, single: bool) -> Streams:

@@ -30,6 +30,10 @@ InputNorm = Literal["rms", "standardize"]
 class FusionHead(nn.Module, ABC):
     """Base class of fusion heads.
 
+    The task builds every head as `Head(spec, cond_dim, num_blocks, **settings)`: the first three come
+    from the encoder and the backbone, the settings from the recipe. So a head's docstring documents
+    its settings only; the three are described here once.
+
     Args:
         spec: the frozen encoder's description (width, depth, tapped layers).
         cond_dim: the width of the conditioning the backbone expects.
@@ -183,9 +187,6 @@ class SingleSequenceHead(FusionHead):
     passed to `build_reducer`.
 
     Args:
-        spec: the frozen encoder's description (width, depth, tapped layers).
-        cond_dim: the width of the conditioning the backbone expects.
-        num_blocks: the backbone's depth (unused by these heads).
         refiner_depth: bidirectional blocks over the tokens before the adaptor (0 for none).
         num_heads: attention heads of the refiner (and of the reducer's blocks, if it has any).
         mlp_ratio: MLP width multiple of the refiner (and of the reducer's blocks).

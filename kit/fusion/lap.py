@@ -26,7 +26,7 @@ from einops import rearrange
 from timm.layers import Attention, RmsNorm
 from torch import Tensor, nn
 
-from kit.fusion.base import FUSION_HEADS, InputNorm, KindName, RefinerPositions, SingleSequenceHead, tap_positions
+from kit.fusion.base import FUSION_HEADS, SingleSequenceHead, tap_positions
 from kit.kernels import attention_pool, layer_attention, weighted_sum
 from kit.layers import TransformerBlock, init_linear_trunc_normal
 from kit.types import EncoderOutput, EncoderSpec
@@ -130,9 +130,6 @@ class LAPHead(SingleSequenceHead):
     """Layerwise attention pooling over the tapped layers (the reduction), then a token refiner and the adaptor.
 
     Args:
-        spec: the frozen encoder's description (width, depth, tapped layers).
-        cond_dim: the width of the conditioning the backbone expects.
-        num_blocks: the backbone's depth (unused).
         taps: the encoder taps LAP reads: None for all of them, k for every k-th counted back from
             the deepest (the paper taps every 3rd layer), or a list of hidden-state indices.
         width: width of the layer-axis blocks and the refiner; None keeps the encoder's width.
@@ -141,16 +138,12 @@ class LAPHead(SingleSequenceHead):
             the paper's), `flatten` (a linear layer over all layers) or `attention` (a learned query
             per head scores each layer of each token).
         refiner_depth: bidirectional blocks attending across tokens after pooling (the paper uses 2; 0 turns it off).
-        num_heads: attention heads of the layer-axis blocks, the refiner and the attention projector.
-        mlp_ratio: MLP width multiple in both stacks.
-        refiner_positions: `none` (the paper's) or `rope`: rotary token positions in the refiner, so
-            it can join an object's words to its place phrase (see `kit.fusion.base.TokenRefiner`).
         layer_dropout: in training, the probability of dropping each layer of a sample (at least
             one is kept); the blocks do not attend to dropped layers and the projector skips them.
-        input_norm: how the tapped features are normalised first: `rms` per token (the paper's), or
-            `standardize` each layer's dimensions by their statistics over the training tokens
-            (`kit.fusion.base.FeatureStandardizer`; see `FusionHead`).
-        keep_kinds: token kinds the head conditions on.
+        kwargs: `SingleSequenceHead`'s other settings: `num_heads` (here also of the layer-axis blocks and
+            the attention projector), `mlp_ratio` (of both stacks), `refiner_positions` (`rope` lets the
+            refiner join an object's words to its place phrase), `keep_kinds`, and `input_norm` (`rms`
+            per token is the paper's).
     """
 
     test_settings = (
@@ -173,30 +166,12 @@ class LAPHead(SingleSequenceHead):
         layer_depth: int = 2,
         projector: ProjectorName = "weight",
         refiner_depth: int = 2,
-        num_heads: int = 4,
-        mlp_ratio: float = 4.0,
-        refiner_positions: RefinerPositions = "none",
         layer_dropout: float = 0.0,
-        input_norm: InputNorm = "rms",
-        keep_kinds: tuple[KindName, ...] = ("prompt", "image", "generated"),
+        **kwargs,
     ) -> None:
         if not 0.0 <= layer_dropout < 1.0:
             raise ValueError(f"lap: layer_dropout must be in [0, 1), got {layer_dropout}")
-        super().__init__(
-            spec,
-            cond_dim,
-            num_blocks,
-            refiner_depth=refiner_depth,
-            num_heads=num_heads,
-            mlp_ratio=mlp_ratio,
-            refiner_positions=refiner_positions,
-            keep_kinds=keep_kinds,
-            input_norm=input_norm,
-            taps=taps,
-            width=width,
-            layer_depth=layer_depth,
-            projector=projector,
-        )
+        super().__init__(spec, cond_dim, num_blocks, refiner_depth=refiner_depth, taps=taps, width=width, layer_depth=layer_depth, projector=projector, **kwargs)
         self.layer_dropout = layer_dropout
         self.initialize_weights()
 

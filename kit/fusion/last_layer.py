@@ -14,9 +14,6 @@ class LastLayerHead(SingleSequenceHead):
     """Condition on a single tapped layer (by default the last) through an MLP adaptor.
 
     Args:
-        spec: the frozen encoder's description (width, depth, tapped layers).
-        cond_dim: the width of the conditioning the backbone expects.
-        num_blocks: the backbone's depth (unused).
         tap: the hidden-state index to read (the encoder must tap it); negative counts from the deepest
             tap, so -1 is the last layer.
         kwargs: the refiner's settings and the kept token kinds (`SingleSequenceHead`).

@@ -21,9 +21,6 @@ class LayerMixHead(SingleSequenceHead):
     then the refiner and the adaptor. Subclasses define `mix_weights`.
 
     Args:
-        spec: the frozen encoder's description (width, depth, tapped layers).
-        cond_dim: the width of the conditioning the backbone expects.
-        num_blocks: the backbone's depth (unused).
         taps: the taps to mix: None for all, k for every k-th from the deepest, or a list of hidden-state indices.
         kwargs: the refiner's settings, the kept token kinds and the input norm (`SingleSequenceHead`;
             `rms` is the per-layer RMSNorm here).

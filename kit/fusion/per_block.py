@@ -76,12 +76,10 @@ class PerLayerProjection(nn.Module):
 
 
 class PerBlockHead(FusionHead):
-    """Base of the per-block heads: the block-to-layer map and one projection per block.
+    """Base of the per-block heads: the block-to-layer map and one projection per block. The backbone's
+    depth (`num_blocks`) must not exceed the encoder's taps.
 
     Args:
-        spec: the frozen encoder's description (width, depth, tapped layers).
-        cond_dim: the width of the conditioning the backbone expects.
-        num_blocks: the backbone's depth, passed by the module; must not exceed the encoder's taps.
         layers: hidden-state indices, one per backbone block; None spreads the taps evenly, last block on the last layer.
         keep_kinds: token kinds the head conditions on.
         input_norm: `rms` (each block's projection keeps its own RMSNorm) or `standardize` the

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from kit.fusion.base import FUSION_HEADS, InputNorm, KindName, tap_position
+from kit.fusion.base import FUSION_HEADS, tap_position
 from kit.fusion.queries import LearnedQueryHead, QueryBlock
 from kit.types import Conditioning, EncoderOutput, EncoderSpec
 
@@ -16,20 +16,13 @@ class QFormerHead(LearnedQueryHead):
     encoder's tokens, with keys and values projected from the encoder's own width.
 
     Args:
-        spec: the frozen encoder's description (width, depth, tapped layers).
-        cond_dim: the width of the conditioning the backbone expects.
-        num_blocks: the backbone's depth (unused).
         tap: the hidden-state index the queries read (the encoder must tap it); negative counts from the
             deepest tap, so -1 is the last layer.
-        num_queries: conditioning tokens per sample (BLIP-2 uses 32).
-        width: query width; keys and values come from the encoder's width (`spec.hidden_size`).
         depth: blocks.
         cross_attention_every: a cross-attention every k blocks (BLIP-2: 2).
-        num_heads: attention heads.
-        mlp_ratio: MLP width multiple.
-        keep_kinds: token kinds the head reads.
-        input_norm: `rms` (the cross-attentions' own pre-norms only) or `standardize` the encoder's
-            features first (see `FusionHead`).
+        kwargs: the query settings (`LearnedQueryHead`); keys and values come from the encoder's width
+            (`spec.hidden_size`), and `input_norm="rms"` leaves the encoder's tokens to the
+            cross-attentions' own pre-norms.
     """
 
     test_settings = (
@@ -38,31 +31,19 @@ class QFormerHead(LearnedQueryHead):
     )
 
     def __init__(
-        self,
-        spec: EncoderSpec,
-        cond_dim: int,
-        num_blocks: int | None = None,
-        *,
-        tap: int = -1,
-        num_queries: int = 32,
-        width: int = 192,
-        depth: int = 4,
-        cross_attention_every: int = 2,
-        num_heads: int = 4,
-        mlp_ratio: float = 4.0,
-        keep_kinds: tuple[KindName, ...] = ("prompt", "image", "generated"),
-        input_norm: InputNorm = "rms",
+        self, spec: EncoderSpec, cond_dim: int, num_blocks: int | None = None, *, tap: int = -1, depth: int = 4, cross_attention_every: int = 2, **kwargs
     ) -> None:
         if cross_attention_every < 1 or depth < 1:
             raise ValueError(f"qformer: depth ({depth}) and cross_attention_every ({cross_attention_every}) must be at least 1")
-        super().__init__(
-            spec, cond_dim, num_blocks, num_queries=num_queries, width=width, context_dim=spec.hidden_size, keep_kinds=keep_kinds, input_norm=input_norm
-        )
+        super().__init__(spec, cond_dim, num_blocks, **kwargs)
         self.position = tap_position(spec, tap, "qformer")
         self.blocks = nn.ModuleList(
-            QueryBlock(width, spec.hidden_size, num_heads, mlp_ratio, self_attention=True, cross_attention=i % cross_attention_every == 0) for i in range(depth)
+            QueryBlock(self.width, spec.hidden_size, self.num_heads, self.mlp_ratio, self_attention=True, cross_attention=i % cross_attention_every == 0) for i in range(depth)
         )
         self.initialize_weights()
+
+    def context_width(self) -> int:
+        return self.spec.hidden_size
 
     def forward(self, enc: EncoderOutput) -> Conditioning:
         """Hidden states `(B, N, S, D)` -> tokens `(B, Q, cond_dim)`, all real."""

@@ -51,16 +51,15 @@ class QueryBlock(nn.Module):
 
 
 class LearnedQueryHead(FusionHead):
-    """Base of heads whose conditioning is a fixed set of learned queries after reading the encoder.
+    """Base of heads whose conditioning is a fixed set of learned queries after reading the encoder;
+    a subclass builds its blocks from `width`, `num_heads` and `mlp_ratio`.
 
     Args:
-        spec: the frozen encoder's description.
-        cond_dim: the width of the conditioning the backbone expects.
-        num_blocks: the backbone's depth (unused).
-        num_queries: conditioning tokens produced per sample.
+        num_queries: conditioning tokens produced per sample (BLIP-2 uses 32).
         width: query width.
-        context_dim: width of the context the queries read.
-        keep_kinds: token kinds the head conditions on.
+        num_heads: attention heads of the subclass's blocks.
+        mlp_ratio: MLP width multiple of the subclass's blocks.
+        keep_kinds: token kinds the head reads.
         input_norm: `rms` or `standardize` (see `FusionHead`).
     """
 
@@ -68,21 +67,28 @@ class LearnedQueryHead(FusionHead):
         self,
         spec: EncoderSpec,
         cond_dim: int,
-        num_blocks: int | None,
+        num_blocks: int | None = None,
         *,
-        num_queries: int,
-        width: int,
-        context_dim: int,
-        keep_kinds: tuple[KindName, ...],
+        num_queries: int = 32,
+        width: int = 192,
+        num_heads: int = 4,
+        mlp_ratio: float = 4.0,
+        keep_kinds: tuple[KindName, ...] = ("prompt", "image", "generated"),
         input_norm: InputNorm = "rms",
     ) -> None:
         super().__init__(spec, cond_dim, num_blocks, keep_kinds=keep_kinds, input_norm=input_norm)
         if num_queries < 1:
             raise ValueError(f"{type(self).__name__}: num_queries must be at least 1, got {num_queries}")
+        self.width, self.num_heads, self.mlp_ratio = width, num_heads, mlp_ratio
         self.queries = nn.Parameter(torch.empty(1, num_queries, width))
-        self.null_context = nn.Parameter(torch.empty(1, 1, context_dim))
+        self.null_context = nn.Parameter(torch.empty(1, 1, self.context_width()))
         self.out_norm = RmsNorm(width)
         self.out_proj = nn.Linear(width, cond_dim)
+
+    def context_width(self) -> int:
+        """Width of the context the queries read: the query width (a subclass that reads the encoder's
+        tokens without projecting them returns their width)."""
+        return self.width
 
     def initialize_weights(self) -> None:
         """Linear layers trunc-normal(0.02), zero bias; queries and the null key normal(0.02)."""

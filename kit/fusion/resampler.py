@@ -6,7 +6,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from kit.fusion.base import FUSION_HEADS, InputNorm, KindName, tap_positions
+from kit.fusion.base import FUSION_HEADS, tap_positions
 from kit.fusion.queries import LearnedQueryHead, QueryBlock
 from kit.types import Conditioning, EncoderOutput, EncoderSpec
 
@@ -17,17 +17,10 @@ class ResamplerHead(LearnedQueryHead):
     marked by a learned layer embedding); the backbone gets `num_queries` tokens per sample.
 
     Args:
-        spec: the frozen encoder's description (width, depth, tapped layers).
-        cond_dim: the width of the conditioning the backbone expects.
-        num_blocks: the backbone's depth (unused).
         taps: the taps read: None for all, k for every k-th from the deepest, or a list of hidden-state indices.
-        num_queries: conditioning tokens per sample.
-        width: query width (and the width the encoder tokens are projected to).
         depth: cross-attention + MLP blocks.
-        num_heads: attention heads.
-        mlp_ratio: MLP width multiple.
-        keep_kinds: token kinds the head reads.
-        input_norm: `rms` (an RMSNorm on the encoder's tokens) or `standardize` (see `FusionHead`).
+        kwargs: the query settings (`LearnedQueryHead`); `width` is also the width the encoder tokens are
+            projected to, and `input_norm="rms"` puts an RMSNorm on them.
     """
 
     test_settings = (
@@ -35,27 +28,14 @@ class ResamplerHead(LearnedQueryHead):
         {"taps": [6], "num_queries": 1, "width": 16, "depth": 1, "num_heads": 2, "input_norm": "standardize"},
     )
 
-    def __init__(
-        self,
-        spec: EncoderSpec,
-        cond_dim: int,
-        num_blocks: int | None = None,
-        *,
-        taps: int | list[int] | None = None,
-        num_queries: int = 32,
-        width: int = 192,
-        depth: int = 2,
-        num_heads: int = 4,
-        mlp_ratio: float = 4.0,
-        keep_kinds: tuple[KindName, ...] = ("prompt", "image", "generated"),
-        input_norm: InputNorm = "rms",
-    ) -> None:
-        super().__init__(spec, cond_dim, num_blocks, num_queries=num_queries, width=width, context_dim=width, keep_kinds=keep_kinds, input_norm=input_norm)
+    def __init__(self, spec: EncoderSpec, cond_dim: int, num_blocks: int | None = None, *, taps: int | list[int] | None = None, depth: int = 2, **kwargs) -> None:
+        super().__init__(spec, cond_dim, num_blocks, **kwargs)
+        width = self.width
         self.positions = tap_positions(spec, taps, "resampler")
         self.in_norm = self.tap_norm()
         self.in_proj = nn.Linear(spec.hidden_size, width)
         self.layer_embed = nn.Parameter(torch.empty(len(self.positions), 1, width))
-        self.blocks = nn.ModuleList(QueryBlock(width, width, num_heads, mlp_ratio, self_attention=False, cross_attention=True) for _ in range(depth))
+        self.blocks = nn.ModuleList(QueryBlock(width, width, self.num_heads, self.mlp_ratio, self_attention=False, cross_attention=True) for _ in range(depth))
         self.initialize_weights()
 
     def initialize_weights(self) -> None:

@@ -17,10 +17,10 @@ import torch
 from torch import Tensor
 
 from kit.backbones.base import Backbone
-from kit.diffusion import Objective, Sampler, classifier_free_guidance
+from kit.diffusion import classifier_free_guidance
 from kit.encoders import PromptEncoder, VAELatents
 from kit.fusion.base import FusionHead
-from kit.tasks.base import TASKS, DiffusionTask, OptimizerFactory, SchedulerFactory
+from kit.tasks.base import TASKS, DiffusionTask
 from kit.tasks.repa import RepresentationAlignment
 from kit.types import Batch, Conditioning, EncoderOutput, EncoderSpec
 
@@ -38,11 +38,6 @@ class TextToImage(DiffusionTask):
             `PromptEncoder` (e.g. the trainable `SceneTokenEncoder` upper bound).
         fusion: the fusion head, built by the module as `fusion(encoder.spec, backbone.cond_dim, backbone.num_blocks)`.
         backbone: the denoiser, built by the module as `backbone(in_channels, image_size)`.
-        objective: the training objective (rectified flow when None).
-        sampler: the inference sampler (50-step Euler when None).
-        optimizer: builds the optimizer from named parameter groups (AdamW when None); leave its
-            `weight_decay` unset (`weight_decay` below applies, to matrices only).
-        lr_scheduler: builds a per-step schedule from the optimizer and the run's total steps.
         cond_drop_prob: probability of replacing a sample's conditioning with the null conditioning.
         terminal_steps: the first this many training steps put every sample at t = 1 (pure noise:
             the network sees nothing but the prompt), so the prompt -> layout regression, which the
@@ -50,16 +45,14 @@ class TextToImage(DiffusionTask):
         guidance_scale: default classifier-free guidance scale for sampling.
         guidance_rescale: guidance-rescale factor in [0, 1] (Lin et al. 2023); 0 is off.
         guidance_interval: times `(low, high)` where guidance applies (Kynkaanniemi et al. 2024).
-        weight_decay: weight decay of matrices (norms, biases and embeddings get none).
-        ema_decay: keep an exponential moving average of the trainable weights with this decay
-            and use it for validation and sampling (0 turns it off).
-        compile: compile the backbone with `torch.compile` (in place: state-dict keys do not change).
         autoencoder: a frozen VAE: when given, diffusion runs on its latents (pixel space when None).
         repa: representation alignment (REPA), built by the module as `repa(backbone.token_width)`: an
             auxiliary loss pulling one backbone block's image tokens towards a frozen vision teacher's
             features of the clean image (`kit.tasks.repa`; None turns it off).
         image_size: side of the training images (linked from the data by the CLI).
         in_channels: channels of the training images (linked from the data by the CLI).
+        kwargs: what every diffusion task takes (`DiffusionTask`: objective, sampler, optimizer, learning-rate
+            schedule, weight decay, EMA; `compile` compiles the backbone).
     """
 
     object_arguments = (*DiffusionTask.object_arguments, "encoder", "fusion", "backbone", "repa")
@@ -69,32 +62,18 @@ class TextToImage(DiffusionTask):
         encoder: PromptEncoder,
         fusion: FusionFactory,
         backbone: BackboneFactory,
-        objective: Objective | None = None,
-        sampler: Sampler | None = None,
-        optimizer: OptimizerFactory | None = None,
-        lr_scheduler: SchedulerFactory | None = None,
         cond_drop_prob: float = 0.1,
         terminal_steps: int = 0,
         guidance_scale: float = 1.0,
         guidance_rescale: float = 0.0,
         guidance_interval: tuple[float, float] = (0.0, 1.0),
-        weight_decay: float = 0.0,
-        ema_decay: float = 0.0,
-        compile: bool = False,
         autoencoder: VAELatents | None = None,
         repa: AlignmentFactory | None = None,
         image_size: int = 32,
         in_channels: int = 3,
+        **kwargs,
     ) -> None:
-        super().__init__(
-            objective=objective,
-            sampler=sampler,
-            optimizer=optimizer,
-            lr_scheduler=lr_scheduler,
-            weight_decay=weight_decay,
-            ema_decay=ema_decay,
-            compile=compile,
-        )
+        super().__init__(**kwargs)
         self.encoder = encoder
         self.autoencoder = autoencoder
         if autoencoder is not None:  # diffusion on latents

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import torch
 from jsonargparse import ArgumentParser
-from jsonargparse.typing import PositiveFloat, PositiveInt
+from jsonargparse.typing import PositiveInt
 
 from kit.analysis import anchor_images, generate_suite, score_images, subset
 from kit.analysis.evaluate import SOURCES
-from kit.verbs.parsing import VerbParser, add_checkpoint_arguments, load_task
+from kit.verbs.parsing import VerbParser, add_checkpoint_arguments, add_sampling_arguments, load_task
 from kit.world.suites import PromptFileError, load_prompt_file, load_suite
 
 HELP = "score a checkpoint on a prompt suite with the oracle: --ckpt CKPT [--suite t2i|gt|noise] --out results.json"
@@ -38,18 +38,8 @@ def parser() -> ArgumentParser:
     p.add_argument("--images-per-prompt", type=PositiveInt, default=1, help="images generated per prompt")
     p.add_argument("--per-category", type=PositiveInt | None, default=None, help="only the first N prompts of each category")
     p.add_argument("--image-size", type=PositiveInt | None, default=None, help="anchor image size (the checkpoint's, else 32)")
-    p.add_argument("--steps", type=PositiveInt | None, default=None, help="sampler steps (the recipe's when omitted)")
-    p.add_argument("--guidance", type=float | None, default=None, help="CFG scale (the recipe's when omitted)")
-    p.add_argument(
-        "--shift",
-        type=PositiveFloat | None,
-        default=None,
-        help="time shift of the sampler's step grid, > 1 spends more steps near noise (the recipe's when omitted)",
-    )
     p.add_argument("--batch-size", type=PositiveInt, default=64, help="prompts per generation batch")
-    p.add_argument("--seed", type=int, default=0, help="noise seed")
-    p.add_argument("--rewrite", type=str | None, default=None, help="VERIFI rewriting at inference: on or off (the recipe's setting when omitted)")
-    p.add_argument("--system-prompt", type=str | None, default=None, help="a different VERIFI system prompt at inference")
+    add_sampling_arguments(p)
     add_checkpoint_arguments(p)
     p.add_argument("--device", type=str, default="cuda" if torch.cuda.is_available() else "cpu", help="device to generate on")
     p.add_argument("--out", type=str, default="results.json", help="output JSON path")

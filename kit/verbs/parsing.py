@@ -1,8 +1,10 @@
-"""What the kit's verbs share: a parser with one-line errors and the checkpoint-trust options."""
+"""What the kit's verbs share: a parser with one-line errors, the sampling and checkpoint-trust options, and
+loading the task of a checkpoint with them."""
 
 import sys
 
 from jsonargparse import ArgumentParser
+from jsonargparse.typing import PositiveFloat, PositiveInt
 
 from kit.runner import summarize_parser_error
 
@@ -13,6 +15,22 @@ class VerbParser(ArgumentParser):
     def error(self, message: str, ex: Exception | None = None):
         text = str(message)
         return super().error(f"{summarize_parser_error(text)}\n(details)\n{text}" if "\n" in text else text, ex)
+
+
+def add_sampling_arguments(parser) -> None:
+    """The inference settings a verb that generates takes, each the recipe's when omitted: `--steps`,
+    `--guidance`, `--shift`, `--seed`, and VERIFI's `--rewrite` and `--system-prompt` (see `load_task`)."""
+    parser.add_argument("--steps", type=PositiveInt | None, default=None, help="sampler steps (the recipe's when omitted)")
+    parser.add_argument("--guidance", type=float | None, default=None, help="classifier-free guidance scale (the recipe's when omitted)")
+    parser.add_argument(
+        "--shift",
+        type=PositiveFloat | None,
+        default=None,
+        help="time shift of the sampler's step grid, > 1 spends more steps near noise (the recipe's when omitted)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="noise seed")
+    parser.add_argument("--rewrite", type=str | None, default=None, help="VERIFI rewriting at inference: on or off (the recipe's setting when omitted)")
+    parser.add_argument("--system-prompt", type=str | None, default=None, help="a different VERIFI system prompt at inference")
 
 
 def add_checkpoint_arguments(parser) -> None:

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import torch
 from jsonargparse import ArgumentParser
-from jsonargparse.typing import PositiveFloat, PositiveInt
+from jsonargparse.typing import PositiveInt
 from PIL import Image
 from torchvision.utils import make_grid
 
 from kit.images import tensor_to_image
-from kit.verbs.parsing import VerbParser, add_checkpoint_arguments, load_task
+from kit.verbs.parsing import VerbParser, add_checkpoint_arguments, add_sampling_arguments, load_task
 
 HELP = "draw images from a checkpoint into a PNG grid: --ckpt CKPT --prompt TEXT [--num N] --out grid.png"
 
@@ -22,17 +22,7 @@ def parser() -> ArgumentParser:
     p.add_argument("--prompt", type=str, action="append", required=True, help="text prompt; repeat for several prompts")
     p.add_argument("--num", type=PositiveInt, default=4, help="images per prompt")
     p.add_argument("--out", type=str, default="grid.png", help="output PNG path")
-    p.add_argument("--steps", type=PositiveInt | None, default=None, help="sampler steps (the recipe's when omitted)")
-    p.add_argument("--guidance", type=float | None, default=None, help="classifier-free guidance scale (the recipe's when omitted)")
-    p.add_argument(
-        "--shift",
-        type=PositiveFloat | None,
-        default=None,
-        help="time shift of the sampler's step grid, > 1 spends more steps near noise (the recipe's when omitted)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="noise seed")
-    p.add_argument("--rewrite", type=str | None, default=None, help="VERIFI rewriting at inference: on or off (the recipe's setting when omitted)")
-    p.add_argument("--system-prompt", type=str | None, default=None, help="a different VERIFI system prompt at inference")
+    add_sampling_arguments(p)
     p.add_argument("--scale", type=PositiveInt, default=4, help="nearest-neighbour upscaling of the saved grid")
     add_checkpoint_arguments(p)
     p.add_argument("--device", type=str, default="cuda" if torch.cuda.is_available() else "cpu", help="device to sample on")

@@ -37,19 +37,12 @@ def build_processor(tokenizer, image_size: int = 32, patch_size: int = 4, merge_
 
 def build_shapes_vlm(
     *,
-    hidden_size: int = 128,
-    num_layers: int = 8,
-    num_heads: int = 4,
-    intermediate_size: int = 512,
-    vision_width: int = 128,
-    vision_depth: int = 4,
-    vision_heads: int = 4,
-    vocab_size: int = 1024,
-    tokenizer_scenes: int = 4000,
+    hidden_size: int = 128, num_layers: int = 8, num_heads: int = 4, intermediate_size: int = 512,  # the text decoder
+    vision_width: int = 128, vision_depth: int = 4, vision_heads: int = 4, patch_size: int = 4,  # the vision tower
+    vocab_size: int = 1024, tokenizer_scenes: int = 4000,  # the tokenizer
     image_size: int = 32,
-    patch_size: int = 4,
     seed: int = 0,
-):
+):  # fmt: skip
     """Tokenizer, processor and a freshly initialised tiny Qwen2-VL for the shapes world.
 
     Args:

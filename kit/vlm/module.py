@@ -31,16 +31,7 @@ class ShapesVLMPretraining(L.LightningModule):
     """Pretraining of the shapes VLM on describe / QA / rewrite / edit conversations.
 
     Args:
-        hidden_size: text width.
-        num_layers: text decoder depth.
-        num_heads: text attention heads.
-        intermediate_size: text MLP width.
-        vision_width: vision transformer width.
-        vision_depth: vision transformer depth.
-        vision_heads: vision attention heads.
-        vocab_size: tokenizer vocabulary size.
         image_size: render side the processor keeps (linked from the data by `pretrain-vlm`).
-        patch_size: vision patch side.
         optimizer: builds the optimizer from parameter groups (AdamW at 1e-3 when None).
         lr_scheduler: builds a per-step schedule from the optimizer and the run's total steps.
         weight_decay: weight decay of matrices (norms, biases and embeddings get none).
@@ -50,20 +41,14 @@ class ShapesVLMPretraining(L.LightningModule):
             needs renders whose merged tokens form a 3x3 grid, see `kit.vlm.cells`).
         export_to: directory where model and processor are saved (Hugging Face format) when training ends.
         seed: seed of the tokenizer corpus, of the weights and of the evaluation conversations.
+        architecture: the model's sizes (`kit.vlm.model.build_shapes_vlm`: text and vision widths,
+            depths and heads, vocabulary, patch size, the tokenizer's corpus).
     """
 
     def __init__(
         self,
-        hidden_size: int = 128,
-        num_layers: int = 8,
-        num_heads: int = 4,
-        intermediate_size: int = 512,
-        vision_width: int = 128,
-        vision_depth: int = 4,
-        vision_heads: int = 4,
-        vocab_size: int = 1024,
+        *,
         image_size: int = 48,
-        patch_size: int = 4,
         optimizer: OptimizerFactory | None = None,
         lr_scheduler: SchedulerFactory | None = None,
         weight_decay: float = 0.01,
@@ -72,31 +57,15 @@ class ShapesVLMPretraining(L.LightningModule):
         cell_supervision: float = 0.0,
         export_to: str | None = None,
         seed: int = 0,
+        **architecture,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
-        self.tokenizer, self.processor, self.model = build_shapes_vlm(
-            hidden_size=hidden_size,
-            num_layers=num_layers,
-            num_heads=num_heads,
-            intermediate_size=intermediate_size,
-            vision_width=vision_width,
-            vision_depth=vision_depth,
-            vision_heads=vision_heads,
-            vocab_size=vocab_size,
-            image_size=image_size,
-            patch_size=patch_size,
-            seed=seed,
-        )
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = lr_scheduler
-        self.weight_decay = weight_decay
-        self.eval_every_n_steps = eval_every_n_steps
-        self.export_to = export_to
-        self.cell_supervision = cell_supervision
-        self.cell_probe = CellProbe(hidden_size) if cell_supervision > 0 else None
+        self.tokenizer, self.processor, self.model = build_shapes_vlm(image_size=image_size, seed=seed, **architecture)
+        self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
+        self.cell_probe = CellProbe(self.model.config.text_config.hidden_size) if cell_supervision > 0 else None
         if self.cell_probe is not None:
-            merged = image_size // (patch_size * 2)
+            merged = image_size // (self.model.config.vision_config.patch_size * 2)
             if merged != GRID:
                 raise ValueError(f"cell supervision needs one merged token per grid cell: image_size / (2 * patch_size) = {merged}, not {GRID}")
             self._merged: list[torch.Tensor] = []
@@ -117,11 +86,12 @@ class ShapesVLMPretraining(L.LightningModule):
         scenes = [s for c in batch for s in c.image_scenes]
         if self.cell_probe is not None and scenes and self._merged:
             probe_loss, accuracy = self.cell_probe(self._merged[-1], scenes)
-            loss = loss + self.cell_supervision * probe_loss
+            loss = loss + self.hparams.cell_supervision * probe_loss
             self.log("train/cell_loss", probe_loss, batch_size=len(scenes))
             for name, value in accuracy.items():
                 self.log(f"train/cell_{name}_accuracy", value, batch_size=len(scenes))
-        if self.eval_every_n_steps and self.global_step and self.global_step % self.eval_every_n_steps == 0:
+        every = self.hparams.eval_every_n_steps
+        if every and self.global_step and self.global_step % every == 0:
             self.log_generation_scores()
         return loss
 
@@ -140,10 +110,10 @@ class ShapesVLMPretraining(L.LightningModule):
         return scores
 
     def on_train_end(self) -> None:
-        if self.eval_every_n_steps:
+        if self.hparams.eval_every_n_steps:
             self.log_generation_scores()
-        if self.export_to:
-            self.export(self.export_to)
+        if self.hparams.export_to:
+            self.export(self.hparams.export_to)
 
     def export(self, path: str | Path) -> Path:
         """Save model, tokenizer and processor in Hugging Face format."""
@@ -157,7 +127,7 @@ class ShapesVLMPretraining(L.LightningModule):
         named = list(self.named_parameters())
         decay = [p for n, p in named if p.ndim >= 2 and "embed" not in n]
         rest = [p for n, p in named if not (p.ndim >= 2 and "embed" not in n)]
-        groups = [{"params": decay, "weight_decay": self.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+        groups = [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": rest, "weight_decay": 0.0}]
         optimizer = self.optimizer_factory(groups) if self.optimizer_factory else torch.optim.AdamW(groups, lr=1e-3)
         if self.scheduler_factory is None:
             return optimizer
