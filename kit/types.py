@@ -192,6 +192,12 @@ class Conditioning:
         return Conditioning(**out, per_layer_mode=self.per_layer_mode)
 
 
+References = list[list]
+"""Per sample, the images it refers to (editing sources, composition references), shown to the frozen VLM
+before the prompt: `(3, H, W)` tensors in [-1, 1], `(H, W, 3)` uint8 arrays or PIL images; an empty
+list for a sample without any."""
+
+
 @dataclass
 class Batch:
     """One training (or validation) batch of a diffusion task, as the kit's data modules collate it.
@@ -207,7 +213,7 @@ class Batch:
 
     images: Tensor
     prompts: list[str]
-    references: list[list[Tensor]] | None = None
+    references: References | None = None
     encoded: EncoderOutput | None = None
     skipped: int = 0
 

@@ -3,6 +3,8 @@
 from kit.tasks.base import TASKS, DiffusionTask
 from kit.tasks.callbacks import LayerWeightLogger, SampleGrid, SuiteEvaluation
 from kit.tasks.data import ShapesDataModule, ShapesDataset
+from kit.tasks.edit_data import ShapesEditData, ShapesEditDataset
+from kit.tasks.editing import ImageEditing
 from kit.tasks.folder import ImageFolderData
 from kit.tasks.summary import RunSummary
 from kit.tasks.text_to_image import TextToImage
@@ -10,6 +12,7 @@ from kit.tasks.text_to_image import TextToImage
 __all__ = [
     "TASKS",
     "DiffusionTask",
+    "ImageEditing",
     "ImageFolderData",
     "LayerWeightLogger",
     "RunSummary",
@@ -17,5 +20,7 @@ __all__ = [
     "SuiteEvaluation",
     "ShapesDataModule",
     "ShapesDataset",
+    "ShapesEditData",
+    "ShapesEditDataset",
     "TextToImage",
 ]

@@ -35,7 +35,7 @@ import lightning as L
 import torch
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from lightning.pytorch.utilities import rank_zero_warn
-from torch import nn
+from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
@@ -78,6 +78,9 @@ class DiffusionTask(L.LightningModule):
         ema_decay: keep an exponential moving average of the trainable weights with this decay
             and use it for validation and sampling (0 turns it off).
         compile: compile the denoiser with `torch.compile` (in place: state-dict keys do not change).
+        init_from: start from the trainable weights of this checkpoint (weights only: a fresh optimizer,
+            schedule and step count), e.g. a text-to-image checkpoint to fine-tune for editing. Every
+            trainable weight must be in it, with its shape (or one `adapt_initial_weight` accepts).
     """
 
     object_arguments: tuple[str, ...] = ("objective", "sampler", "optimizer", "lr_scheduler")
@@ -96,6 +99,7 @@ class DiffusionTask(L.LightningModule):
         weight_decay: float = 0.0,
         ema_decay: float = 0.0,
         compile: bool = False,
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
         # Under the CLI, Lightning hands save_hyperparameters the parsed config (plain data that
@@ -111,18 +115,47 @@ class DiffusionTask(L.LightningModule):
         self.weight_decay = weight_decay
         self._ema_decay = ema_decay
         self._compile = compile
+        self._init_from = init_from
         self.ema: EMA | None = None
         self.skipped_images = 0
         self.stopped: str | None = None  # why training stopped early (a non-finite gradient), for the CLI
 
     def finish_building(self, denoiser: nn.Module) -> None:
         """Call at the end of a subclass's `__init__`, once every trainable network exists: starts the
-        EMA over the trainable weights and compiles `denoiser` when asked."""
+        EMA over the trainable weights (after `init_from`'s weights are in) and compiles `denoiser` when asked."""
+        if self._init_from:
+            self.load_initial_weights(self._init_from)
         self.ema = EMA(self.named_parameters(), self._ema_decay) if self._ema_decay > 0 else None
         if self.ema is not None:  # DDP would broadcast the averages from rank 0 at every forward: each rank keeps its own (equal) ones
             self._ddp_params_and_buffers_to_ignore = [f"ema.{name}" for name, _ in self.ema.named_buffers()]
         if self._compile:
             denoiser.compile()
+
+    def load_initial_weights(self, path: str) -> None:
+        """Copy the trainable weights of the checkpoint at `path` into this task (read as data, weights
+        only); a weight missing from it, or of a shape `adapt_initial_weight` does not accept, is a
+        one-line error naming it."""
+        from kit.tasks.checkpoint import read_checkpoint
+
+        saved = read_checkpoint(path)["state_dict"]
+        own = dict(self.named_parameters())
+        missing = [name for name, p in own.items() if p.requires_grad and name not in saved]
+        if missing:
+            raise ValueError(f"init_from {path}: the checkpoint lacks {len(missing)} of this task's weights ({', '.join(missing[:3])}...); is it a checkpoint of the same parts?")
+        with torch.no_grad():
+            for name, param in own.items():
+                if not param.requires_grad:
+                    continue
+                value = saved[name].to(param.dtype)
+                if value.shape != param.shape:
+                    value = self.adapt_initial_weight(name, value, param)
+                    if value is None:
+                        raise ValueError(f"init_from {path}: {name} has shape {tuple(saved[name].shape)} there and {tuple(param.shape)} here")
+                param.copy_(value)
+
+    def adapt_initial_weight(self, name: str, saved: Tensor, param: nn.Parameter) -> Tensor | None:
+        """`init_from`'s weight `name`, whose shape differs from `param`'s, made to fit it (None: it cannot)."""
+        return None
 
     # ----------------------------------------------------------------- EMA
     def averaged(self):

@@ -47,7 +47,9 @@ class SampleGrid(L.Callback):
     """Every `every_n_steps` (and at the end of training) sample fixed prompts and log them.
 
     Logs an image grid (`samples/grid`), a figure with each prompt above its image
-    (`samples/with_prompts`) and writes the figure to `<log_dir>/samples/step_XXXXXX.png`.
+    (`samples/with_prompts`) and writes the figure to `<log_dir>/samples/step_XXXXXX.png`. With a
+    datamodule of edits (one with `preview_items`), each sample comes after its source and its
+    target: source | target | sample.
 
     Args:
         every_n_steps: optimizer steps between grids.
@@ -80,22 +82,34 @@ class SampleGrid(L.Callback):
             self.prompts = trainer.datamodule.preview_prompts(self.num_prompts)
         return self.prompts
 
+    def _edits(self, trainer: L.Trainer) -> list[dict] | None:
+        """The datamodule's preview edits (`{prompt, references, image}`), when it has them and no prompts were given."""
+        preview = getattr(trainer.datamodule, "preview_items", None)
+        return preview(self.num_prompts) if self.prompts is None and preview is not None else None
+
     def log_grid(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         step = trainer.global_step
         log_dir = trainer.log_dir  # a collective under DDP: every rank asks, before rank 0 goes on alone
         if step == self._last_step or not trainer.is_global_zero:
             return
         self._last_step = step
-        prompts = self._prompts(trainer)
-        images = module.generate(prompts, guidance_scale=self.guidance_scale, num_steps=self.num_steps, seed=self.seed).cpu()
-        fig = prompt_figure(images, prompts)
+        edits = self._edits(trainer)
+        prompts = [e["prompt"] for e in edits] if edits else self._prompts(trainer)
+        references = [e["references"] for e in edits] if edits else None
+        images = module.generate(prompts, references=references, guidance_scale=self.guidance_scale, num_steps=self.num_steps, seed=self.seed).cpu()
+        if edits:  # source | target | sample, three columns a row
+            blank = torch.zeros_like(images[0])
+            sources = [e["references"][0].to(images.dtype) if e["references"] else blank for e in edits]
+            images = torch.stack([x for trio in zip(sources, [e["image"] for e in edits], images) for x in trio])
+            prompts = [x for p in prompts for x in ("source", "target", p)]
+        fig = prompt_figure(images, prompts, columns=3 if edits else 4)
         if log_dir is not None:
             out = Path(log_dir) / "samples"
             out.mkdir(parents=True, exist_ok=True)
             fig.savefig(out / f"step_{step:06d}.png", dpi=100)
         writer = _tensorboard(trainer)
         if writer is not None:
-            writer.add_image("samples/grid", make_grid((images + 1) / 2, nrow=4, padding=1), step)
+            writer.add_image("samples/grid", make_grid((images + 1) / 2, nrow=3 if edits else 4, padding=1), step)
             writer.add_figure("samples/with_prompts", fig, step)
             writer.add_text("samples/prompts", "\n\n".join(f"{i}. {p}" for i, p in enumerate(prompts)), step)
 

@@ -216,6 +216,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
         raise ValueError(f"checkpoint {str(path)!r} records no model config (was it written by `python -m kit fit`?)")
     safe = check_recorded_config(hparams, str(path), encoder_model=encoder_model, trust=trust)
     overrides = {"encoder": safe["encoder"]} if safe["encoder"] != hparams["encoder"] else {}
+    if hparams.get("init_from"):
+        overrides["init_from"] = None  # the weights this run started from are in the checkpoint's own state
     raw.seek(0)
     module = task_class(hparams, str(path)).load_from_checkpoint(raw, map_location=map_location, weights_only=True, **overrides)
     return module.eval()

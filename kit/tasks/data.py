@@ -33,9 +33,11 @@ def batch_size(batch: Batch) -> int:
 
 
 def collate_items(items: list[dict], *, skipped: int = 0, encoded: EncoderOutput | None = None, channels: int = 3) -> Batch:
-    """`{"image", "prompt"}` items -> a `Batch` (images stacked; an empty list gives an empty batch)."""
+    """`{"image", "prompt"}` items (with `"references"`, a list of images, in tasks that have them) -> a
+    `Batch` (images stacked; an empty list gives an empty batch)."""
     images = torch.stack([it["image"] for it in items]) if items else torch.zeros(0, channels, 1, 1)
-    return Batch(images=images, prompts=[it["prompt"] for it in items], encoded=encoded, skipped=skipped)
+    references = [it.get("references", []) for it in items] if any("references" in it for it in items) else None
+    return Batch(images=images, prompts=[it["prompt"] for it in items], references=references, encoded=encoded, skipped=skipped)
 
 
 def check_count_stages(stages: Sequence[Sequence[int]]) -> tuple[tuple[int, int], ...]:

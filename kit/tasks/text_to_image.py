@@ -18,11 +18,12 @@ from torch import Tensor
 
 from kit.backbones.base import Backbone
 from kit.diffusion import classifier_free_guidance
+from kit.diffusion.base import Denoiser
 from kit.encoders import PromptEncoder, VAELatents
 from kit.fusion.base import FusionHead
 from kit.tasks.base import TASKS, DiffusionTask
 from kit.tasks.repa import RepresentationAlignment
-from kit.types import Batch, Conditioning, EncoderOutput, EncoderSpec
+from kit.types import Batch, Conditioning, EncoderOutput, EncoderSpec, References
 
 FusionFactory = Callable[[EncoderSpec, int, int | None], FusionHead]
 BackboneFactory = Callable[[int, int], Backbone]
@@ -78,7 +79,7 @@ class TextToImage(DiffusionTask):
         self.autoencoder = autoencoder
         if autoencoder is not None:  # diffusion on latents
             in_channels, image_size = autoencoder.latent_channels, autoencoder.latent_size(image_size)
-        self.backbone = backbone(in_channels, image_size)
+        self.backbone = self.build_backbone(backbone, in_channels, image_size)
         self.fusion = fusion(encoder.spec, self.backbone.cond_dim, self.backbone.num_blocks)
         self.backbone.check_head(self.fusion)
         self.repa = repa(self.backbone.token_width) if repa is not None else None
@@ -97,11 +98,21 @@ class TextToImage(DiffusionTask):
         self.sample_shape = (in_channels, image_size, image_size)  # what the sampler draws: pixels or latents
         self.finish_building(self.backbone)
 
+    def build_backbone(self, factory: BackboneFactory, in_channels: int, image_size: int) -> Backbone:
+        """The backbone for samples of `in_channels x image_size x image_size` (a task that feeds it more
+        input channels than it predicts says so here)."""
+        return factory(in_channels, image_size)
+
     # ----------------------------------------------------------------- conditioning
-    def condition(self, prompts: list[str], encoded: EncoderOutput | None = None) -> Conditioning:
-        """Prompts -> conditioning through the frozen encoder (or its cached output) and the fusion head.
-        An empty prompt gets the learned null conditioning: it asks for an unconditional sample."""
-        cond = self.fusion(encoded if encoded is not None else self.encoder(prompts))
+    def condition(self, prompts: list[str], encoded: EncoderOutput | None = None, references: References | None = None) -> Conditioning:
+        """Prompts (and, per prompt, reference images, which reach the model only through the frozen
+        VLM) -> conditioning through the encoder (or its cached output) and the fusion head. An empty
+        prompt gets the learned null conditioning: it asks for an unconditional sample."""
+        if references is not None and not any(references):
+            references = None
+        if encoded is None or references is not None:  # the cache holds the prompts' features only
+            encoded = self.encoder(prompts, references) if references is not None else self.encoder(prompts)
+        cond = self.fusion(encoded)
         empty = torch.tensor([not p.strip() for p in prompts], device=self.device)  # (B,)
         return cond.where(empty, self.fusion.null_conditioning(len(prompts))) if empty.any() else cond
 
@@ -110,6 +121,11 @@ class TextToImage(DiffusionTask):
         b = cond.batch_size
         drop = torch.rand(b, device=self.device, generator=generator) < self.cond_drop_prob  # (B,)
         return cond.where(drop, self.fusion.null_conditioning(b))
+
+    def denoiser(self, references: References | None, batch_size: int) -> Denoiser:
+        """What the objective and the sampler call as `model(x, t, cond)` for a batch of `batch_size`
+        samples with these references: the backbone (a task that also feeds it the references' pixels wraps it)."""
+        return self.backbone
 
     # ----------------------------------------------------------------- steps
     def to_model_space(self, images: Tensor) -> Tensor:
@@ -121,12 +137,12 @@ class TextToImage(DiffusionTask):
             return None  # nothing decodable in this batch (kit.tasks.folder): skip the step
         x0 = self.to_model_space(batch.images)  # (B, C, H, W)
         generator = self.step_generator(batch_idx)
-        cond = self.drop_conditioning(self.condition(batch.prompts, batch.encoded), generator=generator)
+        cond = self.drop_conditioning(self.condition(batch.prompts, batch.encoded, batch.references), generator=generator)
         b = x0.shape[0]
         t = torch.ones(b, device=x0.device) if self.global_step < self.terminal_steps else self.objective.sample_time(b, x0.device, generator=generator)  # (B,)
         noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)  # (B, C, H, W)
         with self.backbone.capturing(self.repa.block) if self.repa is not None else nullcontext():
-            terms = self.objective.loss(self.backbone, x0, cond, t=t, noise=noise)
+            terms = self.objective.loss(self.denoiser(batch.references, b), x0, cond, t=t, noise=noise)
             tokens, self.backbone.captured = self.backbone.captured, None  # (B, T, W) after the REPA block, or None
         self.log("train/loss", terms["loss"], prog_bar=True)
         if self.repa is None:
@@ -144,21 +160,32 @@ class TextToImage(DiffusionTask):
         generator = torch.Generator(device=self.device).manual_seed(batch_idx)
         t = (torch.arange(b, device=self.device) + 0.5) / b  # (B,)
         noise = torch.randn(x0.shape, device=self.device, generator=generator)
-        terms = self.objective.loss(self.backbone, x0, self.condition(batch.prompts, batch.encoded), t=t, noise=noise)
+        cond = self.condition(batch.prompts, batch.encoded, batch.references)
+        terms = self.objective.loss(self.denoiser(batch.references, b), x0, cond, t=t, noise=noise)
         self.log("val/loss", terms["loss"], prog_bar=True, batch_size=b, sync_dist=True)  # the mean over ranks under DDP
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         self.validation_step(batch, batch_idx)
 
     def predict_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        return self.generate(batch.prompts, seed=batch_idx)
+        return self.generate(batch.prompts, references=batch.references, seed=batch_idx)
 
     # ----------------------------------------------------------------- sampling
-    def generate(self, prompts: list[str], *, guidance_scale: float | None = None, num_steps: int | None = None, seed: int = 0) -> Tensor:
+    def generate(
+        self,
+        prompts: list[str],
+        *,
+        references: References | None = None,
+        guidance_scale: float | None = None,
+        num_steps: int | None = None,
+        seed: int = 0,
+    ) -> Tensor:
         """Sample one image per prompt -> `(B, C, H, W)` in [-1, 1], under the EMA weights when kept.
 
         Args:
-            prompts: the text prompts.
+            prompts: the text prompts (or editing instructions).
+            references: per prompt, the images it refers to (`(3, H, W)` tensors in [-1, 1] or PIL
+                images), shown to the frozen VLM before the prompt; None for text-to-image.
             guidance_scale: CFG scale (the module's default when None).
             num_steps: sampler steps (the sampler's own when None).
             seed: seed of the initial noise.
@@ -168,10 +195,10 @@ class TextToImage(DiffusionTask):
             warnings.warn(f"{empty} empty prompt(s): sampled without a prompt (the learned null conditioning)", stacklevel=2)
         scale = self.guidance_scale if guidance_scale is None else guidance_scale
         with self.sampling():
-            cond = self.condition(prompts)
+            cond = self.condition(prompts, references=references)
             null = self.fusion.null_conditioning(len(prompts))
             generator = torch.Generator(device=self.device).manual_seed(seed)
             noise = torch.randn(len(prompts), *self.sample_shape, device=self.device, generator=generator)
-            fn = classifier_free_guidance(self.backbone, cond, null, scale, self.guidance_rescale, self.guidance_interval)
+            fn = classifier_free_guidance(self.denoiser(references, len(prompts)), cond, null, scale, self.guidance_rescale, self.guidance_interval)
             x0 = self.sampler.sample(fn, noise, self.objective, num_steps)
             return x0.clamp(-1, 1) if self.autoencoder is None else self.autoencoder.decode(x0)
