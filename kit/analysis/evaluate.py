@@ -38,17 +38,19 @@ def generate_suite(
     batch_size: int = 64,
     seed: int = 0,
     progress: bool = False,
+    references: Sequence[list] | None = None,
     **generate_kwargs,
 ) -> list[list[torch.Tensor]]:
     """`images[i][j]`: image j `(C, H, W)` in [-1, 1] for entry i, from `module.generate` (a progress bar
-    over the images on stderr when `progress`)."""
+    over the images on stderr when `progress`); `references[i]` are entry i's reference images, if any."""
     prompts = [e.prompt for e in entries]
     images: list[list[torch.Tensor]] = [[] for _ in entries]
     with tqdm(total=len(prompts) * images_per_prompt, desc="generating", unit="image", disable=not progress) as bar:
         for j in range(images_per_prompt):
             for start in range(0, len(prompts), batch_size):
                 batch = prompts[start : start + batch_size]
-                out = module.generate(batch, seed=seed + 1_000_003 * j + start, **generate_kwargs).cpu()
+                refs = {} if references is None else {"references": list(references[start : start + batch_size])}
+                out = module.generate(batch, seed=seed + 1_000_003 * j + start, **refs, **generate_kwargs).cpu()
                 for i, image in enumerate(out):
                     images[start + i].append(image)
                 bar.update(len(batch))

@@ -273,6 +273,12 @@ class FrozenEncoder(FrozenModel, PromptEncoder):
 
     def _hidden(self, batch: dict[str, Tensor]) -> Tensor:
         """Forward with hidden states -> the tapped ones `(B, N, S, D)`."""
+        context = getattr(self.model.config.get_text_config(), "max_position_embeddings", None)
+        if context is not None and batch["input_ids"].shape[1] > context:
+            raise ValueError(
+                f"{batch['input_ids'].shape[1]} tokens (images included) exceed the encoder's context of {context}: "
+                "pass fewer reference images, or lower the image budget (processor_kwargs)"
+            )
         device = self._device()
         inputs = {k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in batch.items()}
         if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():

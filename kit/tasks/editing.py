@@ -15,17 +15,30 @@ before the instruction and the fusion head reads their tokens with the instructi
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kit.backbones.base import Backbone
+from kit.encoders import PromptEncoder
 from kit.encoders.chat import to_pil
 from kit.images import image_to_tensor
 from kit.tasks.base import TASKS
-from kit.tasks.text_to_image import BackboneFactory, TextToImage
+from kit.tasks.text_to_image import BackboneFactory, FusionFactory, TextToImage
 from kit.types import Conditioning, References
+
+ORDINAL_IMAGES = re.compile(r"\b(first|second|third|fourth|fifth|1st|2nd|3rd|4th|5th) (image|picture|reference)\b", re.IGNORECASE)
+
+
+def check_references(instruction: str, num_images: int) -> None:
+    """Refuse more reference images than `instruction` names: one unnamed image, or as many as it
+    names by ordinal ('the second image'); the error gives both counts."""
+    named = len({m.group(1).lower() for m in ORDINAL_IMAGES.finditer(instruction)})
+    if num_images > max(1, named):
+        raise ValueError(f"{num_images} reference images but the instruction names {named or 1} ({instruction!r}); name each image ('... from the second image') or pass fewer")
 
 
 class SourceConcat:
@@ -50,15 +63,18 @@ class ImageEditing(TextToImage):
     """Editing and multi-reference generation: instruction + reference images through the frozen VLM -> image.
 
     Args:
+        encoder: the frozen VLM that reads the instruction and the reference images (`TextToImage`).
+        fusion: the fusion head (`TextToImage`).
+        backbone: the denoiser (`TextToImage`); with `source_pixels`, built for twice the sample's channels.
         source_pixels: also feed the first reference's pixels to the backbone, concatenated to its
             input (the baseline against UniFusion's VLM-only design; a sample without references gets zeros).
         kwargs: `TextToImage`'s settings (encoder, fusion head, backbone, objective, ...; `init_from` starts
             from a text-to-image checkpoint).
     """
 
-    def __init__(self, source_pixels: bool = False, **kwargs) -> None:
+    def __init__(self, encoder: PromptEncoder, fusion: FusionFactory, backbone: BackboneFactory, *, source_pixels: bool = False, **kwargs) -> None:
         self.source_pixels = source_pixels  # read by build_backbone, which the base's constructor calls
-        super().__init__(**kwargs)
+        super().__init__(encoder, fusion, backbone, **kwargs)
 
     def build_backbone(self, factory: BackboneFactory, in_channels: int, image_size: int) -> Backbone:
         if not self.source_pixels:
@@ -80,7 +96,7 @@ class ImageEditing(TextToImage):
             if not refs:
                 out.append(None)
                 continue
-            image = refs[0] if isinstance(refs[0], Tensor) else image_to_tensor(np.asarray(to_pil(refs[0])))
+            image = refs[0] if isinstance(refs[0], Tensor) else image_to_tensor(np.array(to_pil(refs[0])))
             image = image.to(self.device, torch.float32)[None]  # (1, 3, H', W')
             if image.shape[-2:] != (pixels, pixels):
                 image = F.interpolate(image, size=(pixels, pixels), mode="bilinear", antialias=True, align_corners=False)

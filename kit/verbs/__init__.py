@@ -6,11 +6,12 @@ someone first runs it; `kit.cli` dispatches to it.
 
 from types import ModuleType
 
-from kit.verbs import build_tiny_vlm, cache, compare, describe, eval_vlm, evaluate, oracle_check, pretrain_vlm, registry, sample
+from kit.verbs import build_tiny_vlm, cache, compare, describe, eval_vlm, evaluate, evaluate_edit, oracle_check, pretrain_vlm, registry, sample
 
 VERBS: dict[str, ModuleType] = {
     "sample": sample,
     "evaluate": evaluate,
+    "evaluate-edit": evaluate_edit,
     "oracle-check": oracle_check,
     "cache": cache,
     "compare": compare,

@@ -1,0 +1,166 @@
+"""Editing through the frozen VLM: the task, its data, fine-tuning from a checkpoint, the suite and the verbs."""
+
+from functools import partial
+
+import numpy as np
+import pytest
+import torch
+
+from kit.analysis.edit_eval import ANCHORS, anchor_outputs, build_edit_suite, preserved, score_edit_images
+from kit.backbones import SingleStreamDiT
+from kit.fusion import LAPHead
+from kit.tasks import ImageEditing, ShapesEditData, ShapesEditDataset, TextToImage
+from kit.tasks.data import collate_items
+from kit.tasks.editing import check_references
+from kit.world.scene import Scene, SceneObject
+
+BACKBONE = partial(SingleStreamDiT, patch_size=4, width=32, depth=1, num_heads=2)
+FUSION = partial(LAPHead, layer_depth=1, refiner_depth=1)
+
+
+@pytest.fixture(scope="module")
+def vlm():
+    """The shipped shapes VLM, which reads images (the random stand-in does not)."""
+    from kit.encoders import FrozenEncoder
+
+    return FrozenEncoder("kit:shapes-vlm", taps="all", max_length=64)
+
+
+def _source(size: int = 16) -> torch.Tensor:
+    return torch.rand(3, size, size) * 2 - 1
+
+
+def test_the_dataset_mixes_edits_text_to_image_reconstruction_and_compositions_deterministically():
+    data = ShapesEditDataset(400, image_size=16, text_to_image_fraction=0.25, reconstruction_fraction=0.25, composition_fraction=0.25)
+    kinds = [data.example(i)[0] for i in range(400)]
+    assert [data.example(i)[1] for i in range(20)] == [data.example(i)[1] for i in range(20)]
+    counts = {k: sum(x == k for x in kinds) for k in ("text_to_image", "reconstruction")}
+    assert 60 < counts["text_to_image"] < 140 and 60 < counts["reconstruction"] < 140
+    assert any(k.startswith("compose") for k in kinds) and any(k in ("recolour", "move", "swap") for k in kinds)
+    for i in range(40):
+        kind, _, refs, target = data.example(i)
+        item = data[i]
+        assert len(item["references"]) == len(refs) and item["image"].shape == (3, 16, 16)
+        assert (kind == "text_to_image") == (refs == [])
+        if kind == "reconstruction":
+            assert refs[0] == target
+
+
+def test_the_dataset_refuses_bad_mixes_and_kinds():
+    with pytest.raises(ValueError, match="sum to at most 1"):
+        ShapesEditDataset(10, text_to_image_fraction=0.8, reconstruction_fraction=0.3)
+    with pytest.raises(ValueError, match="edit kinds"):
+        ShapesEditDataset(10, kinds=("recolour", "paint"))
+
+
+def test_a_batch_of_edits_carries_each_items_references():
+    data = ShapesEditData(image_size=16, batch_size=4, val_size=4, text_to_image_fraction=0.5)
+    batch = data.collate([data.train_set[i] for i in range(8)])
+    assert batch.references is not None and len(batch.references) == 8
+    assert [len(r) for r in batch.references] == [len(data.train_set.example(i)[2]) for i in range(8)]
+    assert collate_items([{"image": torch.zeros(3, 4, 4), "prompt": "a"}]).references is None
+    assert [it["prompt"] for it in data.preview_items(2)] == data.preview_prompts(2)
+
+
+def test_references_reach_the_model_only_through_the_vlm(vlm):
+    module = ImageEditing(vlm, FUSION, BACKBONE, image_size=16).eval()
+    assert module.backbone.x_embedder.proj.in_channels == 3  # no pixels of the source
+    prompts, refs = ["make the red circle blue", "a red circle"], [[_source()], []]
+    with torch.no_grad():
+        with_image = module.condition(prompts, references=refs)
+        direct = module.fusion(vlm(prompts, refs))
+        without = module.condition(prompts)
+    assert torch.allclose(with_image.tokens, direct.tokens)
+    assert with_image.tokens.shape[1] > without.tokens.shape[1]  # the image's tokens are conditioned on
+    out = module.generate(prompts, references=refs, num_steps=2)
+    assert out.shape == (2, 3, 16, 16) and torch.isfinite(out).all()
+
+
+def test_the_pixel_baseline_starts_as_the_text_to_image_model(vlm, tmp_path):
+    t2i = TextToImage(vlm, FUSION, BACKBONE, image_size=16)
+    torch.nn.init.normal_(t2i.backbone.final.linear.weight, std=0.02)  # a non-trivial output
+    path = tmp_path / "t2i.ckpt"
+    torch.save({"state_dict": t2i.state_dict()}, path)
+    editing = ImageEditing(vlm, FUSION, BACKBONE, image_size=16, source_pixels=True, init_from=str(path))
+    assert editing.backbone.x_embedder.proj.in_channels == 6
+    x, t = torch.randn(2, 3, 16, 16), torch.tensor([0.3, 0.8])
+    cond = t2i.condition(["a red circle", "a blue square"])
+    with torch.no_grad():
+        expected = t2i.backbone(x, t, cond)
+        got = editing.denoiser([[_source()], [_source(24)]], 2)(x, t, cond)
+        doubled = editing.denoiser([[_source()], []], 2)(torch.cat([x, x]), torch.cat([t, t]), type(cond).cat([cond, cond]))
+    assert torch.allclose(got, expected, atol=1e-5)  # the source's channels start at zero
+    assert doubled.shape == (4, 3, 16, 16)  # guidance doubles the batch; the sources follow
+
+
+def test_init_from_refuses_a_checkpoint_of_other_parts(vlm, tmp_path):
+    other = TextToImage(vlm, FUSION, partial(SingleStreamDiT, patch_size=4, width=48, depth=1, num_heads=2), image_size=16)
+    path = tmp_path / "other.ckpt"
+    torch.save({"state_dict": other.state_dict()}, path)
+    with pytest.raises(ValueError, match="has shape"):
+        ImageEditing(vlm, FUSION, BACKBONE, image_size=16, init_from=str(path))
+    torch.save({"state_dict": {}}, path)
+    with pytest.raises(ValueError, match="lacks"):
+        ImageEditing(vlm, FUSION, BACKBONE, image_size=16, init_from=str(path))
+
+
+def test_the_suite_is_held_out_versioned_and_its_anchors_score_as_they_must():
+    cases = build_edit_suite(per_kind=4, compositions=3)
+    assert [c.kind for c in cases].count("swap") == 4 and [c.kind for c in cases].count("compose3") == 3
+    assert build_edit_suite(per_kind=4, compositions=3) == cases
+    assert cases[0].instruction == build_edit_suite(per_kind=1, compositions=0)[0].instruction
+    scores = {a: score_edit_images(cases, anchor_outputs(cases, a, 48)) for a in ANCHORS}
+    assert scores["target"]["success"] == 1.0 and scores["target"]["composition"]["compose3"] == 1.0
+    assert scores["source"]["success"] == 0.0 and scores["source"]["preservation"] == 1.0
+
+
+def test_preservation_counts_only_the_untouched_objects():
+    a, b = SceneObject("circle", "red", "large", 0, 0), SceneObject("square", "blue", "small", 1, 1)
+    source, target = Scene((a, b)), Scene((a, SceneObject("square", "green", "small", 1, 1)))
+    assert preserved(source, target, Scene((a,))) and not preserved(source, target, Scene((b,)))
+
+
+def test_more_images_than_the_instruction_names_is_refused():
+    check_references("make the red circle blue", 1)
+    check_references("combine the circle from the first image and the square from the second image", 2)
+    with pytest.raises(ValueError, match="2 reference images but the instruction names 1"):
+        check_references("make the red circle blue", 2)
+
+
+def test_the_encoder_refuses_more_image_tokens_than_its_context(vlm, monkeypatch):
+    monkeypatch.setattr(vlm.model.config.get_text_config(), "max_position_embeddings", 30)
+    with pytest.raises(ValueError, match="exceed the encoder's context of 30"):
+        vlm(["combine them"], [[_source(32)] * 3])
+
+
+def test_sample_with_images_names_a_missing_or_undecodable_file(tmp_path, capsys):
+    from kit.verbs import sample
+
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    for path, message in ((tmp_path / "missing.png", "does not exist"), (bad, "cannot be decoded")):
+        assert sample.main(["--ckpt", "unused.ckpt", "--prompt", "make it blue", "--image", str(path)]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_edit_fine_tuning_runs_from_the_cli_and_is_scored(tmp_path, capsys):
+    from kit.cli import main
+
+    recipes = ["-c", "recipes/lap.yaml", "-c", "recipes/edit.yaml", "-c", "recipes/smoke.yaml"]
+    assert main(["fit", *recipes, f"--trainer.logger.init_args.save_dir={tmp_path}"]) == 0
+    ckpt = next(tmp_path.glob("edit/version_0/checkpoints/last.ckpt"))
+    baseline = ["-c", "recipes/ablations/editing/source_pixels.yaml", f"--trainer.logger.init_args.save_dir={tmp_path}", f"--model.init_args.init_from={ckpt}"]
+    assert main(["fit", *recipes, *baseline]) == 0
+    assert next(tmp_path.glob("edit_source_pixels/version_0/checkpoints/last.ckpt"))
+    out = tmp_path / "edit_eval.json"
+    assert main(["evaluate-edit", "--ckpt", str(ckpt), "--per-kind", "1", "--compositions", "1", "--steps", "2", "--out", str(out)]) == 0
+    import json
+
+    results = json.loads(out.read_text())
+    assert set(results["kinds"]) == {"recolour", "move", "add", "remove", "resize", "swap", "compose2", "compose3"}
+    assert 0.0 <= results["success"] <= 1.0 and 0.0 <= results["preservation"] <= 1.0
+    image = tmp_path / "src.png"
+    from PIL import Image
+
+    Image.fromarray((np.random.default_rng(0).random((40, 60, 4)) * 255).astype("uint8"), "RGBA").save(image)  # another size and mode
+    assert main(["sample", "--ckpt", str(ckpt), "--prompt", "make the red circle blue", "--image", str(image), "--num", "2", "--steps", "2", "--out", str(tmp_path / "g.png")]) == 0
