@@ -61,6 +61,9 @@ ROWS = [
     ("evaluate-without-ckpt", ["evaluate", "--suite", "t2i"], "--suite t2i needs --ckpt"),
     ("evaluate-missing-prompt-file", ["evaluate", "--suite", "t2i", "--ckpt", "x.ckpt", "--prompts", "/no/such/prompts.txt"], "/no/such/prompts.txt"),
     ("unknown-verb", ["paint"], "unknown verb 'paint'"),
+    ("init-from-missing-ckpt", fit(f"{M}init_from=/no/such.ckpt"), "'/no/such.ckpt' does not exist"),
+    ("sample-missing-image", ["sample", "--ckpt", "x.ckpt", "--prompt", "make it blue", "--image", "/no/such.png"], "image '/no/such.png' does not exist"),
+    ("evaluate-edit-without-ckpt", ["evaluate-edit"], "pass --ckpt CKPT"),
 ]
 
 FILE_ROWS = [  # a file on disk that is not what it claims: made per test
@@ -87,6 +90,11 @@ OTHER_TESTS = {  # table rows that are behaviours, each with its own test
     "kernels-mode": "tests/test_bad_inputs.py::test_an_unknown_kernels_mode_names_the_modes",
     "cache-too-small": "tests/test_cache.py::test_the_cache_is_sized_for_every_rank_and_a_short_one_warns",
     "batch-of-undecodable-images": "tests/test_folder.py::test_a_batch_with_no_decodable_image_is_skipped_under_every_callback",
+    "init-from-other-parts": "tests/test_editing.py::test_init_from_refuses_a_checkpoint_of_other_parts",
+    "undecodable-reference-image": "tests/test_editing.py::test_sample_with_images_names_a_missing_or_undecodable_file",
+    "more-references-than-named": "tests/test_editing.py::test_more_images_than_the_instruction_names_is_refused",
+    "references-beyond-context": "tests/test_editing.py::test_the_encoder_refuses_more_image_tokens_than_its_context",
+    "reference-of-another-size": "tests/test_editing.py::test_edit_fine_tuning_runs_from_the_cli_and_is_scored",
 }
 
 
