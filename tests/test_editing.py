@@ -1,6 +1,7 @@
 """Editing through the frozen VLM: the task, its data, fine-tuning from a checkpoint, the suite and the verbs."""
 
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from kit.tasks.data import collate_items
 from kit.tasks.editing import check_references
 from kit.world.scene import Scene, SceneObject
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
 BACKBONE = partial(SingleStreamDiT, patch_size=4, width=32, depth=1, num_heads=2)
 FUSION = partial(LAPHead, layer_depth=1, refiner_depth=1)
 
@@ -164,3 +166,20 @@ def test_edit_fine_tuning_runs_from_the_cli_and_is_scored(tmp_path, capsys):
 
     Image.fromarray((np.random.default_rng(0).random((40, 60, 4)) * 255).astype("uint8"), "RGBA").save(image)  # another size and mode
     assert main(["sample", "--ckpt", str(ckpt), "--prompt", "make the red circle blue", "--image", str(image), "--num", "2", "--steps", "2", "--out", str(tmp_path / "g.png")]) == 0
+
+
+@pytest.mark.slow
+def test_the_editing_benchmark_runs_resumes_and_writes_its_summary(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "benchmarks/editing.py", "--smoke", "--steps", "3", "--per-kind", "1", "--compositions", "1"]
+    argv += ["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]
+    done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-1500:]
+    summary = json.loads((tmp_path / "out" / "edit_eval.json").read_text())
+    assert {"kinds", "success", "preservation", "composition", "transfer", "baseline_source_pixels", "fit_seconds"} <= set(summary)
+    assert set(summary["fit_seconds"]) == {"t2i_seed0", "vlm_only_seed0", "source_pixels_seed0"}
+    again = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True)  # everything is done: nothing is refit
+    assert again.returncode == 0 and (tmp_path / "out" / "log.txt").read_text().count("$ python -m kit fit") == 3
