@@ -113,9 +113,7 @@ class DiffusionTask(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         self.weight_decay = weight_decay
-        self._ema_decay = ema_decay
-        self._compile = compile
-        self._init_from = init_from
+        self._ema_decay, self._compile, self._init_from = ema_decay, compile, init_from  # read by finish_building
         self.ema: EMA | None = None
         self.skipped_images = 0
         self.stopped: str | None = None  # why training stopped early (a non-finite gradient), for the CLI

@@ -56,7 +56,35 @@ def check_count_stages(stages: Sequence[Sequence[int]]) -> tuple[tuple[int, int]
     return tuple(out)
 
 
-class ShapesDataset(Dataset):
+class SceneSplit(Dataset):
+    """`length` items of one split of the shapes world, item `index` drawn from its own random stream
+    (`scene_rng(seed, split id, index)`: deterministic, disjoint across splits and item kinds).
+
+    Args:
+        length: number of items.
+        split: `train`, `val` or `test`.
+        seed: world seed.
+        image_size: render side in pixels.
+    """
+
+    split_offset: int = 0
+    """Added to the split's id, so that another kind of item draws from other streams."""
+
+    def __init__(self, length: int, split: str = "train", seed: int = 0, image_size: int = 32) -> None:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
+        self.length, self.seed, self.image_size = length, seed, image_size
+        self.split_id = self.split_offset + SPLITS[split]
+
+    def __len__(self) -> int:
+        return self.length
+
+    def rng(self, index: int) -> np.random.Generator:
+        """The random stream of item `index`."""
+        return scene_rng(self.seed, self.split_id, index)
+
+
+class ShapesDataset(SceneSplit):
     """Scenes `index -> (image, caption)` of one split of the shapes world.
 
     Args:
@@ -89,10 +117,7 @@ class ShapesDataset(Dataset):
             raise ValueError(f"unknown caption styles {sorted(unknown)}; known: {', '.join(STYLES)}")
         if caption_weights is not None and len(caption_weights) != len(caption_styles):
             raise ValueError(f"{len(caption_weights)} caption weights for {len(caption_styles)} styles")
-        self.length = length
-        self.split_id = SPLITS[split]
-        self.seed = seed
-        self.image_size = image_size
+        super().__init__(length, split, seed, image_size)
         self.styles = list(caption_styles)
         weights = np.ones(len(self.styles)) if caption_weights is None else np.asarray(caption_weights, dtype=float)
         self.weights = weights / weights.sum()
@@ -104,12 +129,9 @@ class ShapesDataset(Dataset):
         """Whether the items must be read in index order (a caption or count curriculum)."""
         return bool(self.curriculum_items or self.count_stages)
 
-    def __len__(self) -> int:
-        return self.length
-
     def scene_and_prompt(self, index: int) -> tuple[Scene, str]:
         """Item `index` without its render."""
-        rng = scene_rng(self.seed, self.split_id, index)
+        rng = self.rng(index)
         stage = next((most for end, most in self.count_stages if index < end), None)
         num_objects = None if stage is None else int(rng.integers(1, stage + 1))
         scene = sample_training_scene(rng, num_objects)  # never a held-out (evaluation) scene
@@ -206,19 +228,35 @@ class ImageTextData(L.LightningDataModule):
         return self._loader(self.val_set, shuffle=False)
 
 
-class ShapesDataModule(ImageTextData):
-    """The shapes world as a LightningDataModule, with a fixed validation set.
+class ShapesData(ImageTextData):
+    """What the shapes-world DataModules share: render size, batch size, split sizes, seed, workers.
 
     Args:
-        image_size: render size in pixels (32 or 64 in the shipped recipes).
+        image_size: render size in pixels (32, 48 or 64 in the shipped recipes).
         batch_size: samples per batch.
         train_size: length of the training split (items are rendered on the fly, so this is cheap).
         val_size: size of the fixed validation split.
         seed: world seed.
+        num_workers: DataLoader worker processes.
+    """
+
+    def __init__(self, image_size: int = 32, batch_size: int = 32, train_size: int = 1_000_000, val_size: int = 256, seed: int = 0, num_workers: int = 0) -> None:
+        super().__init__()
+        check_loader_sizes(batch_size, num_workers)
+        if val_size < 1:
+            raise ValueError(f"val_size must be at least 1 (the validation loss and sample grids read it), got {val_size}")
+        self.save_hyperparameters()
+        self.image_size, self.batch_size, self.train_size, self.val_size = image_size, batch_size, train_size, val_size
+        self.seed, self.num_workers, self.channels = seed, num_workers, 3
+
+
+class ShapesDataModule(ShapesData):
+    """The shapes world as a LightningDataModule, with a fixed validation set.
+
+    Args:
         caption_styles: registers used for training captions.
         caption_weights: probability of each training register (uniform when None).
         val_caption_style: the register of validation and preview captions.
-        num_workers: DataLoader worker processes.
         feature_cache: a feature-cache directory built by `python -m kit cache` for this recipe:
             batches then carry the encoder's outputs, and training covers the cached items.
         caption_curriculum: the first this many training items are captioned in the first register
@@ -230,41 +268,29 @@ class ShapesDataModule(ImageTextData):
             increasing ends: a training item before a stage's end holds 1..max_objects objects
             (e.g. `[[3200, 1], [9600, 2]]`: one object for 200 steps at batch 16, then up to two
             until step 600, then the whole world). Items are then read in index order.
+        kwargs: sizes, seed and workers (`ShapesData`).
     """
 
     def __init__(
         self,
-        image_size: int = 32,
-        batch_size: int = 32,
-        train_size: int = 1_000_000,
-        val_size: int = 256,
-        seed: int = 0,
         caption_styles: tuple[str, ...] = STYLES,
         caption_weights: list[float] | None = None,
         val_caption_style: str = "detailed",
-        num_workers: int = 0,
         feature_cache: str | None = None,
         caption_curriculum: int = 0,
         count_curriculum: list[list[int]] | None = None,
+        **kwargs,
     ) -> None:
-        super().__init__()
         if caption_curriculum < 0:
             raise ValueError(f"caption_curriculum must be >= 0 items, got {caption_curriculum}")
-        check_loader_sizes(batch_size, num_workers)
-        if val_size < 1:
-            raise ValueError(f"val_size must be at least 1 (the validation loss and sample grids read it), got {val_size}")
-        self.save_hyperparameters()
-        self.seed = seed
-        self.image_size = image_size
-        self.channels = 3
-        self.batch_size = batch_size
-        self.num_workers = num_workers
+        super().__init__(**kwargs)
+        seed, image_size, train_size = self.seed, self.image_size, self.train_size
         self.feature_cache = FeatureCache(feature_cache) if feature_cache else None
         if self.feature_cache is not None:
             cached = self.feature_cache.manifest.get("data", {}).get("train_items", train_size)
             train_size = min(train_size, cached)  # train on the items whose prompts are cached
         self.train_set = ShapesDataset(train_size, "train", seed, image_size, caption_styles, caption_weights, caption_curriculum, count_curriculum or ())
-        self.val_set = ShapesDataset(val_size, "val", seed, image_size, [val_caption_style])
+        self.val_set = ShapesDataset(self.val_size, "val", seed, image_size, [val_caption_style])
 
     def setup(self, stage: str) -> None:
         """Warn when a feature cache covers fewer training items than the run will draw (it would cycle over them)."""

@@ -12,13 +12,12 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 from jsonargparse import ArgumentParser
 from jsonargparse.typing import PositiveInt
 
 from kit.analysis import anchor_images, generate_suite, score_images, subset
 from kit.analysis.evaluate import SOURCES
-from kit.verbs.parsing import VerbParser, add_checkpoint_arguments, add_sampling_arguments, load_task
+from kit.verbs.parsing import VerbParser, add_model_arguments, load_task
 from kit.world.suites import PromptFileError, load_prompt_file, load_suite
 
 HELP = "score a checkpoint on a prompt suite with the oracle: --ckpt CKPT [--suite t2i|gt|noise] --out results.json"
@@ -39,9 +38,7 @@ def parser() -> ArgumentParser:
     p.add_argument("--per-category", type=PositiveInt | None, default=None, help="only the first N prompts of each category")
     p.add_argument("--image-size", type=PositiveInt | None, default=None, help="anchor image size (the checkpoint's, else 32)")
     p.add_argument("--batch-size", type=PositiveInt, default=64, help="prompts per generation batch")
-    add_sampling_arguments(p)
-    add_checkpoint_arguments(p)
-    p.add_argument("--device", type=str, default="cuda" if torch.cuda.is_available() else "cpu", help="device to generate on")
+    add_model_arguments(p, "generate")
     p.add_argument("--out", type=str, default="results.json", help="output JSON path")
     return p
 

@@ -13,12 +13,11 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 from jsonargparse import ArgumentParser
 from jsonargparse.typing import NonNegativeInt, PositiveInt
 
 from kit.analysis.edit_eval import ANCHORS, EDIT_SUITE_VERSION, anchor_outputs, build_edit_suite, evaluate_edits, score_edit_images
-from kit.verbs.parsing import VerbParser, add_checkpoint_arguments, add_sampling_arguments, load_task
+from kit.verbs.parsing import VerbParser, add_model_arguments, load_task
 
 HELP = "score an editing checkpoint with the oracle: --ckpt CKPT [--per-kind N] --out edit_eval.json (success, preservation, composition)"
 
@@ -27,14 +26,12 @@ def parser() -> ArgumentParser:
     p = VerbParser(prog="python -m kit evaluate-edit", description="Score editing (per kind) and zero-shot multi-reference composition with the oracle.")
     p.add_argument("--ckpt", type=str | None, default=None, help="checkpoint of an editing task (needed unless --anchor)")
     p.add_argument("--anchor", type=str | None, default=None, help=f"score an anchor instead of a model: {', '.join(ANCHORS)}")
+    add_model_arguments(p, "generate")
     p.add_argument("--per-kind", type=PositiveInt, default=20, help="edits per edit kind")
     p.add_argument("--compositions", type=NonNegativeInt, default=20, help="cases of 2 and of 3 references each")
     p.add_argument("--images-per-case", type=PositiveInt, default=1, help="images generated per case")
     p.add_argument("--image-size", type=PositiveInt | None, default=None, help="render size of the sources (the checkpoint's image size, else 48)")
     p.add_argument("--batch-size", type=PositiveInt, default=32, help="cases per generation batch")
-    add_sampling_arguments(p)
-    add_checkpoint_arguments(p)
-    p.add_argument("--device", type=str, default="cuda" if torch.cuda.is_available() else "cpu", help="device to generate on")
     p.add_argument("--out", type=str, default="edit_eval.json", help="output JSON path")
     return p
 

@@ -3,6 +3,7 @@ loading the task of a checkpoint with them."""
 
 import sys
 
+import torch
 from jsonargparse import ArgumentParser
 from jsonargparse.typing import PositiveFloat, PositiveInt
 
@@ -47,6 +48,14 @@ def add_checkpoint_arguments(parser) -> None:
         action="store_true",
         help="accept the checkpoint's recorded encoder path and trust_remote_code as they are (only for files you trust)",
     )
+
+
+def add_model_arguments(parser, action: str) -> None:
+    """What a verb that loads a checkpoint and generates takes: the sampling settings, the checkpoint-trust
+    options and `--device` (the device to `action` on)."""
+    add_sampling_arguments(parser)
+    add_checkpoint_arguments(parser)
+    parser.add_argument("--device", type=str, default="cuda" if torch.cuda.is_available() else "cpu", help=f"device to {action} on")
 
 
 def load_task(args):

@@ -17,7 +17,7 @@ from PIL import Image
 from torchvision.utils import make_grid
 
 from kit.images import image_to_tensor, read_image, tensor_to_image
-from kit.verbs.parsing import VerbParser, add_checkpoint_arguments, add_sampling_arguments, load_task
+from kit.verbs.parsing import VerbParser, add_model_arguments, load_task
 
 HELP = "draw images from a checkpoint into a PNG grid: --ckpt CKPT --prompt TEXT [--num N] --out grid.png"
 
@@ -29,10 +29,8 @@ def parser() -> ArgumentParser:
     p.add_argument("--image", type=str, action="append", default=None, help="a reference image for every prompt (editing); repeat for several, named in the prompt as 'the first image', ...")
     p.add_argument("--num", type=PositiveInt, default=4, help="images per prompt")
     p.add_argument("--out", type=str, default="grid.png", help="output PNG path")
-    add_sampling_arguments(p)
     p.add_argument("--scale", type=PositiveInt, default=4, help="nearest-neighbour upscaling of the saved grid")
-    add_checkpoint_arguments(p)
-    p.add_argument("--device", type=str, default="cuda" if torch.cuda.is_available() else "cpu", help="device to sample on")
+    add_model_arguments(p, "sample")
     return p
 
 
