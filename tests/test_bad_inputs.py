@@ -94,6 +94,7 @@ OTHER_TESTS = {  # table rows that are behaviours, each with its own test
     "undecodable-reference-image": "tests/test_editing.py::test_sample_with_images_names_a_missing_or_undecodable_file",
     "more-references-than-named": "tests/test_editing.py::test_more_images_than_the_instruction_names_is_refused",
     "references-beyond-context": "tests/test_editing.py::test_the_encoder_refuses_more_image_tokens_than_its_context",
+    "editing-without-a-vlm": "tests/test_editing.py::test_an_encoder_that_reads_no_images_is_refused",
     "reference-of-another-size": "tests/test_editing.py::test_edit_fine_tuning_runs_from_the_cli_and_is_scored",
 }
 

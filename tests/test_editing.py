@@ -78,6 +78,11 @@ def test_references_reach_the_model_only_through_the_vlm(vlm):
     assert out.shape == (2, 3, 16, 16) and torch.isfinite(out).all()
 
 
+def test_an_encoder_that_reads_no_images_is_refused(encoder):
+    with pytest.raises(ValueError, match="needs an encoder that reads images"):
+        ImageEditing(encoder, FUSION, BACKBONE, image_size=16)
+
+
 def test_the_pixel_baseline_starts_as_the_text_to_image_model(vlm, tmp_path):
     t2i = TextToImage(vlm, FUSION, BACKBONE, image_size=16)
     torch.nn.init.normal_(t2i.backbone.final.linear.weight, std=0.02)  # a non-trivial output

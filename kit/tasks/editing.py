@@ -73,6 +73,8 @@ class ImageEditing(TextToImage):
     """
 
     def __init__(self, encoder: PromptEncoder, fusion: FusionFactory, backbone: BackboneFactory, *, source_pixels: bool = False, **kwargs) -> None:
+        if not encoder.takes_images:
+            raise ValueError(f"ImageEditing needs an encoder that reads images (a VLM with an image processor); {encoder.spec.name!r} does not")
         self.source_pixels = source_pixels  # read by build_backbone, which the base's constructor calls
         super().__init__(encoder, fusion, backbone, **kwargs)
 
