@@ -46,10 +46,10 @@ def kit(args: list[str], log: Path) -> float:
 
 
 def finished(ckpt: Path, steps: int) -> bool:
-    """Whether `ckpt` exists and reached `steps` optimizer steps."""
+    """Whether `ckpt` exists and holds exactly `steps` optimizer steps."""
     if not ckpt.is_file():
         return False
-    return int(torch.load(ckpt, map_location="cpu", weights_only=True).get("global_step", -1)) >= steps
+    return int(torch.load(ckpt, map_location="cpu", weights_only=True).get("global_step", -1)) == steps
 
 
 def fit(recipes: list[str], name: str, save_dir: Path, seed: int, steps: int, extra: list[str], log: Path, times: dict) -> Path:
@@ -86,12 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     lap, edit = ["-c", "recipes/lap.yaml"], ["-c", "recipes/edit.yaml"]
     t2i_steps = 3 if args.smoke else T2I_STEPS
     for seed in args.seeds:
-        t2i = Path(args.t2i_ckpt) if args.t2i_ckpt else fit([*lap, *smoke], f"t2i_seed{seed}", runs, seed, t2i_steps, [], log, times)
+        t2i = Path(args.t2i_ckpt).resolve() if args.t2i_ckpt else fit([*lap, *smoke], f"t2i_seed{seed}", runs, seed, t2i_steps, [], log, times)
         for variant, overlay in VARIANTS.items():
             name = f"{variant}_seed{seed}"
+            scored = out / f"{name}.json"
+            if not finished(runs / name / "version_0" / "checkpoints" / "last.ckpt", args.steps):
+                scored.unlink(missing_ok=True)  # scores of an older fit
             ckpt = fit([*lap, *edit, *overlay, *smoke], name, runs, seed, args.steps, [f"--model.init_args.init_from={t2i}"], log, times)
             times_file.write_text(json.dumps(times, indent=2) + "\n")
-            scored = out / f"{name}.json"
             if not scored.exists():
                 kit(["evaluate-edit", "--ckpt", str(ckpt), "--per-kind", str(args.per_kind), "--compositions", str(args.compositions), "--out", str(scored)] + (["--steps", "2"] if args.smoke else []), log)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()

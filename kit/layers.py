@@ -99,7 +99,7 @@ class TransformerBlock(nn.Module):
 class ModulatedBlock(nn.Module):
     """The sublayers every adaLN transformer block shares: affine-free pre-norms around a QK-normalised
     self-attention and a tanh-GELU MLP. A block family adds where its shift, scale and gate come from
-    (and any further sublayer) and its `forward`.
+    (and any further sublayer, `add_between`) and its `forward`.
 
     Args:
         width: token width.
@@ -111,8 +111,13 @@ class ModulatedBlock(nn.Module):
         super().__init__()
         self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.attn = Attention(width, num_heads=num_heads, qkv_bias=True, qk_norm=True, norm_layer=RmsNorm)
+        self.add_between(width, num_heads)
         self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.mlp = Mlp(width, hidden_features=int(width * mlp_ratio), act_layer=partial(nn.GELU, approximate="tanh"))
+
+    def add_between(self, width: int, num_heads: int) -> None:
+        """Build the sublayers that sit between the self-attention and the MLP (none here), in that
+        place of the registration order (which optimizer states and init draws follow)."""
 
 
 class CrossAttention(nn.Module):

@@ -103,7 +103,13 @@ class KitCLI(LightningCLI):
     """LightningCLI with the kit's links: the data decides image size and channels of the model."""
 
     def instantiate_classes(self) -> None:
-        """Build the parts; a part that refuses its configuration surfaces with its own message."""
+        """Build the parts; a part that refuses its configuration surfaces with its own message. A run
+        given `--ckpt_path` takes its weights from that checkpoint, so the model's `init_from` is not read."""
+        sub = self.config.get("subcommand")
+        recipe = self.config[sub] if sub else self.config
+        model = recipe.get("model")
+        if recipe.get("ckpt_path") and model is not None and hasattr(model, "init_args") and model.init_args.get("init_from"):
+            model.init_args.init_from = None
         try:
             super().instantiate_classes()
         except (ValueError, TypeError, FileNotFoundError) as e:
@@ -123,6 +129,8 @@ class KitCLI(LightningCLI):
 
         recipe = self.config[sub]
         model = recipe.model.init_args.as_dict() if recipe.model is not None and hasattr(recipe.model, "init_args") else {}
+        if model:
+            model["_class_path"] = recipe.model.class_path
         data = recipe.data.init_args.as_dict() if recipe.data is not None and hasattr(recipe.data, "init_args") else {}
         for key, linked in (("image_size", "image_size"), ("in_channels", "channels")):  # linked from the data at instantiation
             if linked in data:

@@ -13,7 +13,7 @@ from kit.fusion import LAPHead
 from kit.tasks import ImageEditing, ShapesEditData, ShapesEditDataset, TextToImage
 from kit.tasks.data import collate_items
 from kit.tasks.editing import check_references
-from kit.world.scene import Scene, SceneObject
+from kit.world.scene import Scene, SceneObject, is_held_out
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BACKBONE = partial(SingleStreamDiT, patch_size=4, width=32, depth=1, num_heads=2)
@@ -34,7 +34,9 @@ def _source(size: int = 16) -> torch.Tensor:
 
 def test_the_dataset_mixes_edits_text_to_image_reconstruction_and_compositions_deterministically():
     data = ShapesEditDataset(400, image_size=16, text_to_image_fraction=0.25, reconstruction_fraction=0.25, composition_fraction=0.25)
-    kinds = [data.example(i)[0] for i in range(400)]
+    examples = [data.example(i) for i in range(400)]
+    kinds = [e[0] for e in examples]
+    assert not any(is_held_out(scene) for e in examples for scene in (*e[2], e[3]))  # no held-out scene is a training image
     assert [data.example(i)[1] for i in range(20)] == [data.example(i)[1] for i in range(20)]
     counts = {k: sum(x == k for x in kinds) for k in ("text_to_image", "reconstruction")}
     assert 60 < counts["text_to_image"] < 140 and 60 < counts["reconstruction"] < 140
@@ -92,12 +94,33 @@ def test_the_pixel_baseline_starts_as_the_text_to_image_model(vlm, tmp_path):
     assert editing.backbone.x_embedder.proj.in_channels == 6
     x, t = torch.randn(2, 3, 16, 16), torch.tensor([0.3, 0.8])
     cond = t2i.condition(["a red circle", "a blue square"])
+    sources = [[_source()], [_source(24)]]
     with torch.no_grad():
         expected = t2i.backbone(x, t, cond)
-        got = editing.denoiser([[_source()], [_source(24)]], 2)(x, t, cond)
-        doubled = editing.denoiser([[_source()], []], 2)(torch.cat([x, x]), torch.cat([t, t]), type(cond).cat([cond, cond]))
-    assert torch.allclose(got, expected, atol=1e-5)  # the source's channels start at zero
-    assert doubled.shape == (4, 3, 16, 16)  # guidance doubles the batch; the sources follow
+        got = editing.denoiser(sources, 2)(x, t, cond)
+        assert torch.allclose(got, expected, atol=1e-5)  # the source's channels start at zero
+        torch.nn.init.normal_(editing.backbone.x_embedder.proj.weight)  # now the sources matter
+        single = editing.denoiser(sources, 2)(x, t, cond)
+        doubled = editing.denoiser(sources, 2)(torch.cat([x, x]), torch.cat([t, t]), type(cond).cat([cond, cond]))
+        swapped = editing.denoiser(sources[::-1], 2)(x, t, cond)
+    assert torch.allclose(doubled[:2], single, atol=1e-5) and torch.allclose(doubled[2:], single, atol=1e-5)  # guidance's copies see the same sources
+    assert not torch.allclose(swapped, single, atol=1e-3)
+    with pytest.raises(ValueError, match="a batch of 3 for 2 sources"):
+        editing.denoiser(sources, 2)(x[:1].repeat(3, 1, 1, 1), t[:1].repeat(3), cond)
+
+
+def test_init_from_copies_buffers_and_prefers_the_checkpoints_averages(vlm, tmp_path):
+    fusion = partial(LAPHead, layer_depth=1, refiner_depth=1, input_norm="standardize")
+    t2i = TextToImage(vlm, fusion, BACKBONE, image_size=16, ema_decay=0.9)
+    for buffer in t2i.fusion.standardizer.buffers():
+        buffer.add_(1.5)  # statistics a run has gathered
+    t2i.ema.shadow["backbone.final.linear.bias"].fill_(0.25)  # the averages differ from the live weights
+    path = tmp_path / "t2i.ckpt"
+    torch.save({"state_dict": t2i.state_dict(), "ema": t2i.ema.checkpoint_state()}, path)
+    editing = ImageEditing(vlm, fusion, BACKBONE, image_size=16, init_from=str(path))
+    for (name, a), b in zip(t2i.fusion.standardizer.named_buffers(), editing.fusion.standardizer.buffers()):
+        assert torch.equal(a, b), name
+    assert torch.all(editing.backbone.final.linear.bias == 0.25)
 
 
 def test_init_from_refuses_a_checkpoint_of_other_parts(vlm, tmp_path):
@@ -113,6 +136,7 @@ def test_init_from_refuses_a_checkpoint_of_other_parts(vlm, tmp_path):
 
 def test_the_suite_is_held_out_versioned_and_its_anchors_score_as_they_must():
     cases = build_edit_suite(per_kind=4, compositions=3)
+    assert all(is_held_out(c.sources[0]) for c in cases if not c.kind.startswith("compose"))
     assert [c.kind for c in cases].count("swap") == 4 and [c.kind for c in cases].count("compose3") == 3
     assert build_edit_suite(per_kind=4, compositions=3) == cases
     assert cases[0].instruction == build_edit_suite(per_kind=1, compositions=0)[0].instruction

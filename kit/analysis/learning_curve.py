@@ -137,10 +137,11 @@ def conditioning_gain(module, datamodule, times: tuple[float, ...] = GAIN_TIMES,
         with module.averaged():
             x0 = module.to_model_space(x0)
             cond, null = module.condition(prompts), module.fusion.null_conditioning(len(prompts))
+            denoiser = module.denoiser(None, len(prompts))  # text-to-image: no references
             for t in times:
                 tt = torch.full((len(prompts),), t, device=module.device)
-                right = module.objective.loss(module.backbone, x0, cond, t=tt, noise=noise)["loss"]
-                none = module.objective.loss(module.backbone, x0, null, t=tt, noise=noise)["loss"]
+                right = module.objective.loss(denoiser, x0, cond, t=tt, noise=noise)["loss"]
+                none = module.objective.loss(denoiser, x0, null, t=tt, noise=noise)["loss"]
                 out[f"gain_t{t:.2f}"] = float(1 - right / none.clamp(min=1e-12))
     finally:
         module.train(was_training)

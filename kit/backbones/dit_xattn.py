@@ -24,9 +24,12 @@ class CrossAttnDiTBlock(ModulatedBlock):
 
     def __init__(self, width: int, num_heads: int, mlp_ratio: float = 4.0) -> None:
         super().__init__(width, num_heads, mlp_ratio)
+        self.table = nn.Parameter(torch.randn(6, width) / width**0.5)  # this block's offsets to the shared modulation
+
+    def add_between(self, width: int, num_heads: int) -> None:
+        """The cross-attention to the conditioning, with its norm."""
         self.norm_cross = nn.LayerNorm(width, eps=1e-6)
         self.cross = CrossAttention(width, width, num_heads)
-        self.table = nn.Parameter(torch.randn(6, width) / width**0.5)  # this block's offsets to the shared modulation
 
     def forward(self, x: Tensor, t6: Tensor, context: Tensor, mask: Tensor) -> Tensor:
         """x `(B, T, W)`, t6 `(B, 6, W)` shared modulation, context `(B, M, W)`, mask `(B, M)` -> `(B, T, W)`."""

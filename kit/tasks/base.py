@@ -130,29 +130,30 @@ class DiffusionTask(L.LightningModule):
             denoiser.compile()
 
     def load_initial_weights(self, path: str) -> None:
-        """Copy the trainable weights of the checkpoint at `path` into this task (read as data, weights
-        only); a weight missing from it, or of a shape `adapt_initial_weight` does not accept, is a
-        one-line error naming it."""
+        """Copy the state of the checkpoint at `path` (read as data, weights only) into this task: every
+        entry of the task's state dict (the trainable weights, and buffers such as a head's feature
+        statistics; never the frozen encoder), the EMA averages in place of the raw weights when the
+        checkpoint kept them (what it sampled with). An entry missing from it, or of a shape
+        `adapt_initial_weight` does not accept, is a one-line error naming it."""
         from kit.tasks.checkpoint import read_checkpoint
 
-        saved = read_checkpoint(path)["state_dict"]
-        own = dict(self.named_parameters())
-        missing = [name for name, p in own.items() if p.requires_grad and name not in saved]
+        checkpoint = read_checkpoint(path)
+        saved, averaged = checkpoint["state_dict"], checkpoint.get("ema") or {}
+        own = self.state_dict(keep_vars=True)
+        missing = [name for name in own if name not in saved]
         if missing:
             raise ValueError(f"init_from {path}: the checkpoint lacks {len(missing)} of this task's weights ({', '.join(missing[:3])}...); is it a checkpoint of the same parts?")
         with torch.no_grad():
-            for name, param in own.items():
-                if not param.requires_grad:
-                    continue
-                value = saved[name].to(param.dtype)
-                if value.shape != param.shape:
-                    value = self.adapt_initial_weight(name, value, param)
+            for name, target in own.items():
+                value = averaged.get(f"shadow.{name}", saved[name]).to(target.dtype)
+                if value.shape != target.shape:
+                    value = self.adapt_initial_weight(name, value, target)
                     if value is None:
-                        raise ValueError(f"init_from {path}: {name} has shape {tuple(saved[name].shape)} there and {tuple(param.shape)} here")
-                param.copy_(value)
+                        raise ValueError(f"init_from {path}: {name} has shape {tuple(saved[name].shape)} there and {tuple(target.shape)} here")
+                target.copy_(value)
 
-    def adapt_initial_weight(self, name: str, saved: Tensor, param: nn.Parameter) -> Tensor | None:
-        """`init_from`'s weight `name`, whose shape differs from `param`'s, made to fit it (None: it cannot)."""
+    def adapt_initial_weight(self, name: str, saved: Tensor, target: Tensor) -> Tensor | None:
+        """`init_from`'s entry `name`, whose shape differs from `target`'s, made to fit it (None: it cannot)."""
         return None
 
     # ----------------------------------------------------------------- EMA

@@ -97,7 +97,7 @@ def check_recorded_config(hparams: dict, path: str, *, encoder_model: str | None
                 f"checkpoint {path!r} names the class {class_path!r} at {where}; only classes of {', '.join(p.rstrip('.') for p in ALLOWED_CLASS_PREFIXES)} are built from a checkpoint"
             )
     for where, text in _strings(hparams):  # jsonargparse would read these as parts or import paths
-        if where.endswith("class_path"):
+        if where.endswith("class_path") or where == "init_from":  # init_from is a file path, never built from
             continue
         inline = "class_path" in text or text.lstrip().startswith(("{", "["))
         if inline or (_DOTTED.match(text) and not text.startswith(ALLOWED_CLASS_PREFIXES)):
@@ -153,7 +153,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     return checkpoint
 
 
-MODEL_KEYS = ("encoder", "fusion", "backbone", "objective", "autoencoder", "image_size", "in_channels")
+MODEL_KEYS = ("_class_path", "encoder", "fusion", "backbone", "objective", "autoencoder", "image_size", "in_channels", "source_pixels")
 """The recorded settings that decide what the weights mean: a resumed run must not change them."""
 
 
@@ -175,7 +175,8 @@ def check_resume(path: str | Path, recipe_hparams: dict) -> list[str]:
     the differences); return the other differences (optimizer, schedule, sampling...), which follow the recipe."""
     checkpoint = read_checkpoint(path)
     saved = checkpoint.get("hyper_parameters") or {}
-    model = [d for key in MODEL_KEYS for d in config_differences(saved.get(key), recipe_hparams.get(key), key)]
+    keys = [k for k in MODEL_KEYS if k != "_class_path" or saved.get(k) is not None]  # a module saved by hand records no class
+    model = [d for key in keys for d in config_differences(saved.get(key), recipe_hparams.get(key), key)]
     if model:
         shown = "; ".join(model[:4]) + (f"; and {len(model) - 4} more" if len(model) > 4 else "")
         raise ValueError(f"checkpoint {str(path)!r} holds another model than this recipe ({shown}); resume with the recipe it was trained with")

@@ -6,8 +6,9 @@ plain text-to-image items (no references; the paper keeps some so the model stay
 reconstructions (the reference is the target, about 3 % in the paper's recipe) and, when asked,
 multi-reference compositions (off by default: the claim is that they work zero-shot).
 
-Sources are training scenes, never held-out ones, so the editing suites (`kit.analysis.edit_eval`)
-edit scenes the model never saw.
+Every image is a training scene (sources, targets and references: none is held out), so the editing
+suites (`kit.analysis.edit_eval`) edit scenes the model never saw, and no text-to-image suite scene is
+ever a training image.
 """
 
 from __future__ import annotations
@@ -20,23 +21,33 @@ from kit.images import image_to_tensor
 from kit.tasks.data import SceneSplit, ShapesData
 from kit.world import STYLES, caption, render
 from kit.world.edits import EDIT_KINDS, sample_composition, sample_edit
-from kit.world.scene import Scene, sample_training_scene
+from kit.world.scene import Scene, is_held_out, sample_training_scene
 
 RECONSTRUCTION_PROMPTS = ("the same image", "copy the image", "reproduce the image")
-EDIT_SPLIT_OFFSET = 8
-"""Editing items draw from their own random streams (split ids 8 + the split's)."""
+EDIT_SPLIT_OFFSET = 20
+"""Editing items draw from their own random streams (split ids 20 + the split's; the world's other
+streams use ids below 20)."""
 
 
 def edit_example(rng: np.random.Generator, kinds: Sequence[str] = EDIT_KINDS) -> tuple[str, str, list[Scene], Scene]:
-    """A single-reference edit of a fresh training scene: `(kind, instruction, [source], target)`."""
+    """A single-reference edit of a training scene into a training scene: `(kind, instruction, [source], target)`."""
     for _ in range(1000):
         scene = sample_training_scene(rng)
         try:
             edit = sample_edit(rng, scene, tuple(kinds))
         except ValueError:  # none of `kinds` applies to this scene (e.g. swap with one object)
             continue
-        return edit.kind, edit.instruction, [edit.source], edit.target
+        if not is_held_out(edit.target):  # no held-out scene is ever a training image
+            return edit.kind, edit.instruction, [edit.source], edit.target
     raise ValueError(f"no scene of the world takes an edit of kinds {list(kinds)}")
+
+
+def composition_example(rng: np.random.Generator) -> tuple[str, str, list[Scene], Scene]:
+    """A 2-3-reference composition whose references and target are all training scenes."""
+    while True:
+        composition = sample_composition(rng)
+        if not any(is_held_out(s) for s in (*composition.references, composition.target)):
+            return f"compose{len(composition.references)}", composition.instruction, list(composition.references), composition.target
 
 
 class ShapesEditDataset(SceneSplit):
@@ -92,8 +103,7 @@ class ShapesEditDataset(SceneSplit):
             scene = sample_training_scene(rng)
             return "reconstruction", RECONSTRUCTION_PROMPTS[int(rng.integers(len(RECONSTRUCTION_PROMPTS)))], [scene], scene
         if draw < self.bounds[2]:
-            composition = sample_composition(rng)
-            return f"compose{len(composition.references)}", composition.instruction, list(composition.references), composition.target
+            return composition_example(rng)
         return edit_example(rng, self.kinds)
 
     def __getitem__(self, index: int) -> dict:

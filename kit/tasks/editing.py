@@ -8,9 +8,9 @@ before the instruction and the fusion head reads their tokens with the instructi
   are also concatenated to the backbone's input channels (InstructPix2Pix-style channel
   concatenation), so the paper's claim that the VLM path alone preserves the source can be tested
   against it on the same data;
-- fine-tuning from a text-to-image checkpoint (`init_from`, weights only): with `source_pixels` the
-  patch embedding's new input channels start at zero, so the fine-tuning starts from the
-  text-to-image model exactly.
+- fine-tuning from a text-to-image checkpoint (`init_from`: its weights, buffers and EMA averages; a
+  fresh optimizer): with `source_pixels` the patch embedding's new input channels start at zero, so
+  the fine-tuning starts from the text-to-image model exactly.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import re
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from kit.backbones.base import Backbone
 from kit.encoders import PromptEncoder
@@ -53,8 +53,11 @@ class SourceConcat:
         self.backbone, self.source = backbone, source
 
     def __call__(self, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
-        """x `(B', C, H, W)`, B' a multiple of B (guidance stacks the batch), t `(B',)` -> `(B', C, H, W)`."""
-        source = self.source.to(x.dtype).repeat(x.shape[0] // self.source.shape[0], 1, 1, 1)  # (B', C, H, W)
+        """x `(B', C, H, W)`, B' = B or 2B (guidance stacks `[cond, null]`), t `(B',)` -> `(B', C, H, W)`."""
+        copies, rest = divmod(x.shape[0], self.source.shape[0])
+        if rest or copies not in (1, 2):
+            raise ValueError(f"a batch of {x.shape[0]} for {self.source.shape[0]} sources: only the batch or guidance's doubled batch")
+        source = self.source.to(x.dtype).repeat(copies, 1, 1, 1)  # (B', C, H, W)
         return self.backbone(torch.cat([x, source], dim=1), t, cond)
 
 
@@ -106,11 +109,11 @@ class ImageEditing(TextToImage):
         zeros = torch.zeros(c, h, w, device=self.device)
         return torch.stack([zeros if x is None else x for x in out])
 
-    def adapt_initial_weight(self, name: str, saved: Tensor, param: nn.Parameter) -> Tensor | None:
+    def adapt_initial_weight(self, name: str, saved: Tensor, target: Tensor) -> Tensor | None:
         """A text-to-image patch embedding for the doubled input: its weights on the sample's channels,
         zeros on the source's (so the model starts as the text-to-image one)."""
-        if self.source_pixels and name == "backbone.x_embedder.proj.weight" and saved.shape[1] * 2 == param.shape[1] and saved.shape[2:] == param.shape[2:]:
-            out = torch.zeros_like(param)
+        if self.source_pixels and name == "backbone.x_embedder.proj.weight" and saved.shape[1] * 2 == target.shape[1] and saved.shape[2:] == target.shape[2:]:
+            out = torch.zeros_like(target)
             out[:, : saved.shape[1]] = saved
             return out
         return None
