@@ -13,9 +13,16 @@ from PIL import Image
 from kit.cli import KIT_VERBS, LIGHTNING_VERBS, main, run_cli
 
 REPO = Path(__file__).resolve().parent.parent
-FULL_RECIPES = sorted(str(p.relative_to(REPO)) for p in (REPO / "recipes").glob("*.yaml") if p.name != "smoke.yaml")
-OVERLAYS = sorted(str(p.relative_to(REPO)) for p in (REPO / "recipes").glob("*/**/*.yaml") if p.parent.name != "vlm")  # vlm/: pretrain-vlm's own recipes
+BASES = {"recipes/edit.yaml": ("recipes/lap.yaml",), "recipes/ablations/editing/": ("recipes/lap.yaml", "recipes/edit.yaml")}
+"""Overlays that compose with more than `lap.yaml` (by path prefix); `edit.yaml` is a top-level overlay, not a full recipe."""
+FULL_RECIPES = sorted(str(p.relative_to(REPO)) for p in (REPO / "recipes").glob("*.yaml") if p.name not in ("smoke.yaml", "edit.yaml"))
+OVERLAYS = sorted(str(p.relative_to(REPO)) for p in (REPO / "recipes").glob("*/**/*.yaml") if p.parent.name != "vlm") + ["recipes/edit.yaml"]  # vlm/: pretrain-vlm's own recipes
 SMOKE = "recipes/smoke.yaml"
+
+
+def bases(overlay: str) -> tuple[str, ...]:
+    """The recipes an overlay composes with."""
+    return next((b for prefix, b in BASES.items() if overlay.startswith(prefix)), ("recipes/lap.yaml",))
 
 
 def fit_args(recipe: str, tmp_path: Path, *extra: str) -> list[str]:
@@ -53,13 +60,13 @@ def assert_sets(expected, got, where: str) -> None:
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_overlay_composes_with_the_main_recipe(overlay, capsys):
-    config = resolved_config("recipes/lap.yaml", overlay, capsys=capsys)
+    config = resolved_config(*bases(overlay), overlay, capsys=capsys)
     assert_sets(yaml.safe_load((REPO / overlay).read_text()), config, overlay)
 
 
-@pytest.mark.parametrize("recipe", FULL_RECIPES + ["recipes/ablations/fusion/last_layer.yaml"])
+@pytest.mark.parametrize("recipe", FULL_RECIPES + ["recipes/ablations/fusion/last_layer.yaml", "recipes/edit.yaml"])
 def test_recipes_build(recipe, tmp_path):
-    recipes = [recipe] if recipe in FULL_RECIPES else ["recipes/lap.yaml", recipe]
+    recipes = [recipe] if recipe in FULL_RECIPES else [*bases(recipe), recipe]
     args = ["fit", *[a for r in recipes for a in ("-c", str(REPO / r))], "-c", str(REPO / SMOKE), f"--trainer.logger.init_args.save_dir={tmp_path}"]
     cli = run_cli(args, run=False)
     data = cli.datamodule
