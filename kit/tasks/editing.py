@@ -83,7 +83,7 @@ class ImageEditing(TextToImage):
 
     def build_backbone(self, factory: BackboneFactory, in_channels: int, image_size: int) -> Backbone:
         if not self.source_pixels:
-            return factory(in_channels, image_size)
+            return super().build_backbone(factory, in_channels, image_size)
         return factory(2 * in_channels, image_size, out_channels=in_channels)
 
     def denoiser(self, references: References | None, batch_size: int):
