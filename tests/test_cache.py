@@ -20,6 +20,37 @@ def test_round_trip_is_exact_in_float32(encoder, tmp_path):
     assert torch.equal(read.hidden_states.transpose(1, 2)[read.mask], fresh.hidden_states.transpose(1, 2)[fresh.mask])
 
 
+def test_reading_an_entry_slices_its_shard_lazily_in_every_process(encoder, tmp_path, monkeypatch):
+    """An entry is read through `get_slice` (memory-mapped), never by loading a whole shard's tensors; a pickled
+    cache (a spawned worker or rank) opens its own handles and reads the same entries."""
+    import pickle
+
+    import kit.encoders.cache as cache_module
+
+    build_cache(encoder, PROMPTS, tmp_path / "c", storage_dtype="float32", log=lambda _: None)
+    real_open, read_whole = cache_module.safe_open, []
+
+    class Spy:
+        def __init__(self, *args, **kwargs):
+            self.inner = real_open(*args, **kwargs)
+
+        def get_tensor(self, name):
+            read_whole.append(name)
+            return self.inner.get_tensor(name)
+
+        def get_slice(self, name):
+            return self.inner.get_slice(name)
+
+    monkeypatch.setattr(cache_module, "safe_open", Spy)
+    cache = FeatureCache(tmp_path / "c")
+    fresh = encoder(PROMPTS[3:])
+    hidden, kinds = cache.get(PROMPTS[3])
+    assert read_whole == [], f"whole tensors were loaded: {read_whole}"
+    assert torch.equal(hidden, fresh.hidden_states[0][:, fresh.mask[0]]) and torch.equal(kinds.long(), fresh.kinds[0][fresh.mask[0]])
+    clone = pickle.loads(pickle.dumps(cache))
+    assert clone._open == {} and torch.equal(clone.get(PROMPTS[3])[0], hidden)
+
+
 def test_resume_encodes_only_what_is_missing(encoder, tmp_path):
     calls = []
 

@@ -74,3 +74,24 @@ def test_a_batch_with_no_decodable_image_is_skipped_under_every_callback(tmp_pat
         cli = run_cli(args)
     assert cli.model.skipped_images == 1, "the broken image's step was reached, skipped and counted"
     assert cli.trainer.global_step >= 5
+
+
+def test_hugging_face_imagefolder_metadata_is_read(tmp_path):
+    """`metadata.jsonl` with `file_name` (relative to its own folder, in split folders too) and a caption column."""
+    root = tmp_path / "hf"
+    (root / "train" / "images").mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(np.full((20, 20, 3), 40 * i, np.uint8)).save(root / "train" / "images" / f"{i}.png")
+    rows = [{"file_name": f"images/{i}.png", "text": f"picture {i}", "other": i} for i in range(3)]
+    (root / "train" / "metadata.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    data = ImageFolderData(str(root), image_size=8, val_fraction=0.34)
+    assert data.train_set.pairs == [(root / "train" / "images" / "0.png", "picture 0"), (root / "train" / "images" / "1.png", "picture 1")]
+    assert data.val_set.pairs == [(root / "train" / "images" / "2.png", "picture 2")]
+    assert next(iter(data.train_dataloader())).images.shape == (2, 3, 8, 8)
+    named = ImageFolderData(str(root), image_size=8, caption_column="other")
+    assert [c for _, c in named.train_set.pairs] == ["0", "1"]
+    with pytest.raises(ValueError, match=r"metadata.jsonl:1: expected 'file_name' and a caption column \('missing'\), got the keys \['file_name', 'other', 'text'\]"):
+        ImageFolderData(str(root), caption_column="missing")
+    (root / "train" / "metadata.jsonl").write_text(json.dumps(rows[0]) + "\n[1, 2]\n")
+    with pytest.raises(ValueError, match=r"metadata.jsonl:2: expected a JSON object, got list"):
+        ImageFolderData(str(root))

@@ -12,6 +12,10 @@ The fingerprint (`FrozenEncoder.fingerprint`: model, revision, weights, dtype, t
 template, rewrite settings) is written once; opening a cache for an encoder with another
 fingerprint fails with both shown. Writing is resumable: shards are written whole and the
 manifest is replaced atomically after each, so an interrupted run loses at most one shard.
+
+Reading is lazy: an entry is sliced out of its memory-mapped shard (`safe_open(...).get_slice`),
+so a process (every data-loader worker, every rank) holds the entries it reads, never a whole
+shard: a real VLM's shard is several GB. Each process opens its own handles.
 """
 
 from __future__ import annotations
@@ -75,7 +79,12 @@ class FeatureCache:
         for s, shard in enumerate(self.manifest["shards"]):
             for i, key in enumerate(json.loads((self.path / shard["keys"]).read_text())):
                 self.index[key] = (s, i)
-        self._open: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
+        self._open: dict[int, object] = {}  # shard -> safe_open handle of this process
+        self._pid = os.getpid()
+
+    def __getstate__(self) -> dict:
+        """Pickled (a spawned worker, a rank) without the open handles; each process opens its own."""
+        return {**self.__dict__, "_open": {}, "_pid": None}
 
     @property
     def fingerprint(self) -> dict:
@@ -87,21 +96,24 @@ class FeatureCache:
     def __contains__(self, key: str) -> bool:
         return key in self.index
 
-    def _shard(self, s: int) -> tuple[Tensor, Tensor, Tensor]:
+    def _handle(self, s: int):
+        """Shard `s` opened for lazy reads (memory-mapped), one handle per shard per process."""
+        pid = os.getpid()
+        if self._pid != pid:  # a forked worker does not reuse its parent's handles
+            self._open, self._pid = {}, pid
         if s not in self._open:
-            with safe_open(self.path / self.manifest["shards"][s]["file"], framework="pt") as f:
-                self._open[s] = (f.get_tensor("hidden"), f.get_tensor("kinds"), f.get_tensor("offsets"))
+            self._open[s] = safe_open(self.path / self.manifest["shards"][s]["file"], framework="pt")
         return self._open[s]
 
     def get(self, key: str) -> tuple[Tensor, Tensor]:
-        """The entry of `key`: hidden states `(N, S, D)` and kinds `(S,)`."""
+        """The entry of `key`: hidden states `(N, S, D)` and kinds `(S,)`, read from its shard alone."""
         try:
             s, i = self.index[key]
         except KeyError:
             raise KeyError(f"{key!r} is not in the feature cache {self.path} ({len(self)} entries); rebuild the cache for this data") from None
-        hidden, kinds, offsets = self._shard(s)
-        a, b = int(offsets[i]), int(offsets[i + 1])
-        return hidden[a:b].transpose(0, 1), kinds[a:b]
+        f = self._handle(s)
+        a, b = (int(v) for v in f.get_slice("offsets")[i : i + 2])
+        return f.get_slice("hidden")[a:b].transpose(0, 1), f.get_slice("kinds")[a:b]
 
     def add_shard(self, keys: Sequence[str], entries: Sequence[tuple[Tensor, Tensor]]) -> None:
         """Write one shard of entries (hidden `(N, S, D)`, kinds `(S,)`) and update the manifest atomically."""

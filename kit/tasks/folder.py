@@ -1,8 +1,14 @@
 """`ImageFolderData`: real images with captions from a folder, for recipes beyond the shapes world.
 
-Layout: images anywhere under `root` and a `captions.jsonl` with one `{"file": ..., "caption": ...}`
-per line (paths relative to `root`), or a `.txt` caption beside each image. Images are
-decoded with PIL, converted to RGB, resized on the short side and centre-cropped.
+Layouts, tried in this order:
+
+- a `captions.jsonl` with one `{"file": ..., "caption": ...}` per line (paths relative to `root`);
+- Hugging Face `imagefolder`: `metadata.jsonl` files (at `root` or in split folders such as `train/`),
+  one `{"file_name": ..., "<caption column>": ...}` per line, paths relative to the metadata file's
+  folder; the caption column is `caption_column`, else the first of `caption`, `text`, `prompt` present;
+- a `.txt` caption beside each image.
+
+Images are decoded with PIL, converted to RGB, resized on the short side and centre-cropped.
 
 An image that cannot be decoded is skipped, not a crash: its item comes back empty, the
 collation drops it and reports how many it dropped in the batch's `skipped` count, which the
@@ -26,26 +32,57 @@ from kit.types import Batch
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
-def read_captions(root: Path) -> list[tuple[Path, str]]:
-    """`(image path, caption)` pairs from `captions.jsonl`, or from `.txt` files beside the images."""
+CAPTION_COLUMNS = ("caption", "text", "prompt")
+"""Caption columns looked for, in order, in a Hugging Face `metadata.jsonl` when none is named."""
+
+
+def _jsonl(path: Path):
+    """`(line number, object)` for each non-empty line; a line that is not a JSON object is an error naming it."""
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{n}: not a JSON line ({e})") from None
+            if not isinstance(entry, dict):
+                raise ValueError(f"{path}:{n}: expected a JSON object, got {type(entry).__name__}")
+            yield n, entry
+
+
+def read_metadata(path: Path, caption_column: str | None = None) -> list[tuple[Path, str]]:
+    """`(image path, caption)` pairs of a Hugging Face imagefolder `metadata.jsonl` (`file_name` relative to its folder)."""
+    pairs = []
+    for n, entry in _jsonl(path):
+        column = caption_column or next((c for c in CAPTION_COLUMNS if c in entry), None)
+        if "file_name" not in entry or column is None or column not in entry:
+            wanted = repr(caption_column) if caption_column else " or ".join(repr(c) for c in CAPTION_COLUMNS)
+            raise ValueError(f"{path}:{n}: expected 'file_name' and a caption column ({wanted}), got the keys {sorted(entry)}")
+        pairs.append((path.parent / entry["file_name"], str(entry[column])))
+    return pairs
+
+
+def read_captions(root: Path, caption_column: str | None = None) -> list[tuple[Path, str]]:
+    """`(image path, caption)` pairs from `captions.jsonl`, Hugging Face `metadata.jsonl` files, or `.txt` files beside the images."""
     index = root / "captions.jsonl"
     if index.is_file():
         pairs = []
-        for n, line in enumerate(index.read_text().splitlines(), 1):
-            if line.strip():
-                try:
-                    entry = json.loads(line)
-                    pairs.append((root / entry["file"], str(entry["caption"])))
-                except (json.JSONDecodeError, KeyError) as e:
-                    raise ValueError(f"{index}:{n}: expected a JSON object with 'file' and 'caption' ({e})") from None
+        for n, entry in _jsonl(index):
+            if "file" not in entry or "caption" not in entry:
+                raise ValueError(f"{index}:{n}: expected a JSON object with 'file' and 'caption', got the keys {sorted(entry)}")
+            pairs.append((root / entry["file"], str(entry["caption"])))
         return pairs
+    metadata = sorted(root.rglob("metadata.jsonl"))
+    if metadata:
+        return [pair for path in metadata for pair in read_metadata(path, caption_column)]
     pairs = [
         (p, p.with_suffix(".txt").read_text().strip())
         for p in sorted(root.rglob("*"))
         if p.suffix.lower() in IMAGE_SUFFIXES and p.with_suffix(".txt").is_file()
     ]
     if not pairs:
-        raise FileNotFoundError(f"no captioned images under {root}: add a captions.jsonl or a .txt caption beside each image")
+        raise FileNotFoundError(
+            f"no captioned images under {root}: add a captions.jsonl, a Hugging Face metadata.jsonl (file_name + caption/text) or a .txt caption beside each image"
+        )
     return pairs
 
 
@@ -101,15 +138,19 @@ class ImageFolderData(ImageTextData):
         batch_size: items per batch (before skipping).
         val_fraction: fraction of the items held out for validation (the last ones, in file order).
         num_workers: DataLoader worker processes.
+        caption_column: the caption column of a Hugging Face `metadata.jsonl` (the first of `caption`, `text`,
+            `prompt` present when None).
     """
 
-    def __init__(self, root: str, image_size: int = 64, batch_size: int = 16, val_fraction: float = 0.05, num_workers: int = 0) -> None:
+    def __init__(
+        self, root: str, image_size: int = 64, batch_size: int = 16, val_fraction: float = 0.05, num_workers: int = 0, caption_column: str | None = None
+    ) -> None:
         check_loader_sizes(batch_size, num_workers)
         super().__init__()
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"image folder {self.root} does not exist")
-        pairs = read_captions(self.root)
+        pairs = read_captions(self.root, caption_column)
         n_val = max(1, int(len(pairs) * val_fraction)) if len(pairs) > 1 else 0
         self.image_size, self.channels, self.batch_size, self.num_workers = image_size, 3, batch_size, num_workers
         self.train_set = ImageFolderDataset(pairs[: len(pairs) - n_val], image_size)
