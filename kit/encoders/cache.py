@@ -45,6 +45,19 @@ def _describe_difference(have: dict, want: dict) -> str:
     return "; ".join(f"{k}: cache has {have.get(k)!r}, recipe has {want.get(k)!r}" for k in keys if have.get(k) != want.get(k))
 
 
+def check_fingerprint(path: str | Path, have: dict | None, want: dict | None) -> None:
+    """Raise `CacheMismatchError` (both fingerprints, what differs, how to rebuild) when a cache at `path`
+    built with fingerprint `have` is read by an encoder whose fingerprint is `want`."""
+    if have == want:
+        return
+    raise CacheMismatchError(
+        f"the feature cache {path} was built by another encoder configuration ({_describe_difference(have or {}, want or {})}).\n"
+        f"  cache fingerprint:  {json.dumps(have, sort_keys=True)}\n"
+        f"  recipe fingerprint: {json.dumps(want, sort_keys=True)}\n"
+        "Rebuild it with `python -m kit cache --config RECIPE --out DIR` or point the recipe at a matching cache."
+    )
+
+
 class FeatureCache:
     """Read (and append to) a feature cache directory.
 
@@ -61,14 +74,8 @@ class FeatureCache:
             self.manifest = json.loads(manifest.read_text())
             if self.manifest.get("format") != FORMAT:
                 raise CacheMismatchError(f"cache {self.path} has format {self.manifest.get('format')}, this kit reads format {FORMAT}: rebuild it")
-            if fingerprint is not None and self.manifest["fingerprint"] != fingerprint:
-                raise CacheMismatchError(
-                    f"the feature cache {self.path} was built by another encoder configuration "
-                    f"({_describe_difference(self.manifest['fingerprint'], fingerprint)}).\n"
-                    f"  cache fingerprint:  {json.dumps(self.manifest['fingerprint'], sort_keys=True)}\n"
-                    f"  recipe fingerprint: {json.dumps(fingerprint, sort_keys=True)}\n"
-                    "Rebuild it with `python -m kit cache --config RECIPE --out DIR` or point the recipe at a matching cache."
-                )
+            if fingerprint is not None:
+                check_fingerprint(self.path, self.manifest["fingerprint"], fingerprint)
         elif fingerprint is None:
             raise FileNotFoundError(
                 f"no feature cache at {self.path} (no manifest.json); build one with `python -m kit cache --config RECIPE --out {self.path}`"

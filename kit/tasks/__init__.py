@@ -6,6 +6,7 @@ from kit.tasks.data import ShapesDataModule, ShapesDataset
 from kit.tasks.edit_data import ShapesEditData, ShapesEditDataset
 from kit.tasks.editing import ImageEditing
 from kit.tasks.folder import ImageFolderData
+from kit.tasks.streaming import StreamingImageTextData
 from kit.tasks.summary import RunSummary
 from kit.tasks.text_to_image import TextToImage
 
@@ -17,6 +18,7 @@ __all__ = [
     "LayerWeightLogger",
     "RunSummary",
     "SampleGrid",
+    "StreamingImageTextData",
     "SuiteEvaluation",
     "ShapesDataModule",
     "ShapesDataset",

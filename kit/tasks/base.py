@@ -40,7 +40,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from kit.diffusion import EulerSampler, Objective, RectifiedFlow, Sampler
-from kit.encoders.cache import FeatureCache
+from kit.encoders.cache import check_fingerprint
 from kit.registry import Registry
 from kit.tasks.ema import EMA
 from kit.types import Batch
@@ -208,8 +208,8 @@ class DiffusionTask(L.LightningModule):
             )
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         cache, encoder = getattr(datamodule, "feature_cache", None), self.cache_encoder()
-        if cache is not None and encoder is not None and cache.fingerprint != encoder.fingerprint():
-            FeatureCache(cache.path, encoder.fingerprint())  # raises CacheMismatchError with both fingerprints
+        if cache is not None and encoder is not None and encoder.fingerprint() is not None:
+            check_fingerprint(cache.path, cache.fingerprint, encoder.fingerprint())  # CacheMismatchError with both fingerprints
 
     def step_generator(self, batch_idx: int = 0) -> torch.Generator:
         """The random stream of one training batch: a function of (run seed, step, micro-batch, rank) alone,

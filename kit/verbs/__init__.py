@@ -6,7 +6,7 @@ someone first runs it; `kit.cli` dispatches to it.
 
 from types import ModuleType
 
-from kit.verbs import build_tiny_vlm, cache, compare, describe, eval_vlm, evaluate, evaluate_edit, oracle_check, pretrain_vlm, registry, sample
+from kit.verbs import build_tiny_vlm, cache, compare, describe, eval_vlm, evaluate, evaluate_edit, oracle_check, pretrain_vlm, registry, sample, shard
 
 VERBS: dict[str, ModuleType] = {
     "sample": sample,
@@ -14,6 +14,7 @@ VERBS: dict[str, ModuleType] = {
     "evaluate-edit": evaluate_edit,
     "oracle-check": oracle_check,
     "cache": cache,
+    "shard": shard,
     "compare": compare,
     "describe": describe,
     "registry": registry,

@@ -28,7 +28,22 @@ def main(argv: list[str]) -> int:
     p.add_argument("--shard-size", type=int, default=2048, help="entries per shard")
     p.add_argument("--dtype", type=str, default="bfloat16", help="storage dtype of the hidden states: bfloat16, float16 or float32")
     p.add_argument("--set", type=str, action="append", default=[], help="extra recipe overrides, e.g. --set=--trainer.max_steps=600")
+    p.add_argument(
+        "--format",
+        type=str,
+        default="safetensors",
+        help="safetensors: a cache keyed by prompt, read by --data.init_args.feature_cache; litdata: streaming chunks of "
+        "images, prompts and features under OUT/train and OUT/val, read by kit.tasks.StreamingImageTextData",
+    )
+    p.add_argument("--chunk-bytes", type=str, default="64MB", help="size of each litdata chunk (--format litdata)")
     args = p.parse_args(argv)
+    if args.format not in ("safetensors", "litdata"):
+        print(f"error: unknown --format {args.format!r}; choose safetensors or litdata", file=sys.stderr)
+        return 2
+    if args.format == "litdata":
+        from kit.verbs import shard
+
+        return shard.run(args, features=True, storage_dtype=args.dtype)
 
     from kit.encoders.cache import CacheMismatchError, build_cache
     from kit.runner import ConfigurationError, run_cli
