@@ -14,6 +14,7 @@ from importlib import import_module
 from typing import Any
 
 import lightning as L
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 import kit.backbones  # noqa: F401  (registers backbones so class names resolve)
@@ -115,6 +116,11 @@ class KitCLI(LightningCLI):
         except (ValueError, TypeError, FileNotFoundError) as e:
             cause = _root_cause(e)
             raise ConfigurationError(f"{type(cause).__name__}: {cause}") from cause
+        except MisconfigurationException as e:  # Lightning's own refusals: no GPU for a GPU recipe, and the like
+            hint = ""
+            if "gpu backend" in str(e).lower():
+                hint = " (this recipe asks for a GPU and none is present; on the CPU add --trainer.accelerator=cpu --trainer.devices=1)"
+            raise ConfigurationError(f"{type(e).__name__}: {e}{hint}") from e
 
     def _parse_ckpt_path(self) -> None:
         """`--ckpt_path`: the recipe decides the model, never the checkpoint. Lightning would merge the

@@ -14,11 +14,34 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.utilities import rank_zero_warn
 from matplotlib.figure import Figure  # figures without pyplot: the kit never switches a notebook's backend
 from PIL import Image
 from torchvision.utils import make_grid
 
 from kit.images import tensor_to_image
+
+
+def sharded(trainer: L.Trainer) -> bool:
+    """Whether the strategy shards parameters (FSDP, model parallel, DeepSpeed): generating then needs every rank
+    inside the wrapped model's forward, which the sampling callbacks do not do, so they skip (and say so once)."""
+    from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy, ModelParallelStrategy
+
+    return isinstance(trainer.strategy, (FSDPStrategy, ModelParallelStrategy, DeepSpeedStrategy))
+
+
+def skip_when_sharded(callback: L.Callback, trainer: L.Trainer) -> bool:
+    """True (with one warning per callback) when `trainer` shards parameters; see `sharded`."""
+    if not sharded(trainer):
+        return False
+    if not getattr(callback, "_warned_sharded", False):
+        callback._warned_sharded = True
+        rank_zero_warn(
+            f"{type(callback).__name__} is off under {type(trainer.strategy).__name__}: parameters are sharded across ranks, so "
+            "sampling inside the training loop would need every rank; sample or evaluate the saved checkpoint instead "
+            "(python -m kit sample / evaluate --ckpt ...; recipes/scale/fsdp.yaml saves full checkpoints)"
+        )
+    return True
 
 
 def _tensorboard(trainer: L.Trainer):
@@ -89,6 +112,8 @@ class SampleGrid(L.Callback):
 
     def log_grid(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         step = trainer.global_step
+        if skip_when_sharded(self, trainer):
+            return
         log_dir = trainer.log_dir  # a collective under DDP: every rank asks, before rank 0 goes on alone
         if step == self._last_step or not trainer.is_global_zero:
             return
@@ -134,6 +159,8 @@ class LayerWeightLogger(L.Callback):
         self.every_n_steps = every_n_steps
 
     def log_weights(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if skip_when_sharded(self, trainer):  # a rank holds a shard of the weights, not the weights
+            return
         weights = module.fusion.layer_weights()
         writer = _tensorboard(trainer)
         if weights is None or writer is None or not trainer.is_global_zero:
@@ -201,15 +228,18 @@ class SuiteEvaluation(L.Callback):
     def evaluate(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         from kit.analysis import evaluate_module
 
-        if trainer.global_step == self._last_step or not trainer.is_global_zero:
+        if trainer.global_step == self._last_step or skip_when_sharded(self, trainer):
             return
         self._last_step = trainer.global_step
-        results = evaluate_module(module, self.entries, self.images_per_prompt, **self.generate_kwargs)
-        metrics = {"eval/overall": results["overall"], **{f"eval/{k}": v for k, v in results["categories"].items()}}
-        if results["dpg"]["score"] is not None:
-            metrics["eval/dpg"] = results["dpg"]["score"]
-        for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=trainer.global_step)
+        metrics = None
+        if trainer.is_global_zero:  # rank 0 generates and scores; the others wait at the broadcast below
+            results = evaluate_module(module, self.entries, self.images_per_prompt, **self.generate_kwargs)
+            metrics = {"eval/overall": results["overall"], **{f"eval/{k}": v for k, v in results["categories"].items()}}
+            if results["dpg"]["score"] is not None:
+                metrics["eval/dpg"] = results["dpg"]["score"]
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=trainer.global_step)
+        metrics = trainer.strategy.broadcast(metrics, src=0)  # every rank holds the same scores (a monitored checkpoint agrees)
         trainer.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})  # for RunSummary and ModelCheckpoint
 
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
