@@ -34,11 +34,14 @@ class StepTimer(L.Callback):
         self.end = time.perf_counter()
 
 
-def timed_fit(configs: list[str], steps: int, warmup: int, items: int, logdir: str, *extra: str) -> dict:
+def timed_fit(configs: list[str], steps: int, warmup: int, items: int | None, logdir: str, *extra: str) -> dict:
+    """Fit `steps` steps of the composed recipes with callbacks, validation and checkpoints off (on the shapes data,
+    over its first `items` training items when given); the steps after `warmup`, timed."""
     from kit.cli import run_cli
 
     args = ["fit", *[a for c in configs for a in ("-c", c)], f"--trainer.max_steps={steps}", f"--trainer.logger.init_args.save_dir={logdir}"]
-    args += ["--trainer.callbacks=[]", "--trainer.enable_checkpointing=false", "--trainer.limit_val_batches=0", f"--data.init_args.train_size={items}", *extra]
+    args += ["--trainer.callbacks=[]", "--trainer.enable_checkpointing=false", "--trainer.limit_val_batches=0"]
+    args += ([f"--data.init_args.train_size={items}"] if items is not None else []) + list(extra)
     cli = run_cli(args, run=False)
     timer = StepTimer(warmup)
     cli.trainer.callbacks.append(timer)

@@ -90,3 +90,40 @@ def test_suite_scores_reach_every_rank_through_the_broadcast():
     trainer = SimpleNamespace(strategy=Strategy(), global_step=7, is_global_zero=False, loggers=[], callback_metrics={})
     SuiteEvaluation(every_n_steps=7, per_category=1).on_train_batch_end(trainer, _Refuse(), None, None, 0)
     assert calls == [(None, 0)] and {k: float(v) for k, v in trainer.callback_metrics.items()} == sent
+
+
+def test_the_gpu_script_runs_every_check_within_eight_minutes_of_limits(repo):
+    import re
+    import subprocess
+
+    proc = subprocess.run(["bash", "benchmarks/gpu.sh"], cwd=repo, env={"GPU_SH_DRY": "1", "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    steps = re.findall(r"^== (\S+) \(limit (\d+)s\): (.*)$", proc.stdout, re.M)
+    names = [s[0] for s in steps]
+    assert names == ["kernels_attention_pool", "kernels_weighted_sum", "kernels_layer_attention", "pytest_gpu", "train_step_b2", "fit_speed_lap"]
+    assert sum(int(s[1]) for s in steps) <= 480, "the limits must fit 8 minutes"
+    for _, _, command in steps:  # every script it names exists
+        script = next((w for w in command.split() if w.endswith(".py")), None)
+        assert script is None or (repo / script).is_file(), script
+
+
+@pytest.mark.slow
+def test_the_throughput_benchmarks_run_and_record(repo, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "ts.jsonl"
+    cmd = [sys.executable, "benchmarks/train_step.py", "--presets", "s2", "--modes", "cached", "--batch", "1", "--steps", "1", "--warmup", "1", "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    row = json.loads(out.read_text())
+    assert row["preset"] == "s2" and row["backbone_params_m"] > 30 and row["tflops_per_step"] > 0 and row["samples_per_sec"] > 0
+    assert row["mfu"] is None or 0 < row["mfu"] < 1
+    fs = tmp_path / "fs.jsonl"
+    variant = "a=recipes/lap.yaml,recipes/smoke.yaml"
+    proc = subprocess.run([sys.executable, "benchmarks/fit_speed.py", "--variant", variant, "--variant", variant.replace("a=", "b="), "--steps", "4", "--warmup", "1", "--out", str(fs)],
+                          cwd=repo, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in fs.read_text().splitlines()]
+    assert [r["variant"] for r in rows] == ["a", "b"] and rows[0]["ratio_to_first"] == 1.0 and rows[1]["steps"] == 3
