@@ -20,7 +20,6 @@ The first `--warmup` steps are not timed. Appends one JSON line per (preset, mod
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
