@@ -64,6 +64,8 @@ ROWS = [
     ("init-from-missing-ckpt", fit(f"{M}init_from=/no/such.ckpt"), "'/no/such.ckpt' does not exist"),
     ("sample-missing-image", ["sample", "--ckpt", "x.ckpt", "--prompt", "make it blue", "--image", "/no/such.png"], "image '/no/such.png' does not exist"),
     ("evaluate-edit-without-ckpt", ["evaluate-edit"], "pass --ckpt CKPT"),
+    ("not-a-streaming-dataset", fit("--data=kit.tasks.StreamingImageTextData", "--data.input_dir=/no/such/stream"), "is not a streaming dataset written by the kit"),
+    ("cache-unknown-format", ["cache", "-c", LAP, "--out", "/no/such/cache", "--format", "parquet"], "unknown --format 'parquet'; choose safetensors or litdata"),
 ]
 
 FILE_ROWS = [  # a file on disk that is not what it claims: made per test
@@ -96,6 +98,10 @@ OTHER_TESTS = {  # table rows that are behaviours, each with its own test
     "references-beyond-context": "tests/test_editing.py::test_the_encoder_refuses_more_image_tokens_than_its_context",
     "editing-without-a-vlm": "tests/test_editing.py::test_an_encoder_that_reads_no_images_is_refused",
     "reference-of-another-size": "tests/test_editing.py::test_edit_fine_tuning_runs_from_the_cli_and_is_scored",
+    "gpu-recipe-without-gpu": "tests/test_scale.py::test_gpu_recipes_on_a_machine_without_one_fail_in_one_line_before_any_run_folder",
+    "fsdp-on-the-cpu": "tests/test_scale.py::test_fsdp_on_the_cpu_is_refused_by_lightning_and_by_torch",
+    "streaming-over-a-dataset": "tests/test_streaming.py::test_what_is_not_a_streaming_dataset_is_refused_clearly",
+    "hf-metadata-without-caption": "tests/test_folder.py::test_hugging_face_imagefolder_metadata_is_read",
 }
 
 
