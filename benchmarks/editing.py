@@ -7,10 +7,12 @@
 For each seed: the text-to-image checkpoint (`recipes/lap.yaml`, the quickstart's recipe, unless
 `--t2i-ckpt` is given), then `recipes/edit.yaml` from it (VLM-only, UniFusion's design) and the same
 with `recipes/ablations/editing/source_pixels.yaml` (the source's pixels also on the DiT's input),
-one after another with the whole machine, each timed; then `kit evaluate-edit` on both. Resumable:
+one after another with the whole machine, each timed; then `kit evaluate-edit` on both and on the
+text-to-image checkpoint itself (what editing starts from: `t2i_seed<S>.json`). Resumable:
 a fit whose last checkpoint reached its steps and an evaluation already written are not redone
 (an interrupted fit is rerun whole). `results/edit_eval.json` holds the VLM-only figures of the
-first seed (per kind, success, preservation, composition), the baseline's beside them, every
+first seed (per kind, success, preservation, composition), the baseline's and the text-to-image
+checkpoint's (`before_editing`) beside them, every
 seed's file, the wall times, the commands and the commit. The edit -> text-to-image transfer
 (`t2i_v1` before and after editing, against a control given the same further text-to-image steps)
 is not run here: it is recorded as not measured.
@@ -87,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     t2i_steps = 3 if args.smoke else T2I_STEPS
     for seed in args.seeds:
         t2i = Path(args.t2i_ckpt).resolve() if args.t2i_ckpt else fit([*lap, *smoke], f"t2i_seed{seed}", runs, seed, t2i_steps, [], log, times)
+        before = out / f"t2i_seed{seed}.json"  # the starting point, scored as an editor
+        if not before.exists():
+            kit(["evaluate-edit", "--ckpt", str(t2i), "--per-kind", str(args.per_kind), "--compositions", str(args.compositions), "--out", str(before)] + (["--steps", "2"] if args.smoke else []), log)
         for variant, overlay in VARIANTS.items():
             name = f"{variant}_seed{seed}"
             scored = out / f"{name}.json"
@@ -100,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     first = args.seeds[0]
     shipped = json.loads((out / f"vlm_only_seed{first}.json").read_text())
     baseline = json.loads((out / f"source_pixels_seed{first}.json").read_text())
+    before = json.loads((out / f"t2i_seed{first}.json").read_text())
     summary = {
         "recipe": "recipes/lap.yaml + recipes/edit.yaml",
         "kinds": shipped["kinds"],
@@ -107,9 +113,11 @@ def main(argv: list[str] | None = None) -> int:
         "preservation": shipped["preservation"],
         "composition": shipped.get("composition"),
         "baseline_source_pixels": {k: baseline[k] for k in ("success", "preservation", "composition", "kinds") if k in baseline},
+        "before_editing": {k: before[k] for k in ("success", "preservation", "composition", "kinds") if k in before},
+        "t2i_checkpoint": args.t2i_ckpt or f"recipes/lap.yaml, seed {first}, {t2i_steps} steps (trained by this script)",
         "transfer": None,
         "transfer_note": "not measured: t2i_v1 before and after editing, against a control with the same further text-to-image steps",
-        "seeds": {str(s): {v: str(Path(args.out) / f"{v}_seed{s}.json") for v in VARIANTS} for s in args.seeds},
+        "seeds": {str(s): {v: str(Path(args.out) / f"{v}_seed{s}.json") for v in ["t2i", *VARIANTS]} for s in args.seeds},
         "fit_seconds": times,
         "edit_steps": args.steps,
         "command": "python benchmarks/editing.py " + " ".join(argv if argv is not None else sys.argv[1:]),

@@ -208,7 +208,9 @@ def test_the_editing_benchmark_runs_resumes_and_writes_its_summary(tmp_path):
     done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-1500:]
     summary = json.loads((tmp_path / "out" / "edit_eval.json").read_text())
-    assert {"kinds", "success", "preservation", "composition", "transfer", "baseline_source_pixels", "fit_seconds"} <= set(summary)
+    assert {"kinds", "success", "preservation", "composition", "transfer", "baseline_source_pixels", "before_editing", "t2i_checkpoint", "fit_seconds"} <= set(summary)
+    assert set(summary["before_editing"]) >= {"success", "preservation"}, "the starting checkpoint is scored by the script, not by hand"
     assert set(summary["fit_seconds"]) == {"t2i_seed0", "vlm_only_seed0", "source_pixels_seed0"}
     again = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True)  # everything is done: nothing is refit
-    assert again.returncode == 0 and (tmp_path / "out" / "log.txt").read_text().count("$ python -m kit fit") == 3
+    log = (tmp_path / "out" / "log.txt").read_text()
+    assert again.returncode == 0 and log.count("$ python -m kit fit") == 3 and log.count("$ python -m kit evaluate-edit") == 3
