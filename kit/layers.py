@@ -19,7 +19,8 @@ from torch import Tensor, nn
 
 
 def key_padding_bias(mask: Tensor | None) -> Tensor | None:
-    """`(B, S)` bool key mask -> `(B, 1, 1, S)` bool mask for SDPA (True = attend).
+    """`(B, S)` bool key mask -> `(B, 1, 1, S)` bool mask for SDPA (True = attend); a `(B, S, S)` query-key
+    mask -> `(B, 1, S, S)` (its rows must each allow some key).
 
     A row with no real key at all (an empty prompt) would make softmax produce NaN that
     leaks through later masking (NaN * 0 is NaN); such rows attend everywhere instead, and
@@ -27,6 +28,8 @@ def key_padding_bias(mask: Tensor | None) -> Tensor | None:
     """
     if mask is None:
         return None
+    if mask.dim() == 3:  # (B, S, S) query-key mask (a causal or prefix pattern), passed through per head
+        return mask[:, None]
     mask = mask | ~mask.any(dim=1, keepdim=True)
     return mask[:, None, None, :]
 
@@ -88,7 +91,7 @@ class TransformerBlock(nn.Module):
         self.mlp = Mlp(dim, hidden_features=int(dim * mlp_ratio), act_layer=nn.GELU)
 
     def forward(self, x: Tensor, mask: Tensor | None = None, rope: tuple[Tensor, Tensor] | None = None) -> Tensor:
-        """x: `(B, S, dim)`; mask: `(B, S)` bool key mask or None; rope: rotary tables (with
+        """x: `(B, S, dim)`; mask: `(B, S)` bool key mask, `(B, S, S)` query-key mask, or None; rope: rotary tables (with
         `attn_layer=RotaryAttention`) or None. Returns `(B, S, dim)`."""
         extra = {} if rope is None else {"rope": rope}
         x = x + self.attn(self.norm1(x), attn_mask=key_padding_bias(mask), **extra)  # (B, S, dim)

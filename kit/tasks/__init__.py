@@ -8,6 +8,7 @@ from kit.tasks.editing import ImageEditing
 from kit.tasks.folder import ImageFolderData
 from kit.tasks.streaming import StreamingImageTextData
 from kit.tasks.summary import RunSummary
+from kit.tasks.text_latent import TextLatentCodec, TextLatentPretraining
 from kit.tasks.text_to_image import TextToImage
 
 __all__ = [
@@ -24,5 +25,7 @@ __all__ = [
     "ShapesDataset",
     "ShapesEditData",
     "ShapesEditDataset",
+    "TextLatentCodec",
+    "TextLatentPretraining",
     "TextToImage",
 ]

@@ -1,0 +1,213 @@
+"""Text latents for the joint image-text model (UniDiffuser): a caption as a short, low-width sequence, and back.
+
+UniDiffuser diffuses a text stream next to the image: CLIP's text features of the caption, linearly reduced to
+64 channels a token, and a GPT-2 prefix decoder trained to turn such a latent back into the caption. Here the
+frozen encoder (the shapes VLM by default) reads the caption; a resampler head (learned queries cross-attending
+to the tapped layers, `kit.fusion.ResamplerHead`) reduces its states to `num_latents` tokens of `latent_dim`
+channels, normalised per token (unit scale: what a diffusion stream expects); a small prefix decoder reads those
+tokens and writes the caption in the encoder's own tokenizer, greedily at inference.
+
+`TextLatentPretraining` trains the reducer and the decoder together on a DataModule's captions (teacher-forced
+cross-entropy) and reports, on the validation captions, the exact-match rate of greedy reconstruction:
+
+    python -m kit fit -c recipes/text_latent.yaml
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from kit.fusion.resampler import ResamplerHead
+from kit.layers import TransformerBlock, init_linear_trunc_normal
+from kit.types import EncoderOutput
+
+
+class CaptionTokenizer:
+    """The encoder's own tokenizer for captions: ids with a start token, an end token and right padding.
+
+    Args:
+        tokenizer: a Hugging Face tokenizer with `bos`/`eos` (or `pad`) tokens.
+        max_tokens: the longest caption, in tokens, start and end included.
+    """
+
+    def __init__(self, tokenizer, max_tokens: int = 48) -> None:
+        self.tokenizer, self.max_tokens = tokenizer, max_tokens
+        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else self.pad
+        self.bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else self.eos
+        self.unk = tokenizer.unk_token_id
+        self.vocab_size = len(tokenizer)
+
+    def encode(self, captions: list[str]) -> Tensor:
+        """Captions -> ids `(B, T)`: `[bos, tokens..., eos, pad...]`; a caption the tokenizer cannot encode (an unknown
+        token, or text that does not decode back to itself), or one too long, is a `ValueError` naming it. A
+        byte-level tokenizer (the shapes VLM's) encodes any text."""
+        rows = []
+        for caption in captions:
+            ids = self.tokenizer(caption, add_special_tokens=False)["input_ids"]
+            if self.unk is not None and self.unk in ids:
+                raise ValueError(f"the caption {caption!r} has text the tokenizer cannot encode (it maps to the unknown token)")
+            if self.tokenizer.decode(ids).strip() != caption.strip():
+                raise ValueError(f"the caption {caption!r} does not survive the tokenizer's round trip (it decodes as {self.tokenizer.decode(ids)!r})")
+            if len(ids) + 2 > self.max_tokens:
+                raise ValueError(f"the caption {caption!r} is {len(ids) + 2} tokens with start and end; the text decoder takes {self.max_tokens}")
+            rows.append([self.bos, *ids, self.eos])
+        out = torch.full((len(rows), max(map(len, rows))), self.pad, dtype=torch.long)
+        for i, row in enumerate(rows):
+            out[i, : len(row)] = torch.tensor(row)
+        return out
+
+    def decode(self, ids: Tensor) -> list[str]:
+        """Generated ids `(B, T)` (no start token) -> captions, each cut at its first end token."""
+        texts = []
+        for row in ids.tolist():
+            row = row[: row.index(self.eos)] if self.eos in row else row
+            texts.append(self.tokenizer.decode(row, skip_special_tokens=True).strip())
+        return texts
+
+
+class TextDecoder(nn.Module):
+    """A prefix decoder (UniDiffuser's GPT-2 role, tiny): latent tokens first, then the caption, causally.
+
+    Args:
+        latent_dim: channels of each latent token.
+        num_latents: latent tokens (the prefix).
+        vocab_size: the tokenizer's vocabulary.
+        max_tokens: caption tokens, start and end included.
+        width: token width.
+        depth: transformer blocks.
+        num_heads: attention heads.
+    """
+
+    def __init__(self, latent_dim: int, num_latents: int, vocab_size: int, max_tokens: int, width: int = 128, depth: int = 3, num_heads: int = 4) -> None:
+        super().__init__()
+        self.num_latents, self.max_tokens = num_latents, max_tokens
+        self.prefix = nn.Linear(latent_dim, width)
+        self.embed = nn.Embedding(vocab_size, width)
+        self.pos = nn.Parameter(torch.zeros(1, num_latents + max_tokens, width))
+        self.blocks = nn.ModuleList(TransformerBlock(width, num_heads) for _ in range(depth))
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, vocab_size)
+        init_linear_trunc_normal(self)
+        nn.init.normal_(self.embed.weight, std=0.02)
+        nn.init.trunc_normal_(self.pos, std=0.02)
+
+    def forward(self, z: Tensor, ids: Tensor) -> Tensor:
+        """z `(B, L, latent_dim)`, ids `(B, T)` -> next-token logits `(B, T, vocab)` (position i predicts ids[i + 1])."""
+        x = torch.cat([self.prefix(z), self.embed(ids)], dim=1)  # (B, L + T, W)
+        x = x + self.pos[:, : x.shape[1]]
+        s, n = x.shape[1], self.num_latents
+        allowed = torch.ones(s, s, dtype=torch.bool, device=x.device).tril()  # causal ...
+        allowed[:, :n] = True  # ... and every position sees the whole prefix
+        mask = allowed.expand(x.shape[0], s, s)  # (B, S, S)
+        for block in self.blocks:
+            x = block(x, mask)  # (B, S, W)
+        return self.head(self.norm(x[:, n:]))  # (B, T, vocab)
+
+    @torch.no_grad()
+    def generate(self, z: Tensor, bos: int, eos: int) -> Tensor:
+        """Greedy captions from latents `(B, L, d)` -> ids `(B, T')` without the start token (stops when all ended)."""
+        ids = torch.full((z.shape[0], 1), bos, dtype=torch.long, device=z.device)
+        done = torch.zeros(z.shape[0], dtype=torch.bool, device=z.device)
+        for _ in range(self.max_tokens - 1):
+            nxt = self(z, ids)[:, -1].argmax(dim=-1)  # (B,)
+            nxt = torch.where(done, torch.full_like(nxt, eos), nxt)
+            ids = torch.cat([ids, nxt[:, None]], dim=1)
+            done |= nxt == eos
+            if done.all():
+                break
+        return ids[:, 1:]
+
+
+class TextLatentCodec(nn.Module):
+    """Caption features -> latent tokens `(B, L, d)` (unit scale per token) -> caption.
+
+    Args:
+        encoder: the frozen prompt encoder (its spec sizes the reducer; its tokenizer is the decoder's).
+        num_latents: L, latent tokens per caption (UniDiffuser keeps CLIP's 77; a short caption needs far fewer).
+        latent_dim: d, channels per latent token (UniDiffuser: 64).
+        width: width of the reducer's queries and of the decoder.
+        reducer_depth: cross-attention blocks of the reducer.
+        decoder_depth: blocks of the prefix decoder.
+        max_tokens: the longest caption the decoder writes, in tokens.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        num_latents: int = 8,
+        latent_dim: int = 32,
+        width: int = 128,
+        reducer_depth: int = 2,
+        decoder_depth: int = 3,
+        max_tokens: int = 48,
+    ) -> None:
+        super().__init__()
+        tokenizer = getattr(getattr(encoder, "processor", None), "tokenizer", None) or getattr(encoder, "tokenizer", None)
+        if tokenizer is None:
+            raise ValueError(f"TextLatentCodec needs an encoder with a tokenizer for its decoder; {type(encoder).__name__} has none")
+        self.captions = CaptionTokenizer(tokenizer, max_tokens)
+        self.reducer = ResamplerHead(encoder.spec, latent_dim, num_queries=num_latents, width=width, depth=reducer_depth, num_heads=4)
+        self.decoder = TextDecoder(latent_dim, num_latents, self.captions.vocab_size, max_tokens, width=width, depth=decoder_depth)
+
+    def encode(self, enc: EncoderOutput) -> Tensor:
+        """Encoder output `(B, N, S, D)` -> latents `(B, L, d)`, each token with zero mean and unit variance."""
+        z = self.reducer(enc).tokens  # (B, L, d)
+        return F.layer_norm(z, z.shape[-1:])
+
+    def loss(self, z: Tensor, captions: list[str]) -> Tensor:
+        """Teacher-forced cross-entropy of the captions given latents `(B, L, d)`, over real tokens."""
+        ids = self.captions.encode(captions).to(z.device)  # (B, T)
+        logits = self.decoder(z, ids[:, :-1])  # (B, T-1, V)
+        target = ids[:, 1:]
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=self.captions.pad if self.captions.pad != self.captions.eos else -100)
+
+    def decode(self, z: Tensor) -> list[str]:
+        """Latents `(B, L, d)` -> greedy captions."""
+        return self.captions.decode(self.decoder.generate(z, self.captions.bos, self.captions.eos))
+
+
+class TextLatentPretraining(L.LightningModule):
+    """Trains a `TextLatentCodec` on a DataModule's captions; logs `val/exact` (greedy reconstruction exact-match).
+
+    Args:
+        encoder: the frozen prompt encoder.
+        codec: settings of `TextLatentCodec` (besides the encoder).
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        image_size: linked from the data by the CLI; unused (captions only).
+        in_channels: linked from the data by the CLI; unused.
+    """
+
+    def __init__(self, encoder: nn.Module, codec: dict | None = None, lr: float = 1e-3, weight_decay: float = 0.01, image_size: int = 0, in_channels: int = 3) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.codec = TextLatentCodec(encoder, **(codec or {}))
+        self.lr, self.weight_decay = lr, weight_decay
+        self._exact: list[float] = []
+
+    def latents(self, prompts: list[str]) -> Tensor:
+        with torch.no_grad():
+            enc = self.encoder(prompts)
+        return self.codec.encode(enc)
+
+    def training_step(self, batch, batch_idx: int) -> Tensor:
+        loss = self.codec.loss(self.latents(batch.prompts), batch.prompts)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch.prompts))
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        z = self.latents(batch.prompts)
+        self.log("val/loss", self.codec.loss(z, batch.prompts), batch_size=len(batch.prompts))
+        self._exact += [float(a == b) for a, b in zip(self.codec.decode(z), batch.prompts)]
+
+    def on_validation_epoch_end(self) -> None:
+        if self._exact:
+            self.log("val/exact", sum(self._exact) / len(self._exact), prog_bar=True)
+        self._exact = []
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.codec.parameters(), lr=self.lr, weight_decay=self.weight_decay)
