@@ -66,3 +66,18 @@ def test_the_codec_learns_to_reconstruct_a_few_captions(encoder):
         optimizer.step()
     codec.eval()
     assert codec.decode(codec.encode(enc)) == CAPTIONS, f"loss {float(loss):.4f}"
+
+
+def test_the_text_latent_recipe_fits_and_reports_exact_match(repo, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from kit.cli import run_cli
+
+    args = ["fit", "-c", str(repo / "recipes/joint/text_latent.yaml"), "--trainer.max_steps=3", "--trainer.val_check_interval=3", "--trainer.log_every_n_steps=1"]
+    args += ["--trainer.limit_val_batches=1", "--data.init_args.batch_size=4", f"--trainer.logger.init_args.save_dir={tmp_path}"]
+    args += ["--model.init_args.encoder.init_args.model=kit:shapes-vlm-random"]
+    run_cli(args)
+    events = EventAccumulator(str(next(tmp_path.glob("*/version_0"))))
+    events.Reload()
+    assert {"train/loss", "val/loss", "val/exact"} <= set(events.Tags()["scalars"])
+    assert 0.0 <= events.Scalars("val/exact")[-1].value <= 1.0

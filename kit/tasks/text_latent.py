@@ -10,7 +10,7 @@ tokens and writes the caption in the encoder's own tokenizer, greedily at infere
 `TextLatentPretraining` trains the reducer and the decoder together on a DataModule's captions (teacher-forced
 cross-entropy) and reports, on the validation captions, the exact-match rate of greedy reconstruction:
 
-    python -m kit fit -c recipes/text_latent.yaml
+    python -m kit fit -c recipes/joint/text_latent.yaml
 """
 
 from __future__ import annotations
