@@ -22,18 +22,12 @@ def test_captions_round_trip_and_bad_captions_are_named(encoder):
 
 
 def test_a_caption_a_word_level_tokenizer_cannot_encode_is_named():
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
     from kit.tasks.text_latent import CaptionTokenizer
 
-    words = Tokenizer(models.WordLevel({"[PAD]": 0, "[UNK]": 1, "[BOS]": 2, "[EOS]": 3, "a": 4, "red": 5, "circle": 6}, unk_token="[UNK]"))
-    words.pre_tokenizer = pre_tokenizers.Whitespace()
-    hf = PreTrainedTokenizerFast(tokenizer_object=words, unk_token="[UNK]", pad_token="[PAD]", bos_token="[BOS]", eos_token="[EOS]")
-    captions = CaptionTokenizer(hf, max_tokens=8)
+    captions = CaptionTokenizer(_word_tokenizer(), max_tokens=8)
     assert captions.encode(["a red circle"]).tolist() == [[2, 4, 5, 6, 3]]
-    with pytest.raises(ValueError, match=r"the caption 'a red square' has text the tokenizer cannot encode"):
-        captions.encode(["a red square"])
+    with pytest.raises(ValueError, match=r"the caption 'a red triangle' has text the tokenizer cannot encode"):
+        captions.encode(["a red triangle"])
 
 
 def test_the_decoder_is_causal_over_the_caption_and_reads_the_whole_prefix():
@@ -81,3 +75,30 @@ def test_the_text_latent_recipe_fits_and_reports_exact_match(repo, tmp_path):
     events.Reload()
     assert {"train/loss", "val/loss", "val/exact"} <= set(events.Tags()["scalars"])
     assert 0.0 <= events.Scalars("val/exact")[-1].value <= 1.0
+
+
+def _word_tokenizer(pad_is_eos: bool = False):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"[PAD]": 0, "[UNK]": 1, "[BOS]": 2, "[EOS]": 3, "a": 4, "red": 5, "circle": 6, "and": 7, "blue": 8, "square": 9}
+    words = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    words.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=words, unk_token="[UNK]", pad_token="[EOS]" if pad_is_eos else "[PAD]", bos_token="[BOS]", eos_token="[EOS]")
+
+
+def test_padding_after_the_end_token_is_not_a_target(encoder):
+    """A batch's loss is the token-weighted mean of each caption's own loss: the short caption's padding adds nothing,
+    also with a tokenizer whose padding token is its end token (GPT-2's habit)."""
+    from kit.tasks.text_latent import CaptionTokenizer
+
+    torch.manual_seed(0)
+    codec = TextLatentCodec(encoder, num_latents=2, latent_dim=8, width=32, reducer_depth=1, decoder_depth=1, max_tokens=24)
+    codec.captions = CaptionTokenizer(_word_tokenizer(pad_is_eos=True), max_tokens=24)
+    assert codec.captions.pad == codec.captions.eos
+    z = torch.randn(2, 2, 8)
+    short, long = "a red circle", "a red circle and a blue square"
+    counts = [len(codec.captions.encode([c])[0]) - 1 for c in (short, long)]  # targets per caption
+    each = [codec.loss(z[i : i + 1], [c]) for i, c in enumerate((short, long))]
+    expected = (counts[0] * each[0] + counts[1] * each[1]) / sum(counts)
+    assert torch.allclose(codec.loss(z, [short, long]), expected, atol=1e-5)

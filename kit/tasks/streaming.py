@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -149,11 +150,11 @@ class StreamingImageTextData(ImageTextData):
 
         return StreamingDataset(path, shuffle=shuffle, seed=self.seed, drop_last=shuffle, max_cache_size=self.max_cache_size)
 
-    @property
+    @cached_property
     def train_set(self):
         return self._dataset(self.input_dir, self.shuffle)
 
-    @property
+    @cached_property
     def val_set(self):
         if self.val_dir is not None:
             return self._dataset(self.val_dir, False)

@@ -42,7 +42,11 @@ class CaptionTokenizer:
         self.vocab_size = len(tokenizer)
 
     def encode(self, captions: list[str]) -> Tensor:
-        """Captions -> ids `(B, T)`: `[bos, tokens..., eos, pad...]`; a caption the tokenizer cannot encode (an unknown
+        """Captions -> ids `(B, T)` (see `encode_with_mask`)."""
+        return self.encode_with_mask(captions)[0]
+
+    def encode_with_mask(self, captions: list[str]) -> tuple[Tensor, Tensor]:
+        """Captions -> ids `(B, T)`: `[bos, tokens..., eos, pad...]`, and the mask `(B, T)` of real positions; a caption the tokenizer cannot encode (an unknown
         token, or text that does not decode back to itself), or one too long, is a `ValueError` naming it. A
         byte-level tokenizer (the shapes VLM's) encodes any text."""
         rows = []
@@ -56,9 +60,11 @@ class CaptionTokenizer:
                 raise ValueError(f"the caption {caption!r} is {len(ids) + 2} tokens with start and end; the text decoder takes {self.max_tokens}")
             rows.append([self.bos, *ids, self.eos])
         out = torch.full((len(rows), max(map(len, rows))), self.pad, dtype=torch.long)
+        mask = torch.zeros(out.shape, dtype=torch.bool)
         for i, row in enumerate(rows):
             out[i, : len(row)] = torch.tensor(row)
-        return out
+            mask[i, : len(row)] = True
+        return out, mask
 
     def decode(self, ids: Tensor) -> list[str]:
         """Generated ids `(B, T)` (no start token) -> captions, each cut at its first end token."""
@@ -160,10 +166,10 @@ class TextLatentCodec(nn.Module):
 
     def loss(self, z: Tensor, captions: list[str]) -> Tensor:
         """Teacher-forced cross-entropy of the captions given latents `(B, L, d)`, over real tokens."""
-        ids = self.captions.encode(captions).to(z.device)  # (B, T)
+        ids, real = (t.to(z.device) for t in self.captions.encode_with_mask(captions))  # (B, T) each
         logits = self.decoder(z, ids[:, :-1])  # (B, T-1, V)
-        target = ids[:, 1:]
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=self.captions.pad if self.captions.pad != self.captions.eos else -100)
+        target = ids[:, 1:].masked_fill(~real[:, 1:], -100)  # padding after the end token is not a target
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100)
 
     def decode(self, z: Tensor) -> list[str]:
         """Latents `(B, L, d)` -> greedy captions."""
