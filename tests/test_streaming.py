@@ -66,6 +66,8 @@ def test_training_from_chunks_with_stored_features_matches_encoding_on_the_fly(r
 def test_what_is_not_a_streaming_dataset_is_refused_clearly(tmp_path, repo):
     from kit.cli import main
 
+    with pytest.raises(ValueError, match=r"a remote streaming dataset \(s3://bucket/data\) needs its image side"):
+        StreamingImageTextData("s3://bucket/data")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match=r"is not a streaming dataset written by the kit \(no kit.json\); write one with `python -m kit shard`"):
         StreamingImageTextData(str(tmp_path / "empty"))

@@ -173,6 +173,11 @@ class ResumableSampler(DistributedSampler):
         return iter(indices[start:])
 
 
+def items_drawn(trainer, batch_size: int) -> int:
+    """Training items a run draws: max_steps x batch size x gradient accumulation x ranks (every DDP rank its own share)."""
+    return max(trainer.max_steps, 1) * batch_size * trainer.accumulate_grad_batches * trainer.num_devices * trainer.num_nodes
+
+
 def check_loader_sizes(batch_size: int, num_workers: int) -> None:
     """A one-line error for a batch size or worker count no loader can use (raised when the data is built, before any run folder)."""
     if not isinstance(batch_size, int) or batch_size < 1:

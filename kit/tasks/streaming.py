@@ -123,6 +123,8 @@ class StreamingImageTextData(ImageTextData):
         shuffle: shuffle the training chunks and the items within them (litdata's shuffle, seeded).
         seed: the shuffle's seed.
         max_cache_size: local space litdata may fill with downloaded chunks of a remote dataset.
+        image_size: the images' side; read from `kit.json` for a local dataset, required for a remote one
+            (whose `kit.json` is not fetched; remote datasets carry no stored features).
     """
 
     def __init__(
@@ -135,13 +137,19 @@ class StreamingImageTextData(ImageTextData):
         shuffle: bool = True,
         seed: int = 0,
         max_cache_size: str = "25GB",
+        image_size: int | None = None,
     ) -> None:
         check_loader_sizes(batch_size, num_workers)
         super().__init__()
         self.input_dir, self.val_dir, self.val_items = input_dir, val_dir, val_items
         self.batch_size, self.num_workers, self.shuffle, self.seed, self.max_cache_size = batch_size, num_workers, shuffle, seed, max_cache_size
-        self.meta = read_meta(input_dir) if "://" not in input_dir else {"image_size": None, "fingerprint": None, "storage_dtype": None}
-        self.image_size, self.channels = self.meta["image_size"], 3
+        if "://" in input_dir:
+            if image_size is None:
+                raise ValueError(f"a remote streaming dataset ({input_dir}) needs its image side: set data.init_args.image_size")
+            self.meta = {"image_size": image_size, "fingerprint": None, "storage_dtype": None}
+        else:
+            self.meta = read_meta(input_dir)
+        self.image_size, self.channels = image_size or self.meta["image_size"], 3
         fp = self.meta.get("fingerprint")
         self.feature_cache = StreamingFeatures(input_dir, fp, self.meta["storage_dtype"]) if fp is not None else None
 

@@ -61,8 +61,9 @@ def main(argv: list[str]) -> int:
     if not hasattr(data, "cache_keys"):
         print(f"error: {type(data).__name__} cannot list its prompts for a cache (it has no cache_keys)", file=sys.stderr)
         return 2
-    ranks = trainer.num_devices * trainer.num_nodes  # every DDP rank draws its own share of the items
-    items = args.train_items or max(trainer.max_steps, 1) * data.batch_size * trainer.accumulate_grad_batches * ranks
+    from kit.tasks.data import items_drawn
+
+    items = args.train_items or items_drawn(trainer, data.batch_size)
     keys = data.cache_keys(items)
     started = time.perf_counter()
     print(f"caching {len(set(keys))} distinct prompts of {items} training items + {len(data.val_set)} validation items with {encoder.name} -> {args.out}")

@@ -67,8 +67,9 @@ def write_recipe_data(cli, out: str, train_items: int | None, *, features: bool,
         if not hasattr(getattr(data, name, None), "__getitem__"):
             print(f"error: {type(data).__name__} has no indexable {name} to write", file=sys.stderr)
             return 2
-    ranks = trainer.num_devices * trainer.num_nodes
-    count = min(train_items or max(trainer.max_steps, 1) * data.batch_size * trainer.accumulate_grad_batches * ranks, len(data.train_set))
+    from kit.tasks.data import items_drawn
+
+    count = min(train_items or items_drawn(trainer, data.batch_size), len(data.train_set))
     fingerprint = encoder.fingerprint() if encoder is not None else None
     started = time.perf_counter()
     for split, dataset, n in (("train", data.train_set, count), ("val", data.val_set, len(data.val_set))):
