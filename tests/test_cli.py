@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 BASES = {"recipes/edit.yaml": ("recipes/lap.yaml",), "recipes/ablations/editing/": ("recipes/lap.yaml", "recipes/edit.yaml")}
 """Overlays that compose with more than `lap.yaml` (by path prefix); `edit.yaml` is a top-level overlay, not a full recipe."""
 FULL_RECIPES = sorted(str(p.relative_to(REPO)) for p in (REPO / "recipes").glob("*.yaml") if p.name not in ("smoke.yaml", "edit.yaml"))
-OVERLAYS = sorted(str(p.relative_to(REPO)) for p in (REPO / "recipes").glob("*/**/*.yaml") if p.parent.name not in ("vlm", "joint")) + ["recipes/edit.yaml"]  # vlm/, joint/: whole recipes of their own tasks
+OVERLAYS = sorted(str(p.relative_to(REPO)) for p in (REPO / "recipes").glob("*/**/*.yaml") if p.parent.name not in ("vlm", "joint", "autoencoder")) + ["recipes/edit.yaml"]  # vlm/, joint/, autoencoder/: whole recipes of their own tasks
 SMOKE = "recipes/smoke.yaml"
 
 

@@ -40,7 +40,8 @@ class Backbone(nn.Module, ABC):
         positions: what the image tokens' 2D sin-cos positions count: `patch` (patch indices, DiT's
             convention) or `pixel` (input pixels: patch index x patch size). With large patches (a 3x3
             token grid) patch indices leave all but the highest frequencies nearly constant across
-            tokens; pixel units make every token's position distinct in many more dimensions.
+            tokens; pixel units make every token's position distinct in many more dimensions. On latents
+            the task sets `pixel_stride` (image pixels per latent cell), so `pixel` still counts image pixels.
         patch_size: patch side; `input_size` must be a multiple of it.
         out_channels: channels of the prediction (`in_channels` when None).
         gradient_checkpointing: recompute block activations in the backward pass (`run_block`).
@@ -80,6 +81,7 @@ class Backbone(nn.Module, ABC):
         self.input_size = input_size
         self.patch_size = patch_size
         self.positions = positions
+        self.pixel_stride = 1  # image pixels per input cell: 1 on pixels, the autoencoder's factor on latents
         self.gradient_checkpointing = gradient_checkpointing
         self._capture_at: int | None = None
         self.captured: Tensor | None = None
@@ -129,7 +131,7 @@ class Backbone(nn.Module, ABC):
 
     def image_positions(self, rows: int, cols: int, width: int, patch_size: int, device: torch.device | None = None) -> Tensor:
         """The fixed 2D sin-cos positions of a `rows x cols` token grid -> `(rows*cols, width)`, in the units of `positions`."""
-        return sincos_2d(rows, cols, width, device, spacing=float(patch_size) if self.positions == "pixel" else 1.0)
+        return sincos_2d(rows, cols, width, device, spacing=float(patch_size * self.pixel_stride) if self.positions == "pixel" else 1.0)
 
     @property
     @abstractmethod

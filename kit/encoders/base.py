@@ -59,6 +59,30 @@ class FrozenModel(nn.Module):
         return self
 
 
+class LatentAutoencoder(FrozenModel):
+    """The contract of a frozen image autoencoder diffusion can run on (`TextToImage(autoencoder=...)`).
+
+    Subclasses set `latent_channels` and `downsample` (pixels per latent cell along each side) and
+    implement `encode` (`(B, 3, H, W)` in [-1, 1] -> `(B, latent_channels, H / downsample, W / downsample)`,
+    scaled to about unit variance) and `decode` (the inverse, clamped to [-1, 1]).
+    """
+
+    latent_channels: int
+    downsample: int
+
+    def latent_size(self, image_size: int) -> int:
+        """Side of the latent grid for square images of side `image_size`."""
+        if image_size % self.downsample:
+            raise ValueError(f"image size {image_size} is not a multiple of the autoencoder's downsampling factor {self.downsample}")
+        return image_size // self.downsample
+
+    def encode(self, images, generator=None):
+        raise NotImplementedError
+
+    def decode(self, latents):
+        raise NotImplementedError
+
+
 def _drop_own_keys(module: nn.Module, state_dict: dict, prefix: str, local_metadata) -> None:
     """Checkpoints never hold the frozen weights: they are reloaded from the recorded name."""
     for key in [k for k in state_dict if k.startswith(prefix)]:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from kit.encoders.base import FrozenModel
+from kit.encoders.base import LatentAutoencoder
 
 
-class VAELatents(FrozenModel):
+class VAELatents(LatentAutoencoder):
     """Frozen AutoencoderKL: images in [-1, 1] <-> scaled latents.
 
     Args:
@@ -50,11 +50,6 @@ class VAELatents(FrozenModel):
         self.latent_channels = int(config.latent_channels)
         self.downsample = 2 ** (len(config.block_out_channels) - 1)
         self.freeze()
-
-    def latent_size(self, image_size: int) -> int:
-        if image_size % self.downsample:
-            raise ValueError(f"image size {image_size} is not a multiple of the VAE's downsampling factor {self.downsample}")
-        return image_size // self.downsample
 
     @torch.no_grad()
     def encode(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:

@@ -1,5 +1,6 @@
 """Tasks (LightningModules on the `DiffusionTask` base), DataModules and callbacks."""
 
+from kit.tasks.autoencoder import AutoencoderPretraining
 from kit.tasks.base import TASKS, DiffusionTask
 from kit.tasks.callbacks import LayerWeightLogger, SampleGrid, SuiteEvaluation
 from kit.tasks.data import ShapesDataModule, ShapesDataset
@@ -12,6 +13,7 @@ from kit.tasks.text_latent import TextLatentCodec, TextLatentPretraining
 from kit.tasks.text_to_image import TextToImage
 
 __all__ = [
+    "AutoencoderPretraining",
     "TASKS",
     "DiffusionTask",
     "ImageEditing",

@@ -19,7 +19,7 @@ from torch import Tensor
 from kit.backbones.base import Backbone
 from kit.diffusion import classifier_free_guidance
 from kit.diffusion.base import Denoiser
-from kit.encoders import PromptEncoder, VAELatents
+from kit.encoders import LatentAutoencoder, PromptEncoder
 from kit.fusion.base import FusionHead
 from kit.tasks.base import TASKS, DiffusionTask
 from kit.tasks.repa import RepresentationAlignment
@@ -46,7 +46,9 @@ class TextToImage(DiffusionTask):
         guidance_scale: default classifier-free guidance scale for sampling.
         guidance_rescale: guidance-rescale factor in [0, 1] (Lin et al. 2023); 0 is off.
         guidance_interval: times `(low, high)` where guidance applies (Kynkaanniemi et al. 2024).
-        autoencoder: a frozen VAE: when given, diffusion runs on its latents (pixel space when None).
+        autoencoder: a frozen autoencoder (`kit.encoders.ShapesAutoencoder`, a diffusers VAE as `VAELatents`):
+            when given, diffusion runs on its latents (pixel space when None), and the backbone's `pixel`
+            positions count image pixels (latent cells x its downsampling factor).
         repa: representation alignment (REPA), built by the module as `repa(backbone.token_width)`: an
             auxiliary loss pulling one backbone block's image tokens towards a frozen vision teacher's
             features of the clean image (`kit.tasks.repa`; None turns it off).
@@ -68,7 +70,7 @@ class TextToImage(DiffusionTask):
         guidance_scale: float = 1.0,
         guidance_rescale: float = 0.0,
         guidance_interval: tuple[float, float] = (0.0, 1.0),
-        autoencoder: VAELatents | None = None,
+        autoencoder: LatentAutoencoder | None = None,
         repa: AlignmentFactory | None = None,
         image_size: int = 32,
         in_channels: int = 3,
@@ -80,6 +82,8 @@ class TextToImage(DiffusionTask):
         if autoencoder is not None:  # diffusion on latents
             in_channels, image_size = autoencoder.latent_channels, autoencoder.latent_size(image_size)
         self.backbone = self.build_backbone(backbone, in_channels, image_size)
+        if autoencoder is not None:
+            self.backbone.pixel_stride = autoencoder.downsample
         self.fusion = fusion(encoder.spec, self.backbone.cond_dim, self.backbone.num_blocks)
         self.backbone.check_head(self.fusion)
         self.repa = repa(self.backbone.token_width) if repa is not None else None

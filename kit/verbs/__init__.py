@@ -6,7 +6,7 @@ someone first runs it; `kit.cli` dispatches to it.
 
 from types import ModuleType
 
-from kit.verbs import build_tiny_vlm, cache, compare, describe, eval_vlm, evaluate, evaluate_edit, oracle_check, pretrain_vlm, registry, sample, shard
+from kit.verbs import build_tiny_vlm, cache, compare, describe, eval_vlm, evaluate, evaluate_edit, oracle_check, pretrain_autoencoder, pretrain_vlm, registry, sample, shard
 
 VERBS: dict[str, ModuleType] = {
     "sample": sample,
@@ -21,5 +21,6 @@ VERBS: dict[str, ModuleType] = {
     "pretrain-vlm": pretrain_vlm,
     "eval-vlm": eval_vlm,
     "build-tiny-vlm": build_tiny_vlm,
+    "pretrain-autoencoder": pretrain_autoencoder,
 }
 """Verb name -> its module, in the order `python -m kit --help` lists them."""
