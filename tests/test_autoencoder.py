@@ -117,7 +117,12 @@ def test_latent_diffusion_on_the_shipped_autoencoder(tmp_path):
     size = ae.latent_size(48)
     args = ["fit", "-c", str(REPO / "recipes/lap.yaml"), "-c", str(REPO / "recipes/latent/shapes_ae.yaml"), "-c", str(REPO / "recipes/smoke.yaml")]
     args += [f"--trainer.logger.init_args.save_dir={tmp_path}", f"--model.init_args.backbone.init_args.patch_size={size // 3}"]
-    model = run_cli(args).model
+    cli = run_cli(args)
+    model = cli.model
+    from kit.analysis.learning_curve import conditioning_gain
+
+    gains = conditioning_gain(model, cli.datamodule, n=4)
+    assert gains and all(np.isfinite(v) for v in gains.values()), "the learning curve's gain probe runs on latents"
     assert model.sample_shape == (ae.latent_channels, size, size)
     assert model.backbone.pixel_stride == ae.downsample
     from kit.layers import sincos_2d

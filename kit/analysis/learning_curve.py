@@ -129,7 +129,7 @@ def conditioning_gain(module, datamodule, times: tuple[float, ...] = GAIN_TIMES,
     x0 = torch.stack([it["image"] for it in items]).to(module.device)  # (n, C, H, W)
     prompts = [it["prompt"] for it in items]
     generator = torch.Generator(device=module.device).manual_seed(0)
-    noise = torch.randn(x0.shape, device=module.device, generator=generator)
+    noise = torch.randn(module.to_model_space(x0).shape, device=module.device, generator=generator)  # pixels or latents
     was_training = module.training
     module.eval()
     out = {}
