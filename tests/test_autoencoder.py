@@ -131,8 +131,13 @@ def test_latent_diffusion_on_the_shipped_autoencoder(tmp_path):
     assert torch.allclose(model.backbone.image_positions(3, 3, model.backbone.width, size // 3), expected), "positions in image pixels"
     images = model.generate(["a red circle"], num_steps=2)
     assert images.shape == (1, 3, 48, 48)
-    state = torch.load(next(tmp_path.glob("*/version_0/checkpoints/last.ckpt")), map_location="cpu", weights_only=True)["state_dict"]
+    ckpt = next(tmp_path.glob("*/version_0/checkpoints/last.ckpt"))
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
     assert not any(k.startswith("autoencoder.") for k in state), "the frozen autoencoder stays out of checkpoints"
+    from kit.tasks.checkpoint import load_checkpoint
+
+    loaded = load_checkpoint(ckpt)  # kit:shapes-ae is a shipped name: no --trust-checkpoint needed
+    assert isinstance(loaded.autoencoder, ShapesAutoencoder) and loaded.backbone.pixel_stride == ae.downsample
 
 
 def test_pretraining_verb_exports_a_loadable_model(tmp_path):
