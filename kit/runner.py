@@ -9,6 +9,7 @@ is linked into the model at instantiation, and every run saves its resolved conf
 from __future__ import annotations
 
 import re
+import sys
 import warnings
 from importlib import import_module
 from typing import Any
@@ -196,3 +197,22 @@ def _build_cli(args: list[str] | dict[str, Any] | None, run: bool, cli_class: ty
         args=args,
         run=run,
     )
+
+
+class PretrainCLI(KitCLI):
+    """The CLI of the kit's pretraining verbs (`pretrain-vlm`, `pretrain-autoencoder`): a `fit` whose model is
+    sized by the data's render size (`data.init_args.image_size` is linked to `model.init_args.image_size`)."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments("data.init_args.image_size", "model.init_args.image_size")
+
+
+def run_pretraining(argv: list[str]) -> int:
+    """`fit` a pretraining recipe (`argv`: Lightning options and recipes); a recipe that cannot be built is one
+    line on stderr and exit code 2."""
+    try:
+        run_cli(["fit", *argv], cli_class=PretrainCLI)
+    except ConfigurationError as e:
+        print(f"error: the recipe cannot be built: {e}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,10 +1,10 @@
 """A small convolutional autoencoder for the shapes world, and `ShapesAutoencoder`, its frozen wrapper.
 
-Diffusion in pixel space asks each DiT token to draw a 16x16x3 patch (768 values) and weighs an object
-by its pixels; on the 2-core CPU that is most of why the testbed learns slowly (docs/efficiency.md,
-"A latent space"). `ConvAutoencoder` maps a 48-px scene to a 3x3 grid of `latent_channels` values, one
-latent cell per grid cell, so the DiT predicts a few numbers per object and the decoder, trained on
-clean renders, draws the crisp shape. Three choices make the latent suited to diffusion:
+Diffusion in pixel space asks each DiT token of the shapes recipe to draw a 16x16x3 patch (768 values)
+and weighs an object by its pixels. `ConvAutoencoder` maps a 48-px scene to a small latent grid (the
+shipped one: 6x6 cells of 4 channels, 2x2 latent cells per grid cell), so the DiT predicts a few numbers
+per object and the decoder, trained on clean renders, draws the crisp shape (what that does to learning
+is measured in docs/efficiency.md, "A latent space"). Three choices make the latent suited to diffusion:
 
 - the encoder ends in a batch norm without affine parameters: every latent channel has zero mean and
   unit variance over the training data, so no scaling factor is needed and noise levels mean the same
@@ -144,7 +144,7 @@ class ShapesAutoencoder(LatentAutoencoder):
 
     Args:
         model: `kit:<asset>` for one shipped with the kit (`kit:shapes-ae`, trained on 48-px shapes-world
-            renders: 3x3 latents, one per grid cell) or a folder `ConvAutoencoder.save` wrote.
+            renders: 6x6x4 latents, 2x2 latent cells per grid cell) or a folder `ConvAutoencoder.save` wrote.
     """
 
     def __init__(self, model: str = "kit:shapes-ae") -> None:

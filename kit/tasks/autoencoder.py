@@ -64,7 +64,9 @@ class AutoencoderPretraining(L.LightningModule):
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         config = AutoencoderConfig(channels=tuple(channels), latent_channels=latent_channels, groups=groups, image_size=image_size)
         if image_size % config.downsample:
-            raise ValueError(f"image size {image_size} is not a multiple of the autoencoder's downsampling factor {config.downsample} (channels {tuple(channels)})")
+            raise ValueError(
+                f"image size {image_size} is not a multiple of the autoencoder's downsampling factor {config.downsample} (channels {tuple(channels)})"
+            )
         self.model = ConvAutoencoder(config)
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler

@@ -6,7 +6,21 @@ someone first runs it; `kit.cli` dispatches to it.
 
 from types import ModuleType
 
-from kit.verbs import build_tiny_vlm, cache, compare, describe, eval_vlm, evaluate, evaluate_edit, oracle_check, pretrain_autoencoder, pretrain_vlm, registry, sample, shard
+from kit.verbs import (
+    build_tiny_vlm,
+    cache,
+    compare,
+    describe,
+    eval_vlm,
+    evaluate,
+    evaluate_edit,
+    oracle_check,
+    pretrain_autoencoder,
+    pretrain_vlm,
+    registry,
+    sample,
+    shard,
+)
 
 VERBS: dict[str, ModuleType] = {
     "sample": sample,
