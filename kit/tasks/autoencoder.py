@@ -5,7 +5,10 @@ median colour) weighted `1 + foreground_weight` (an object's outline is a few pi
 scene, and a small square read as a circle is the error that matters), plus `edge_weight` x the L1 error of
 the horizontal and vertical pixel differences (sharp corners). The decoder reads latents with Gaussian
 noise of a per-sample level drawn uniformly in [0, `latent_noise`] (so that near-data latents decode to
-clean scenes). Validation reports the reconstruction error and, what matters for the kit, the share of
+clean scenes). With `align_to`, each grid cell's latent values are also pulled, through one linear map,
+towards a frozen vision tower's features of that cell (cosine similarity, weight `align_weight`), so that
+what the teacher separates linearly (the cell's colour, shape, size) is a linear direction of the latent
+(vision-aligned latents, as VA-VAE aligns a VAE with a foundation model; Yao et al. 2025). Validation reports the reconstruction error and, what matters for the kit, the share of
 validation scenes the oracle reads the same from the reconstruction as from the render, at latent noise
 0 and `latent_noise` / 2 (`val/oracle_same`, `val/oracle_same_noisy`). When training ends the model is
 written to `export_to`, from where `ShapesAutoencoder` loads it.
@@ -18,6 +21,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from einops import rearrange
 from torch import Tensor
 
 from kit.encoders.autoencoder import AutoencoderConfig, ConvAutoencoder
@@ -38,6 +42,9 @@ class AutoencoderPretraining(L.LightningModule):
         l1_weight: weight of the L1 reconstruction error next to the MSE.
         foreground_weight: extra weight of pixels away from the image's background colour.
         edge_weight: weight of the L1 error of neighbouring-pixel differences.
+        align_to: a Qwen2-VL-family checkpoint whose vision tower the latents are aligned with (`kit:shapes-vlm`);
+            None turns the alignment off.
+        align_weight: weight of the alignment loss (its negative cosine similarity).
         export_to: folder the trained model is written to when training ends (None: not written).
         image_size: render size (linked from the data by the CLI; recorded in the model's config).
         optimizer: optimizer factory (AdamW when None).
@@ -53,6 +60,8 @@ class AutoencoderPretraining(L.LightningModule):
         l1_weight: float = 0.5,
         foreground_weight: float = 4.0,
         edge_weight: float = 1.0,
+        align_to: str | None = None,
+        align_weight: float = 0.5,
         export_to: str | None = None,
         image_size: int = 48,
         optimizer: OptimizerFactory | None = None,
@@ -68,6 +77,16 @@ class AutoencoderPretraining(L.LightningModule):
                 f"image size {image_size} is not a multiple of the autoencoder's downsampling factor {config.downsample} (channels {tuple(channels)})"
             )
         self.model = ConvAutoencoder(config)
+        self.teacher = self.align = None
+        if align_to is not None:
+            from kit.tasks.repa import VisionTeacher
+
+            self.teacher = VisionTeacher(align_to)
+            side = image_size // config.downsample  # latent grid side
+            if side % self.teacher.grid:
+                raise ValueError(f"a {side}x{side} latent grid cannot be grouped onto the teacher's {self.teacher.grid}x{self.teacher.grid} grid")
+            per_cell = config.latent_channels * (side // self.teacher.grid) ** 2
+            self.align = torch.nn.Linear(per_cell, self.teacher.width)  # linear: the structure must be in the latent itself
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
         self.oracle = Oracle()
@@ -88,9 +107,22 @@ class AutoencoderPretraining(L.LightningModule):
         noise = torch.rand(images.shape[0], device=images.device) * self.hparams.latent_noise  # (B,)
         recon, z = self.model(images, noise)
         loss = self.reconstruction_loss(recon, images)
+        if self.align is not None:
+            similarity = self.alignment(z, images)
+            self.log("train/align_cosine", similarity)
+            loss = loss - self.hparams.align_weight * similarity
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/latent_std", z.detach().std())
         return loss
+
+    def alignment(self, z: Tensor, images: Tensor) -> Tensor:
+        """Mean cosine similarity `()` between each teacher cell's linearly mapped latent values and the teacher's
+        features of the clean images `(B, 3, H, W)`; z `(B, C, h, w)`."""
+        with torch.no_grad():
+            target = self.teacher(images)  # (B, g, g, D)
+        g = target.shape[1]
+        cells = rearrange(z, "b c (g p) (k q) -> b g k (c p q)", g=g, k=g)  # (B, g, g, C * (h/g)^2)
+        return torch.nn.functional.cosine_similarity(self.align(cells), target, dim=-1).mean()
 
     @torch.no_grad()
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
@@ -115,7 +147,7 @@ class AutoencoderPretraining(L.LightningModule):
         return self.model.save(folder)
 
     def configure_optimizers(self):
-        params = self.model.parameters()
+        params = [p for p in self.parameters() if p.requires_grad]  # the autoencoder and the alignment map
         optimizer = self.optimizer_factory(params) if self.optimizer_factory else torch.optim.AdamW(params, lr=2e-3)
         if self.lr_scheduler_factory is None:
             return optimizer
