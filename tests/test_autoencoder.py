@@ -160,3 +160,26 @@ def test_pretraining_refuses_an_image_size_the_autoencoder_cannot_tile():
 
     with pytest.raises(ValueError, match="not a multiple of the autoencoder's downsampling factor 16"):
         AutoencoderPretraining(channels=(8, 8, 8, 8), groups=4, image_size=40)
+
+
+def test_vision_alignment_pulls_the_latent_through_a_linear_map():
+    from kit.tasks import AutoencoderPretraining
+    from kit.types import Batch
+
+    module = AutoencoderPretraining(channels=(8, 8, 8), groups=4, latent_channels=4, align_to="kit:shapes-vlm", image_size=48)
+    assert isinstance(module.align, torch.nn.Linear) and module.align.in_features == 4 * 2 * 2, "one linear map per 2x2 latent cells"
+    assert not any(p.requires_grad for p in module.teacher.parameters()), "the teacher is frozen"
+    data = ShapesDataset(4, "val", image_size=48)
+    images = torch.stack([data[i]["image"] for i in range(4)])
+    loss = module.training_step(Batch(images=images, prompts=[""] * 4), 0)
+    loss.backward()
+    assert module.align.weight.grad is not None and module.model.encoder[0].weight.grad.abs().sum() > 0
+    similarity = module.alignment(module.model.encode(images), images)
+    assert -1 <= float(similarity) <= 1
+
+
+def test_vision_alignment_needs_a_latent_grid_the_teacher_grid_divides():
+    from kit.tasks import AutoencoderPretraining
+
+    with pytest.raises(ValueError, match="cannot be grouped onto the teacher's 3x3 grid"):
+        AutoencoderPretraining(channels=(8, 8), groups=4, align_to="kit:shapes-vlm", image_size=32)
