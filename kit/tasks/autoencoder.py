@@ -6,7 +6,8 @@ scene, and a small square read as a circle is the error that matters), plus `edg
 the horizontal and vertical pixel differences (sharp corners). The decoder reads latents with Gaussian
 noise of a per-sample level drawn uniformly in [0, `latent_noise`] (so that near-data latents decode to
 clean scenes). With `align_to`, each grid cell's latent values are also pulled, through one linear map,
-towards a frozen vision tower's features of that cell (cosine similarity, weight `align_weight`), so that
+towards a frozen vision tower's features of that cell, standardised per dimension over the batch's cells
+(cosine similarity, weight `align_weight`), so that
 what the teacher separates linearly (the cell's colour, shape, size) is a linear direction of the latent
 (vision-aligned latents, as VA-VAE aligns a VAE with a foundation model; Yao et al. 2025). Validation reports the reconstruction error and, what matters for the kit, the share of
 validation scenes the oracle reads the same from the reconstruction as from the render, at latent noise
@@ -120,6 +121,8 @@ class AutoencoderPretraining(L.LightningModule):
         features of the clean images `(B, 3, H, W)`; z `(B, C, h, w)`."""
         with torch.no_grad():
             target = self.teacher(images)  # (B, g, g, D)
+            flat = target.flatten(0, 2)  # (B*g*g, D): standardised over the batch's cells, since the tower's tokens
+            target = (target - flat.mean(0)) / (flat.std(0) + 1e-6)  # share a large common part that cosine would reward
         g = target.shape[1]
         cells = rearrange(z, "b c (g p) (k q) -> b g k (c p q)", g=g, k=g)  # (B, g, g, C * (h/g)^2)
         return torch.nn.functional.cosine_similarity(self.align(cells), target, dim=-1).mean()
