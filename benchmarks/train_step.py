@@ -51,7 +51,7 @@ def build(preset: str, batch: int, device: torch.device):
     from kit.cli import run_cli
 
     args = ["fit", "-c", str(ROOT / "recipes/lap.yaml"), "-c", str(ROOT / f"recipes/backbones/dit_{preset}.yaml"), "--trainer.logger=false"]
-    args += ["--data.init_args.image_size=32", f"--data.init_args.batch_size={batch}", "--data.init_args.num_workers=0"]
+    args += ["--data.init_args.image_size=32", f"--data.init_args.batch_size={batch}", "--data.init_args.num_workers=0", "--model.init_args.autoencoder=null"]  # pixels: the DiT presets are measured on raw 32-px inputs
     cli = run_cli(args, run=False)
     module, data = cli.model.to(device), cli.datamodule
     batch_ = data.collate([data.train_set[i] for i in range(batch)])

@@ -37,6 +37,7 @@ def lap_smoke_losses(tmp_path: Path, steps: int = 20) -> list[float]:
         f"--trainer.max_steps={steps}", "--trainer.logger=false", f"--trainer.default_root_dir={tmp_path}",
         "--trainer.enable_checkpointing=false", "--trainer.callbacks=[]", "--trainer.limit_val_batches=0",
         "--model.init_args.backbone.init_args.decoder_hidden=768",
+        "--model.init_args.autoencoder=null", "--model.init_args.backbone.init_args.patch_size=8",  # the pixel recipe these were pinned on
     ]  # fmt: skip
     cli = run_cli(args, run=False)
     losses = _Losses()
