@@ -45,8 +45,8 @@ class AutoencoderConfig:
         image_size: the render size it was trained at (recorded; any multiple of `downsample` runs).
     """
 
-    channels: tuple[int, ...] = (16, 32, 64, 128)
-    latent_channels: int = 8
+    channels: tuple[int, ...] = (16, 32, 64)
+    latent_channels: int = 4
     groups: int = 8
     image_size: int = 48
 

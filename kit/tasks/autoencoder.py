@@ -54,8 +54,8 @@ class AutoencoderPretraining(L.LightningModule):
 
     def __init__(
         self,
-        channels: tuple[int, ...] = (16, 32, 64, 128),
-        latent_channels: int = 8,
+        channels: tuple[int, ...] = (16, 32, 64),
+        latent_channels: int = 4,
         groups: int = 8,
         latent_noise: float = 0.4,
         l1_weight: float = 0.5,
