@@ -129,13 +129,13 @@ def conditioning_gain(module, datamodule, times: tuple[float, ...] = GAIN_TIMES,
     x0 = torch.stack([it["image"] for it in items]).to(module.device)  # (n, C, H, W)
     prompts = [it["prompt"] for it in items]
     generator = torch.Generator(device=module.device).manual_seed(0)
-    noise = torch.randn(module.to_model_space(x0).shape, device=module.device, generator=generator)  # pixels or latents
+    x0 = module.to_model_space(x0)  # pixels or latents (the autoencoder is frozen: EMA does not touch it)
+    noise = torch.randn(x0.shape, device=module.device, generator=generator)
     was_training = module.training
     module.eval()
     out = {}
     try:
         with module.averaged():
-            x0 = module.to_model_space(x0)
             cond, null = module.condition(prompts), module.fusion.null_conditioning(len(prompts))
             denoiser = module.denoiser(None, len(prompts))  # text-to-image: no references
             for t in times:
