@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from torch.utils.tensorboard import SummaryWriter
 
-from kit.analysis.compare import load_runs, summarize, write_report
+from kit.analysis.compare import Run, interval95, load_runs, pairwise, pairwise_markdown, summarize, welch_difference, write_report
 from kit.cli import main, run_cli
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,11 +36,41 @@ def test_summary_is_mean_and_spread_over_seeds(runs):
     assert b["eval/overall final"] == pytest.approx(0.6)
 
 
+def test_interval_is_student_t_over_seeds():
+    assert interval95([0.20, 0.26]) == pytest.approx(12.7062 * 0.0424264 / 2**0.5, rel=1e-4)  # t(0.975, 1 dof)
+    assert interval95([1.0, 2.0, 3.0]) == pytest.approx(4.3027 * 1.0 / 3**0.5, rel=1e-4)  # t(0.975, 2 dof)
+    assert interval95([0.5]) is None
+    diff, lo, hi = welch_difference([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
+    assert diff == 0 and lo < 0 < hi
+    assert welch_difference([1.0], [2.0, 3.0]) is None
+
+
+def _scored(variant: str, seed: int, value: float) -> Run:
+    return Run(variant=variant, name=f"seed{seed}", path=Path("."), scalars={"eval/overall": [(100, value, 0.0)]})
+
+
+def test_pairwise_resolves_only_separated_variants():
+    runs = [_scored("good", s, v) for s, v in enumerate((0.50, 0.52, 0.51))]
+    runs += [_scored("bad", s, v) for s, v in enumerate((0.10, 0.12, 0.11))]
+    runs += [_scored("noisy", s, v) for s, v in enumerate((0.05, 0.60, 0.30))]
+    pairs = {(p["a"], p["b"]): p for p in pairwise(runs, "eval/overall", ["good", "noisy", "bad"])}
+    assert pairs["good", "bad"]["resolved"] and pairs["good", "bad"]["diff"] == pytest.approx(0.40)
+    assert not pairs["good", "noisy"]["resolved"] and not pairs["noisy", "bad"]["resolved"]
+    matrix = pairwise_markdown(list(pairs.values()), ["good", "noisy", "bad"])
+    assert "| good |  | · | > |" in matrix and "| bad | < | · |  |" in matrix
+    assert "1 of 3 pairs resolved" in matrix
+    # a loss is better when lower: the same numbers as val/loss flip the signs
+    loss = [Run(r.variant, r.name, r.path, {"val/loss": r.scalars["eval/overall"]}) for r in runs]
+    assert "| good |  | · | < |" in pairwise_markdown(pairwise(loss, "val/loss", ["good", "noisy", "bad"]), ["good", "noisy", "bad"])
+
+
 def test_compare_verb_writes_table_csv_and_plots(runs, tmp_path, capsys):
     out = tmp_path / "report"
     assert main(["compare", str(runs), "--metric", "val/loss", "--out", str(out)]) == 0
     table = (out / "compare.md").read_text()
     assert "| b | 2 | 0.2300 ± 0.0424 |" in table and "| a | 2 | 0.3200 ± 0.0283 |" in table
+    assert "| b | 2 | 0.230 [-0.151, 0.611] |" in table  # 0.23 ± 12.706 x 0.0424 / sqrt 2
+    assert "0 of 1 pairs resolved" in table and (out / "pairs.csv").exists()
     assert (out / "val_loss.png").stat().st_size > 0 and (out / "train_loss.png").exists()
     assert len((out / "runs.csv").read_text().splitlines()) == 5
     assert "| b | 2 |" in capsys.readouterr().out

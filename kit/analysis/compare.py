@@ -1,5 +1,6 @@
 """Compare runs from their TensorBoard event files: a table (final and best of each metric, mean and
-spread over seeds, parameters, steps/s) and one plot of curves per metric.
+spread over seeds, parameters, steps/s), the 95 % interval of each variant's mean, which pairs of variants
+the seeds resolve, and one plot of curves per metric.
 
 A folder of runs looks like `runs/fusion/<variant>/<seed or version>/events.out.tfevents.*`: every
 folder holding event files is a run, its parent folder (relative to the root) names its variant,
@@ -14,7 +15,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from matplotlib.figure import Figure  # figures without pyplot: the kit never switches a notebook's backend
+from matplotlib.figure import Figure
+from scipy import stats  # figures without pyplot: the kit never switches a notebook's backend
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 DEFAULT_PREFIXES = ("val/", "eval/")
@@ -97,8 +99,33 @@ def _mean_spread(values: list[float]) -> tuple[float | None, float | None]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def interval95(values: list[float]) -> float | None:
+    """Half-width of the 95 % Student-t interval of the mean of `values` (seeds); None for fewer than 2."""
+    if len(values) < 2:
+        return None
+    return float(stats.t.ppf(0.975, len(values) - 1)) * statistics.stdev(values) / len(values) ** 0.5
+
+
+def welch_difference(a: list[float], b: list[float]) -> tuple[float, float, float] | None:
+    """mean(a) - mean(b) and its 95 % Welch interval (unequal variances); None unless both have 2+ values.
+
+    Two variants whose seeds agree exactly (zero spread in both) get a zero-width interval.
+    """
+    if len(a) < 2 or len(b) < 2:
+        return None
+    diff = statistics.fmean(a) - statistics.fmean(b)
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    se = (va + vb) ** 0.5
+    if se == 0:
+        return diff, diff, diff
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = float(stats.t.ppf(0.975, dof)) * se
+    return diff, diff - half, diff + half
+
+
 def summarize(runs: list[Run], metrics: list[str]) -> list[dict]:
-    """One row per variant: seeds, parameters, steps/s, and mean/std over seeds of each metric's final and best value."""
+    """One row per variant: seeds, parameters, steps/s, and mean/std over seeds of each metric's final and best value,
+    with the 95 % interval of the final value's mean (`<metric> final ci95`, a half-width)."""
     by_variant: dict[str, list[Run]] = defaultdict(list)
     for run in runs:
         by_variant[run.variant].append(run)
@@ -110,7 +137,9 @@ def summarize(runs: list[Run], metrics: list[str]) -> list[dict]:
         row["steps_per_s"], _ = _mean_spread([s for r in group if (s := r.steps_per_second()) is not None])
         row["steps"] = max((r.scalars["train/loss"][-1][0] for r in group if "train/loss" in r.scalars), default=None)
         for m in metrics:
-            row[f"{m} final"], row[f"{m} final std"] = _mean_spread([v for r in group if (v := r.final(m)) is not None])
+            finals = [v for r in group if (v := r.final(m)) is not None]
+            row[f"{m} final"], row[f"{m} final std"] = _mean_spread(finals)
+            row[f"{m} final ci95"] = interval95(finals)
             row[f"{m} best"], row[f"{m} best std"] = _mean_spread([v for r in group if (v := r.best(m)) is not None])
         rows.append(row)
     key = metrics[0] if metrics else None
@@ -140,6 +169,53 @@ def markdown_table(rows: list[dict], metrics: list[str]) -> str:
     return "\n".join(lines)
 
 
+def interval_table(rows: list[dict], metrics: list[str]) -> str:
+    """Each variant's final value of each metric as its mean and 95 % Student-t interval over seeds."""
+    lines = ["| variant | seeds | " + " | ".join(f"{m} (final): mean [95 % interval]" for m in metrics) + " |"]
+    lines.append("|" + "---|" * (2 + len(metrics)))
+    for r in rows:
+        cells = [r["variant"], str(r["seeds"])]
+        for m in metrics:
+            mean, half = r[f"{m} final"], r[f"{m} final ci95"]
+            cells.append("-" if mean is None else f"{mean:.3f}" if half is None else f"{mean:.3f} [{mean - half:.3f}, {mean + half:.3f}]")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def pairwise(runs: list[Run], metric: str, order: list[str]) -> list[dict]:
+    """Every pair of variants (in `order`): the difference of their final `metric` and its 95 % Welch interval.
+
+    `resolved` is True when the interval excludes zero, i.e. the seeds separate the two variants.
+    """
+    finals: dict[str, list[float]] = defaultdict(list)
+    for run in runs:
+        if (v := run.final(metric)) is not None:
+            finals[run.variant].append(v)
+    pairs = []
+    for i, a in enumerate(order):
+        for b in order[i + 1 :]:
+            if (d := welch_difference(finals[a], finals[b])) is not None:
+                diff, lo, hi = d
+                pairs.append({"a": a, "b": b, "metric": metric, "diff": diff, "lo": lo, "hi": hi, "resolved": lo > 0 or hi < 0})
+    return pairs
+
+
+def pairwise_markdown(pairs: list[dict], order: list[str]) -> str:
+    """A matrix: row variant against column variant, `>` / `<` where the seeds resolve which is better, `·` where not."""
+    better = {}
+    for p in pairs:
+        sign = -1 if lower_is_better(p["metric"]) else 1
+        if p["resolved"]:
+            a_wins = sign * p["diff"] > 0
+            better[p["a"], p["b"]], better[p["b"], p["a"]] = (">", "<") if a_wins else ("<", ">")
+    lines = ["| | " + " | ".join(order) + " |", "|" + "---|" * (len(order) + 1)]
+    for a in order:
+        lines.append(f"| {a} | " + " | ".join("" if a == b else better.get((a, b), "·") for b in order) + " |")
+    resolved = sum(p["resolved"] for p in pairs)
+    lines.append(f"\n{resolved} of {len(pairs)} pairs resolved (the 95 % Welch interval of the difference excludes zero).")
+    return "\n".join(lines)
+
+
 def plot_curves(runs: list[Run], metric: str, path: Path) -> None:
     """One line per variant (mean over seeds at the steps all its seeds logged), shaded between the seeds' min and max."""
     by_variant: dict[str, list[Run]] = defaultdict(list)
@@ -166,17 +242,30 @@ def plot_curves(runs: list[Run], metric: str, path: Path) -> None:
 
 
 def write_report(root: str | Path, out: str | Path, metrics: list[str] | None = None) -> tuple[list[dict], list[str]]:
-    """Read every run under `root` and write `compare.md`, `compare.csv`, `runs.csv` and one PNG per metric into `out`."""
+    """Read every run under `root` and write `compare.md`, `compare.csv`, `pairs.csv` (the first metric's pairwise
+    differences), `runs.csv` and one PNG per metric into `out`."""
     runs = load_runs(root)
     metrics = pick_metrics(runs, metrics)
     rows = summarize(runs, metrics)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "compare.md").write_text(f"Runs under `{root}`, mean ± std over seeds.\n\n{markdown_table(rows, metrics)}\n")
+    order = [r["variant"] for r in rows]
+    pairs = pairwise(runs, metrics[0], order) if metrics else []
+    (out / "compare.md").write_text(
+        f"Runs under `{root}`, mean ± std over seeds.\n\n{markdown_table(rows, metrics)}\n\n"
+        f"## 95 % intervals of the mean (Student t over seeds)\n\n{interval_table(rows, metrics)}\n\n"
+        f"## Which differences the seeds resolve: {metrics[0]} (final)\n\n"
+        f"Row against column: `>` the row is better, `<` worse, `·` not resolved.\n\n{pairwise_markdown(pairs, order)}\n"
+    )
     with open(out / "compare.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    if pairs:
+        with open(out / "pairs.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(pairs[0]))
+            writer.writeheader()
+            writer.writerows(pairs)
     with open(out / "runs.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["variant", "run", *[f"{m} final" for m in metrics], *[f"{m} best" for m in metrics], "steps/s"])

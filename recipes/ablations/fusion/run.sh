@@ -40,7 +40,7 @@ if [ "$JOBS" -gt 1 ]; then  # one process per job, each with its share of the co
 fi
 extra=""
 [ $# -gt 0 ] && extra=$(printf ' %q' "$@")
-for variant in $VARIANTS; do
-  for seed in $SEEDS; do printf '%s\0%s\0' "$variant" "$seed"; done
+for seed in $SEEDS; do  # seed-major: an interrupted study has every head at its first seeds
+  for variant in $VARIANTS; do printf '%s\0%s\0' "$variant" "$seed"; done
 done | xargs -0 -n 2 -P "$JOBS" bash -c 'run_one "$1" "$2"'"$extra" _
 "$PY" -m kit compare "$ROOT" --metric eval/dpg eval/overall val/loss --out "${REPORT:-$HERE/report}"
