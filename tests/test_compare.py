@@ -102,3 +102,27 @@ def test_run_summary_logs_parameters_and_hparams_for_compare(tmp_path):
     assert list((run_dir / "hparams").glob("events.out.tfevents.*")), "the HParams summary is written beside the run"
     rows, metrics = write_report(tmp_path / "fusion", tmp_path / "report")
     assert metrics == ["val/loss"] and rows[0]["variant"] == "lap" and rows[0]["params"] > 0 and rows[0]["val/loss final"] > 0
+
+
+def test_eval_seeds_summarises_evaluation_files(tmp_path, capsys):
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("kit_benchmark_eval_seeds", REPO / "benchmarks" / "eval_seeds.py")
+    eval_seeds = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(eval_seeds)
+    files = []
+    for seed, (overall, dense) in enumerate(((0.4, 0.6), (0.5, 0.8))):
+        path = tmp_path / f"seed{seed}.json"
+        path.write_text(json.dumps({"overall": overall, "categories": {"dense": dense}, "dpg": {"score": 0.9}}))
+        files.append(str(path))
+    out = tmp_path / "summary.json"
+    assert eval_seeds.main([*files, "--out", str(out), "--note", "two fake seeds"]) == 0
+    summary = json.loads(out.read_text())
+    assert summary["note"] == "two fake seeds" and summary["files"] == files
+    assert summary["summary"]["overall"]["mean"] == pytest.approx(0.45)
+    assert summary["summary"]["overall"]["ci95"] == pytest.approx(interval95([0.4, 0.5]))
+    assert summary["summary"]["dpg"]["std"] == 0.0 and summary["summary"]["dense"]["values"] == [0.6, 0.8]
+    assert "overall" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        eval_seeds.main([str(tmp_path / "missing.json")])
