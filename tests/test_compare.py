@@ -5,7 +5,17 @@ from pathlib import Path
 import pytest
 from torch.utils.tensorboard import SummaryWriter
 
-from kit.analysis.compare import Run, interval95, load_runs, pairwise, pairwise_markdown, summarize, welch_difference, write_report
+from kit.analysis.compare import (
+    Run,
+    interval95,
+    load_runs,
+    markdown_table,
+    pairwise,
+    pairwise_markdown,
+    summarize,
+    welch_difference,
+    write_report,
+)
 from kit.cli import main, run_cli
 
 REPO = Path(__file__).resolve().parent.parent
@@ -126,3 +136,12 @@ def test_eval_seeds_summarises_evaluation_files(tmp_path, capsys):
     assert "overall" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         eval_seeds.main([str(tmp_path / "missing.json")])
+
+
+def test_a_single_seed_shows_no_spread_and_no_resolution(tmp_path):
+    runs = [_scored("one", 0, 0.3), _scored("other", 0, 0.1)]
+    rows = summarize(runs, ["eval/overall"])
+    assert rows[0]["eval/overall final std"] is None and rows[0]["eval/overall final ci95"] is None
+    assert "| one | 1 | 0.3000 | 0.3000 |" in markdown_table(rows, ["eval/overall"])
+    matrix = pairwise_markdown(pairwise(runs, "eval/overall", ["one", "other"]), ["one", "other"])
+    assert "| one |  | - |" in matrix and "0 of 0 pairs resolved" in matrix

@@ -96,7 +96,7 @@ def pick_metrics(runs: list[Run], metrics: list[str] | None) -> list[str]:
 def _mean_spread(values: list[float]) -> tuple[float | None, float | None]:
     if not values:
         return None, None
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None  # one seed: no spread to show
 
 
 def interval95(values: list[float]) -> float | None:
@@ -201,16 +201,18 @@ def pairwise(runs: list[Run], metric: str, order: list[str]) -> list[dict]:
 
 
 def pairwise_markdown(pairs: list[dict], order: list[str]) -> str:
-    """A matrix: row variant against column variant, `>` / `<` where the seeds resolve which is better, `·` where not."""
+    """A matrix: row variant against column variant, `>` / `<` where the seeds resolve which is better, `·` where not,
+    `-` where either has fewer than 2 seeds (nothing to resolve with)."""
     better = {}
     for p in pairs:
+        better[p["a"], p["b"]] = better[p["b"], p["a"]] = "·"
         sign = -1 if lower_is_better(p["metric"]) else 1
         if p["resolved"]:
             a_wins = sign * p["diff"] > 0
             better[p["a"], p["b"]], better[p["b"], p["a"]] = (">", "<") if a_wins else ("<", ">")
     lines = ["| | " + " | ".join(order) + " |", "|" + "---|" * (len(order) + 1)]
     for a in order:
-        lines.append(f"| {a} | " + " | ".join("" if a == b else better.get((a, b), "·") for b in order) + " |")
+        lines.append(f"| {a} | " + " | ".join("" if a == b else better.get((a, b), "-") for b in order) + " |")
     resolved = sum(p["resolved"] for p in pairs)
     lines.append(f"\n{resolved} of {len(pairs)} pairs resolved (the 95 % Welch interval of the difference excludes zero).")
     return "\n".join(lines)
@@ -255,7 +257,7 @@ def write_report(root: str | Path, out: str | Path, metrics: list[str] | None = 
         f"Runs under `{root}`, mean ± std over seeds.\n\n{markdown_table(rows, metrics)}\n\n"
         f"## 95 % intervals of the mean (Student t over seeds)\n\n{interval_table(rows, metrics)}\n\n"
         f"## Which differences the seeds resolve: {metrics[0]} (final)\n\n"
-        f"Row against column: `>` the row is better, `<` worse, `·` not resolved.\n\n{pairwise_markdown(pairs, order)}\n"
+        f"Row against column: `>` the row is better, `<` worse, `·` not resolved, `-` fewer than 2 seeds.\n\n{pairwise_markdown(pairs, order)}\n"
     )
     with open(out / "compare.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
