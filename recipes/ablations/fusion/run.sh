@@ -10,7 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 export HERE=recipes/ablations/fusion
-export PY=${PYTHON:-python}
+if [ -x .venv/bin/python ]; then default_py=.venv/bin/python; else default_py=python; fi  # the checkout's venv when it has one
+export PY=${PYTHON:-$default_py}
 export ROOT=${ROOT:-runs/fusion}
 SEEDS=${SEEDS:-0 1 2}
 export CACHE=${CACHE:-cache/fusion}  # ROOT, CACHE and REPORT (the comparison's folder) can be moved
