@@ -145,3 +145,13 @@ def test_a_single_seed_shows_no_spread_and_no_resolution(tmp_path):
     assert "| one | 1 | 0.3000 | 0.3000 |" in markdown_table(rows, ["eval/overall"])
     matrix = pairwise_markdown(pairwise(runs, "eval/overall", ["one", "other"]), ["one", "other"])
     assert "| one |  | - |" in matrix and "0 of 0 pairs resolved" in matrix
+
+
+def test_runs_without_scored_metrics_still_get_a_table(tmp_path):
+    root = tmp_path / "runs"
+    with SummaryWriter(str(root / "a" / "seed0")) as w:
+        for step in range(0, 30, 10):
+            w.add_scalar("train/loss", 1.0 / (step + 1), step)
+    rows, metrics = write_report(root, tmp_path / "report")
+    assert metrics == [] and rows[0]["variant"] == "a"
+    assert "| a | 1 |" in (tmp_path / "report" / "compare.md").read_text()

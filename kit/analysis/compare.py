@@ -15,8 +15,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from matplotlib.figure import Figure
-from scipy import stats  # figures without pyplot: the kit never switches a notebook's backend
+from matplotlib.figure import Figure  # figures without pyplot: the kit never switches a notebook's backend
+from scipy import stats
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 DEFAULT_PREFIXES = ("val/", "eval/")
@@ -253,12 +253,14 @@ def write_report(root: str | Path, out: str | Path, metrics: list[str] | None = 
     out.mkdir(parents=True, exist_ok=True)
     order = [r["variant"] for r in rows]
     pairs = pairwise(runs, metrics[0], order) if metrics else []
-    (out / "compare.md").write_text(
-        f"Runs under `{root}`, mean ± std over seeds.\n\n{markdown_table(rows, metrics)}\n\n"
-        f"## 95 % intervals of the mean (Student t over seeds)\n\n{interval_table(rows, metrics)}\n\n"
-        f"## Which differences the seeds resolve: {metrics[0]} (final)\n\n"
-        f"Row against column: `>` the row is better, `<` worse, `·` not resolved, `-` fewer than 2 seeds.\n\n{pairwise_markdown(pairs, order)}\n"
-    )
+    report = f"Runs under `{root}`, mean ± std over seeds.\n\n{markdown_table(rows, metrics)}\n"
+    if metrics:  # runs that logged no val/ or eval/ metric have nothing to interval or pair
+        report += (
+            f"\n## 95 % intervals of the mean (Student t over seeds)\n\n{interval_table(rows, metrics)}\n\n"
+            f"## Which differences the seeds resolve: {metrics[0]} (final)\n\n"
+            f"Row against column: `>` the row is better, `<` worse, `·` not resolved, `-` fewer than 2 seeds.\n\n{pairwise_markdown(pairs, order)}\n"
+        )
+    (out / "compare.md").write_text(report)
     with open(out / "compare.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
