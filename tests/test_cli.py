@@ -75,7 +75,10 @@ def test_recipes_build(recipe, tmp_path):
     if cli.model.autoencoder is None:  # pixel space: the data's geometry is the model's
         assert cli.model.sample_shape == (data.channels, data.image_size, data.image_size), "data geometry is linked into the model"
     assert cli.model.backbone.in_channels == 3 or cli.model.autoencoder is not None
-    assert cli.model.fusion.cond_dim == cli.model.backbone.cond_dim
+    if hasattr(cli.model, "codec"):  # the joint model: the text stream is the codec's latent
+        assert (cli.model.backbone.text_tokens, cli.model.backbone.text_dim) == (cli.model.codec.num_latents, cli.model.codec.latent_dim)
+    else:
+        assert cli.model.fusion.cond_dim == cli.model.backbone.cond_dim
 
 
 def test_the_last_layer_baseline_is_lap_with_another_head(capsys):

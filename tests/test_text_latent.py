@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from kit.tasks.text_latent import TextDecoder, TextLatentCodec
+from kit.types import TokenKind
 
 CAPTIONS = ["a large red circle in the top left", "two blue squares", "a small green triangle on the right", "a purple diamond above a red circle"]
 
@@ -44,14 +45,31 @@ def test_the_decoder_is_causal_over_the_caption_and_reads_the_whole_prefix():
     assert (decoder(z2, ids) - logits)[:, 0].abs().max() > 1e-4
 
 
+def test_the_token_reducer_gives_one_unit_scale_latent_per_caption_token_and_zeros_after(encoder):
+    codec = TextLatentCodec(encoder, num_latents=10, latent_dim=8, width=32, decoder_depth=1, max_tokens=16)
+    with torch.no_grad():
+        enc = encoder(CAPTIONS)
+        z = codec.encode(enc)
+    lengths = enc.select((TokenKind.PROMPT,)).mask.sum(dim=1)  # the captions' own tokens
+    assert z.shape == (4, 10, 8) and lengths.min() < lengths.max() <= 10
+    real = torch.arange(10)[None] < lengths[:, None]  # (B, L)
+    assert torch.allclose(z[real].mean(-1), torch.zeros(int(real.sum())), atol=1e-5) and torch.allclose(z[real].var(-1, unbiased=False), torch.ones(int(real.sum())), atol=1e-3)
+    assert z[~real].abs().max() == 0, "zero tokens after the caption"
+    with pytest.raises(ValueError, match=r"a caption of \d+ encoder tokens does not fit the text latent's 3 tokens; raise num_latents"):
+        TextLatentCodec(encoder, num_latents=3, latent_dim=8, width=32, decoder_depth=1, max_tokens=16).encode(enc)
+    with pytest.raises(ValueError, match="unknown reducer 'mean'; known: tokens, resampler"):
+        TextLatentCodec(encoder, reducer="mean")
+
+
 @pytest.mark.slow
-def test_the_codec_learns_to_reconstruct_a_few_captions(encoder):
+@pytest.mark.parametrize(("reducer", "num_latents"), [("tokens", 10), ("resampler", 4)])
+def test_the_codec_learns_to_reconstruct_a_few_captions(encoder, reducer, num_latents):
     torch.manual_seed(0)
-    codec = TextLatentCodec(encoder, num_latents=4, latent_dim=16, width=64, reducer_depth=1, decoder_depth=2, max_tokens=16)
+    codec = TextLatentCodec(encoder, num_latents=num_latents, latent_dim=16, width=64, reducer_depth=1, decoder_depth=2, max_tokens=16, reducer=reducer)
     with torch.no_grad():
         enc = encoder(CAPTIONS)
     z = codec.encode(enc)
-    assert z.shape == (4, 4, 16) and torch.allclose(z.mean(-1), torch.zeros(4, 4), atol=1e-5), "unit-scale latents"
+    assert z.shape == (4, num_latents, 16)
     optimizer = torch.optim.AdamW(codec.parameters(), lr=3e-3)
     for _ in range(200):
         loss = codec.loss(codec.encode(enc), CAPTIONS)
@@ -93,7 +111,7 @@ def test_padding_after_the_end_token_is_not_a_target(encoder):
     from kit.tasks.text_latent import CaptionTokenizer
 
     torch.manual_seed(0)
-    codec = TextLatentCodec(encoder, num_latents=2, latent_dim=8, width=32, reducer_depth=1, decoder_depth=1, max_tokens=24)
+    codec = TextLatentCodec(encoder, num_latents=2, latent_dim=8, width=32, reducer_depth=1, decoder_depth=1, max_tokens=24, reducer="resampler")
     codec.captions = CaptionTokenizer(_word_tokenizer(pad_is_eos=True), max_tokens=24)
     assert codec.captions.pad == codec.captions.eos
     z = torch.randn(2, 2, 8)

@@ -107,6 +107,13 @@ class UViT(TransformerBackbone):
         """x `(B, C, H, W)`, t `(B,)`, cond.tokens `(B, M, W)` + mask -> `(B, C, H, W)`."""
         _, _, h, w = x.shape
         seq, mask, start = self.tokens(x, {"t": t}, cond)  # (B, S, W)
+        seq = self.run_blocks(seq, mask, start)  # (B, S, W)
+        out = self.final(self.norm(seq[:, start:]))  # (B, T, p*p*C_out)
+        return self.unpatchify(out, h, w)
+
+    def run_blocks(self, seq: Tensor, mask: Tensor, start: int) -> Tensor:
+        """The in-blocks, the mid block and the out-blocks with their long skips: `(B, S, W)` -> `(B, S, W)`;
+        the image tokens (from `start` on) are recorded after each in-block."""
         skips = []
         for i, block in enumerate(self.in_blocks):
             seq = self.run_block(block, seq, mask)
@@ -115,5 +122,4 @@ class UViT(TransformerBackbone):
         seq = self.run_block(self.mid_block, seq, mask)
         for block, skip in zip(self.out_blocks, self.skips):
             seq = self.run_block(block, skip(torch.cat([seq, skips.pop()], dim=-1)), mask)  # (B, S, W)
-        out = self.final(self.norm(seq[:, start:]))  # (B, T, p*p*C_out)
-        return self.unpatchify(out, h, w)
+        return seq

@@ -148,7 +148,9 @@ class DiffusionObjective(Objective):
             noise: the noise, shaped like `x0` (or a dict like it); drawn when None.
 
         Returns `loss` (scalar: the weighted sum over streams of each stream's mean), `loss_per_sample`
-        `(B,)` (the same sum per sample) and, with several streams, `loss/<name>` per stream.
+        `(B,)` (the same sum per sample) and, with several streams, `loss/<name>` (scalar) and
+        `loss_per_sample/<name>` `(B,)` per stream, unweighted (a task that masks some samples' streams
+        out of the loss, as the joint model does for a stream given clean, weighs these itself).
         """
         streams, single = as_streams(x0)
         names = list(streams)
@@ -164,7 +166,7 @@ class DiffusionObjective(Objective):
         if single:
             return {"loss": per_sample[IMAGE].mean(), "loss_per_sample": per_sample[IMAGE]}
         weights = {n: self.stream_weights.get(n, 1.0) for n in names}
-        terms = {f"loss/{n}": per_sample[n].mean() for n in names}
+        terms = {f"loss/{n}": per_sample[n].mean() for n in names} | {f"loss_per_sample/{n}": per_sample[n] for n in names}
         terms["loss"] = sum(weights[n] * terms[f"loss/{n}"] for n in names)
         terms["loss_per_sample"] = sum(weights[n] * per_sample[n] for n in names)
         return terms

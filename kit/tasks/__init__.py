@@ -7,6 +7,7 @@ from kit.tasks.data import ShapesDataModule, ShapesDataset
 from kit.tasks.edit_data import ShapesEditData, ShapesEditDataset
 from kit.tasks.editing import ImageEditing
 from kit.tasks.folder import ImageFolderData
+from kit.tasks.joint import JointImageText, JointSample
 from kit.tasks.streaming import StreamingImageTextData
 from kit.tasks.summary import RunSummary
 from kit.tasks.text_latent import TextLatentCodec, TextLatentPretraining
@@ -18,6 +19,8 @@ __all__ = [
     "DiffusionTask",
     "ImageEditing",
     "ImageFolderData",
+    "JointImageText",
+    "JointSample",
     "LayerWeightLogger",
     "RunSummary",
     "SampleGrid",

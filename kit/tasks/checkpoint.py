@@ -56,6 +56,10 @@ def _class_paths(node, where: str = "") -> list[tuple[str, str]]:
     return found
 
 
+FILE_ARGUMENTS = ("init_from", "text_codec")
+"""Task arguments that name weight files (read as data when the task was built, then held in its own state):
+never code, and left out (None) when a checkpoint is rebuilt."""
+
 PART_KEYS = ("encoder", "fusion", "backbone", "objective", "sampler", "optimizer", "lr_scheduler", "autoencoder")
 """The module's swappable parts: in a checkpoint each must be None or a `{class_path, init_args}` block."""
 
@@ -97,7 +101,7 @@ def check_recorded_config(hparams: dict, path: str, *, encoder_model: str | None
                 f"checkpoint {path!r} names the class {class_path!r} at {where}; only classes of {', '.join(p.rstrip('.') for p in ALLOWED_CLASS_PREFIXES)} are built from a checkpoint"
             )
     for where, text in _strings(hparams):  # jsonargparse would read these as parts or import paths
-        if where.endswith("class_path") or where == "init_from":  # init_from is a file path, never built from
+        if where.endswith("class_path") or where in FILE_ARGUMENTS:  # weight files, never built from
             continue
         inline = "class_path" in text or text.lstrip().startswith(("{", "["))
         if inline or (_DOTTED.match(text) and not text.startswith(ALLOWED_CLASS_PREFIXES)):
@@ -217,8 +221,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
         raise ValueError(f"checkpoint {str(path)!r} records no model config (was it written by `python -m kit fit`?)")
     safe = check_recorded_config(hparams, str(path), encoder_model=encoder_model, trust=trust)
     overrides = {"encoder": safe["encoder"]} if safe["encoder"] != hparams["encoder"] else {}
-    if hparams.get("init_from"):
-        overrides["init_from"] = None  # the weights this run started from are in the checkpoint's own state
+    for name in FILE_ARGUMENTS:
+        if hparams.get(name):
+            overrides[name] = None  # the weights read from that file are in the checkpoint's own state
     raw.seek(0)
     module = task_class(hparams, str(path)).load_from_checkpoint(raw, map_location=map_location, weights_only=True, **overrides)
     return module.eval()

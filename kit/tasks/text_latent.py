@@ -2,10 +2,16 @@
 
 UniDiffuser diffuses a text stream next to the image: CLIP's text features of the caption, linearly reduced to
 64 channels a token, and a GPT-2 prefix decoder trained to turn such a latent back into the caption. Here the
-frozen encoder (the shapes VLM by default) reads the caption; a resampler head (learned queries cross-attending
-to the tapped layers, `kit.fusion.ResamplerHead`) reduces its states to `num_latents` tokens of `latent_dim`
-channels, normalised per token (unit scale: what a diffusion stream expects); a small prefix decoder reads those
-tokens and writes the caption in the encoder's own tokenizer, greedily at inference.
+frozen encoder (the shapes VLM by default) reads the caption and a trained reducer turns its states into
+`num_latents` tokens of `latent_dim` channels, normalised per token (unit scale: what a diffusion stream expects):
+
+- `reducer="tokens"` (UniDiffuser's design, the default): one latent per caption token, a linear map of one tapped
+  layer's normalised state at that token; captions shorter than `num_latents` are padded with zero tokens;
+- `reducer="resampler"`: learned queries cross-attending to every tapped layer (`kit.fusion.ResamplerHead`), a
+  fixed number of tokens whatever the caption's length.
+
+A small prefix decoder reads the latent tokens and writes the caption in the encoder's own tokenizer, greedily at
+inference.
 
 `TextLatentPretraining` trains the reducer and the decoder together on a DataModule's captions (teacher-forced
 cross-entropy) and reports, on the validation captions, the exact-match rate of greedy reconstruction:
@@ -17,12 +23,13 @@ from __future__ import annotations
 
 import lightning as L
 import torch
+from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from kit.fusion.resampler import ResamplerHead
 from kit.layers import TransformerBlock, init_linear_trunc_normal
-from kit.types import EncoderOutput
+from kit.types import EncoderOutput, EncoderSpec, TokenKind
 
 
 class CaptionTokenizer:
@@ -128,39 +135,82 @@ class TextDecoder(nn.Module):
         return ids[:, 1:]
 
 
+class TokenReducer(nn.Module):
+    """One latent per caption token: a linear map of one tapped layer's state, zero tokens after the caption.
+
+    Args:
+        spec: the encoder's spec (hidden size, taps).
+        latent_dim: channels per latent token.
+        num_latents: latent tokens (the longest caption, in the encoder's tokens).
+        layer: which tap to read (an index into the encoder's taps; -1 is the deepest).
+    """
+
+    def __init__(self, spec: EncoderSpec, latent_dim: int, num_latents: int, layer: int = -1) -> None:
+        super().__init__()
+        if not -len(spec.taps) <= layer < len(spec.taps):
+            raise ValueError(f"layer {layer} is not one of the encoder's {len(spec.taps)} taps")
+        self.num_latents, self.layer = num_latents, layer
+        self.norm = nn.LayerNorm(spec.hidden_size, elementwise_affine=False)
+        self.proj = nn.Linear(spec.hidden_size, latent_dim)
+        init_linear_trunc_normal(self)
+
+    def forward(self, enc: EncoderOutput) -> Tensor:
+        """Hidden states `(B, N, S, D)` -> latents `(B, L, d)`: the prompt's tokens in order, zeros after."""
+        enc = enc.select((TokenKind.PROMPT,))
+        n = int(enc.mask.sum(dim=1).max())
+        if n > self.num_latents:
+            raise ValueError(f"a caption of {n} encoder tokens does not fit the text latent's {self.num_latents} tokens; raise num_latents")
+        z = self.proj(self.norm(enc.hidden_states[:, self.layer]))  # (B, S, d)
+        z = F.layer_norm(z, z.shape[-1:]) * enc.mask[..., None]  # unit scale per real token, zero elsewhere
+        return F.pad(z, (0, 0, 0, self.num_latents - z.shape[1]))  # (B, L, d)
+
+
 class TextLatentCodec(nn.Module):
     """Caption features -> latent tokens `(B, L, d)` (unit scale per token) -> caption.
 
     Args:
         encoder: the frozen prompt encoder (its spec sizes the reducer; its tokenizer is the decoder's).
         num_latents: L, latent tokens per caption (UniDiffuser keeps CLIP's 77; a short caption needs far fewer).
+            With `reducer="tokens"` it is the longest caption the codec takes, in encoder tokens.
         latent_dim: d, channels per latent token (UniDiffuser: 64).
         width: width of the reducer's queries and of the decoder.
         reducer_depth: cross-attention blocks of the reducer.
         decoder_depth: blocks of the prefix decoder.
         max_tokens: the longest caption the decoder writes, in tokens.
+        reducer: 'tokens' (one latent per caption token, UniDiffuser's) or 'resampler' (learned queries).
+        layer: the tap the 'tokens' reducer reads (-1: the deepest).
     """
 
     def __init__(
         self,
         encoder: nn.Module,
-        num_latents: int = 8,
-        latent_dim: int = 32,
+        num_latents: int = 40,
+        latent_dim: int = 16,
         width: int = 128,
         reducer_depth: int = 2,
         decoder_depth: int = 3,
         max_tokens: int = 48,
+        reducer: str = "tokens",
+        layer: int = -1,
     ) -> None:
         super().__init__()
         tokenizer = getattr(getattr(encoder, "processor", None), "tokenizer", None) or getattr(encoder, "tokenizer", None)
         if tokenizer is None:
             raise ValueError(f"TextLatentCodec needs an encoder with a tokenizer for its decoder; {type(encoder).__name__} has none")
         self.captions = CaptionTokenizer(tokenizer, max_tokens)
-        self.reducer = ResamplerHead(encoder.spec, latent_dim, num_queries=num_latents, width=width, depth=reducer_depth, num_heads=4)
+        if reducer == "tokens":
+            self.reducer = TokenReducer(encoder.spec, latent_dim, num_latents, layer)
+        elif reducer == "resampler":
+            self.reducer = ResamplerHead(encoder.spec, latent_dim, num_queries=num_latents, width=width, depth=reducer_depth, num_heads=4)
+        else:
+            raise ValueError(f"unknown reducer {reducer!r}; known: tokens, resampler")
+        self.num_latents, self.latent_dim = num_latents, latent_dim
         self.decoder = TextDecoder(latent_dim, num_latents, self.captions.vocab_size, max_tokens, width=width, depth=decoder_depth)
 
     def encode(self, enc: EncoderOutput) -> Tensor:
-        """Encoder output `(B, N, S, D)` -> latents `(B, L, d)`, each token with zero mean and unit variance."""
+        """Encoder output `(B, N, S, D)` -> latents `(B, L, d)`, each real token with zero mean and unit variance."""
+        if isinstance(self.reducer, TokenReducer):
+            return self.reducer(enc)  # (B, L, d), zero after the caption
         z = self.reducer(enc).tokens  # (B, L, d)
         return F.layer_norm(z, z.shape[-1:])
 
@@ -188,8 +238,10 @@ class TextLatentPretraining(L.LightningModule):
         in_channels: linked from the data by the CLI; unused.
     """
 
-    def __init__(self, encoder: nn.Module, codec: dict | None = None, lr: float = 1e-3, weight_decay: float = 0.01, image_size: int = 0, in_channels: int = 3) -> None:
+    def __init__(self, encoder: nn.Module, codec: dict[str, int | str] | None = None, lr: float = 1e-3, weight_decay: float = 0.01, image_size: int = 0, in_channels: int = 3) -> None:
         super().__init__()
+        under_cli = _given_hyperparameters.get() is not None  # the CLI records the parsed recipe; by hand, the plain settings
+        self.save_hyperparameters(ignore=None if under_cli else ["encoder"])
         self.encoder = encoder
         self.codec = TextLatentCodec(encoder, **(codec or {}))
         self.lr, self.weight_decay = lr, weight_decay

@@ -1,0 +1,74 @@
+"""Joint U-ViT: UniDiffuser's network, one U-ViT over an image and a text latent, each under its own time.
+
+The sequence is `[image time, text time, text-latent tokens, (conditioning tokens), image patches]`: the text
+latent's tokens take the place the plain U-ViT gives to conditioning tokens (with their learned positions),
+and every token attends to every other, so each stream is denoised in the light of the other at whatever
+noise level the other is. The network predicts both streams at once: `model(xs, ts, cond) -> {"image", "text"}`
+(the multi-stream form of `kit.diffusion.streams`). With the text at its maximal time (pure noise) the image
+prediction is the image marginal's, with the text at time 0 it is the text-conditional one: one network for
+every distribution UniDiffuser samples (`kit.tasks.joint`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from kit.backbones.uvit import UViT
+from kit.layers import init_linear_trunc_normal, zero_
+from kit.types import Conditioning
+
+IMAGE, TEXT = "image", "text"
+
+
+class JointUViT(UViT):
+    """A U-ViT that predicts an image stream and a text-latent stream under independent times.
+
+    Args:
+        in_channels: channels of the image stream (pixels, or the autoencoder's latent channels).
+        input_size: side of the square image stream.
+        text_tokens: L, tokens of the text latent.
+        text_dim: d, channels of each text-latent token.
+        max_cond_tokens: learned positions for the text tokens and any extra conditioning tokens
+            (`text_tokens` when None: the text latent is the only conditioning).
+        kwargs: the U-ViT's settings (`UViT`: width, depth, heads, patch size, post-norm, positions...).
+    """
+
+    time_tokens = (IMAGE, TEXT)
+    streams = (IMAGE, TEXT)
+
+    def __init__(self, in_channels: int, input_size: int, text_tokens: int, text_dim: int, *, max_cond_tokens: int | None = None, **kwargs) -> None:
+        if text_tokens < 1 or text_dim < 1:
+            raise ValueError(f"the text latent needs at least one token of one channel, got {text_tokens} x {text_dim}")
+        max_cond_tokens = text_tokens if max_cond_tokens is None else max_cond_tokens
+        if max_cond_tokens < text_tokens:
+            raise ValueError(f"max_cond_tokens={max_cond_tokens} leaves no room for the {text_tokens} text tokens")
+        super().__init__(in_channels, input_size, max_cond_tokens=max_cond_tokens, **kwargs)
+        self.text_tokens, self.text_dim = text_tokens, text_dim
+        self.text_in = nn.Linear(text_dim, self.width)
+        self.text_norm = nn.LayerNorm(self.width)
+        self.text_out = nn.Linear(self.width, text_dim)
+        self.initialize_text_weights()
+
+    def initialize_text_weights(self) -> None:
+        """The text embedding trunc-normal(0.02) like every U-ViT linear; the text output at zero like the image's."""
+        init_linear_trunc_normal(self.text_in)
+        zero_(self.text_out)
+
+    def forward(self, xs: dict[str, Tensor], ts: dict[str, Tensor], cond: Conditioning | None = None) -> dict[str, Tensor]:
+        """xs: image `(B, C, H, W)` and text `(B, L, d)`; ts: a time `(B,)` per stream; cond: optional extra
+        tokens `(B, M, W)` -> predictions `{"image": (B, C_out, H, W), "text": (B, L, d)}`."""
+        x, y = xs[IMAGE], xs[TEXT]
+        b, _, h, w = x.shape
+        if y.shape[1:] != (self.text_tokens, self.text_dim):
+            raise ValueError(f"the text stream is {tuple(y.shape[1:])} per sample; this network takes {self.text_tokens} tokens x {self.text_dim}")
+        text = self.text_in(y)  # (B, L, W)
+        real = torch.ones(b, self.text_tokens, dtype=torch.bool, device=x.device)
+        if cond is not None and cond.tokens is not None:
+            text, real = torch.cat([text, cond.tokens], dim=1), torch.cat([real, cond.mask], dim=1)  # (B, L + M, W)
+        seq, mask, start = self.tokens(x, {IMAGE: ts[IMAGE], TEXT: ts[TEXT]}, Conditioning(tokens=text, mask=real))  # (B, S, W)
+        seq = self.run_blocks(seq, mask, start)  # (B, S, W)
+        n = len(self.time_tokens)
+        text_out = self.text_out(self.text_norm(seq[:, n : n + self.text_tokens]))  # (B, L, d)
+        image_out = self.unpatchify(self.final(self.norm(seq[:, start:])), h, w)  # (B, C_out, H, W)
+        return {IMAGE: image_out, TEXT: text_out}

@@ -1,0 +1,240 @@
+"""`JointImageText`: UniDiffuser (Bao et al. 2023) on the kit, one network for every image-text distribution.
+
+An image (pixels, or a frozen autoencoder's latents) and its caption's text latent (the frozen VLM's features
+reduced by a trained, frozen `TextLatentCodec`) are diffused together, each under its own time: the network
+(`kit.backbones.JointUViT`) predicts both streams' noise at `(x_{t_x}, y_{t_y}, t_x, t_y)`. Conditioning is a
+stream at time 0, marginalising is a stream at time 1 (pure noise), so one set of weights samples
+
+    t2i              images given captions          image at t, text at 0
+    i2t              captions given images          text at t, image at 0
+    joint            image-caption pairs            both at t
+    image, text      either marginal                the other at 1
+    image_variation  i2t, then t2i of that caption
+    text_variation   t2i, then i2t of that image
+    gibbs            a joint pair, then `gibbs_steps` rounds of (i2t, t2i)
+
+and classifier-free guidance comes **for free**: the unconditional prediction is the same network with the
+other stream at time 1 (joint sampling guides against both marginals). The baseline UniDiffuser compares with,
+a learned null text, is trained by `null_text_prob` and sampled with `guidance="null"`.
+
+Training times. UniDiffuser draws both times uniformly and independently, so t near 0 (the conditional tasks)
+and near 1 (the marginals, and CFG's unconditional branch) come up as often as any other. The kit's rectified
+flow draws logit-normal times, which almost never reach either end; `clean_prob` and `noise_prob` put one
+stream (either, at random) at exactly 0 or 1 for that share of samples. A stream given clean at time 0 has
+nothing to predict (its velocity is its unknown noise), so it is left out of the loss; the loss is the sum
+over streams of each stream's mean over the samples that predict it, weighted by the objective's
+`stream_weights`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from kit.backbones.joint_uvit import IMAGE, TEXT, JointUViT
+from kit.encoders import LatentAutoencoder, PromptEncoder
+from kit.tasks.base import TASKS, DiffusionTask
+from kit.tasks.checkpoint import read_checkpoint
+from kit.tasks.text_latent import TextLatentCodec
+from kit.types import Batch, EncoderOutput
+
+JointBackboneFactory = Callable[[int, int, int, int], JointUViT]
+
+MODES = ("t2i", "i2t", "joint", "image", "text", "image_variation", "text_variation", "gibbs")
+"""The sampling modes of `JointImageText.sample`."""
+
+GUIDANCE = ("free", "null")
+
+
+@dataclass
+class JointSample:
+    """What a sampling mode returns: images `(B, 3, H, W)` in [-1, 1], captions, and the text latents `(B, L, d)`
+    they were decoded from; a mode that produces no images (or no captions) leaves that field None."""
+
+    images: Tensor | None = None
+    captions: list[str] | None = None
+    text_latents: Tensor | None = None
+
+
+@TASKS.register("joint_image_text")
+class JointImageText(DiffusionTask):
+    """One U-ViT predicting the noise of an image and of its caption's text latent under independent times.
+
+    Args:
+        encoder: the frozen prompt encoder whose caption features the text latent reduces.
+        backbone: the joint network, built by the module as `backbone(in_channels, image_size, text_tokens, text_dim)`.
+        codec: the `TextLatentCodec` settings (besides the encoder); they must equal `text_codec`'s.
+        text_codec: a `TextLatentPretraining` checkpoint (`python -m kit fit -c recipes/joint/text_latent.yaml`) whose
+            reducer and decoder are used, frozen. None builds a fresh random codec: only for tests, its latents
+            cannot be decoded.
+        clean_prob: share of training samples with one stream (either, at random) clean at time 0 and left out of
+            the loss: the conditional tasks, trained directly.
+        noise_prob: share of training samples with one stream at time 1 (pure noise): the marginals, and the
+            unconditional branch of CFG for free.
+        null_text_prob: share of training samples whose text is a learned null latent at time 0 (the learned-null
+            guidance baseline, `guidance="null"`); 0 trains none.
+        guidance_scale: the default guidance scale of the conditional and joint modes (1 is none).
+        guidance: the default unconditional branch: 'free' (the other stream at time 1) or 'null' (the learned null text).
+        gibbs_steps: the (i2t, t2i) rounds of the `gibbs` mode.
+        autoencoder: a frozen autoencoder: diffusion runs on its latents (pixels when None).
+        image_size: side of the training images (linked from the data by the CLI).
+        in_channels: channels of the training images (linked from the data by the CLI).
+        kwargs: what every diffusion task takes (`DiffusionTask`: objective, sampler, optimizer, schedule, EMA...).
+    """
+
+    object_arguments = (*DiffusionTask.object_arguments, "encoder", "backbone")
+
+    def __init__(
+        self,
+        encoder: PromptEncoder,
+        backbone: JointBackboneFactory,
+        codec: dict[str, int | str] | None = None,
+        text_codec: str | None = None,
+        clean_prob: float = 0.3,
+        noise_prob: float = 0.1,
+        null_text_prob: float = 0.0,
+        guidance_scale: float = 1.0,
+        guidance: str = "free",
+        gibbs_steps: int = 2,
+        autoencoder: LatentAutoencoder | None = None,
+        image_size: int = 32,
+        in_channels: int = 3,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        for name, p in (("clean_prob", clean_prob), ("noise_prob", noise_prob), ("null_text_prob", null_text_prob)):
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {p}")
+        if clean_prob + noise_prob > 1.0:
+            raise ValueError(f"clean_prob + noise_prob is {clean_prob + noise_prob}; they share the samples and must sum to at most 1")
+        self.check_guidance(guidance)
+        self.encoder = encoder
+        self.codec = TextLatentCodec(encoder, **(codec or {}))
+        if text_codec is not None:
+            self.load_codec(text_codec, codec or {})
+        self.codec.requires_grad_(False).eval()
+        self.autoencoder = autoencoder
+        if autoencoder is not None:
+            in_channels, image_size = autoencoder.latent_channels, autoencoder.latent_size(image_size)
+        self.backbone = backbone(in_channels, image_size, self.codec.num_latents, self.codec.latent_dim)
+        if autoencoder is not None:
+            self.backbone.pixel_stride = autoencoder.downsample
+        self.null_text = nn.Parameter(torch.zeros(self.codec.num_latents, self.codec.latent_dim)) if null_text_prob > 0 else None
+        self.clean_prob, self.noise_prob, self.null_text_prob = clean_prob, noise_prob, null_text_prob
+        self.guidance_scale, self.guidance, self.gibbs_steps = guidance_scale, guidance, gibbs_steps
+        self.sample_shape = (in_channels, image_size, image_size)
+        self.finish_building(self.backbone)
+
+    def load_codec(self, path: str, settings: dict) -> None:
+        """Copy the reducer and decoder of a `TextLatentPretraining` checkpoint; its codec settings must be `settings`."""
+        checkpoint = read_checkpoint(path)
+        if "codec" not in (checkpoint.get("hyper_parameters") or {}):
+            raise ValueError(
+                f"text_codec {path} records no codec settings: pass a checkpoint of kit.tasks.TextLatentPretraining written by `python -m kit fit`"
+            )
+        saved = checkpoint["hyper_parameters"]["codec"] or {}
+        differ = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
+        if differ:
+            shown = ", ".join(f"{k}: {saved.get(k)!r} there, {settings.get(k)!r} here" for k in differ)
+            raise ValueError(f"text_codec {path}: its codec settings differ from this task's codec ({shown}); copy them into model.init_args.codec")
+        state = {k[len("codec.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("codec.")}
+        if not state:
+            raise ValueError(f"text_codec {path} holds no text codec (no codec.* weights): pass a checkpoint of kit.tasks.TextLatentPretraining")
+        self.codec.load_state_dict(state)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.codec.eval()  # frozen: never in training mode
+        return self
+
+    @staticmethod
+    def check_guidance(guidance: str) -> None:
+        if guidance not in GUIDANCE:
+            raise ValueError(f"unknown guidance {guidance!r}; known: free (the other stream at time 1), null (a learned null text)")
+
+    # ----------------------------------------------------------------- streams
+    def to_model_space(self, images: Tensor) -> Tensor:
+        """Images `(B, 3, H, W)` in [-1, 1] -> the image stream (the images, or their latents)."""
+        return images if self.autoencoder is None else self.autoencoder.encode(images)
+
+    def from_model_space(self, x: Tensor) -> Tensor:
+        """The image stream -> images `(B, 3, H, W)` in [-1, 1]."""
+        return x.clamp(-1, 1) if self.autoencoder is None else self.autoencoder.decode(x)
+
+    def text_latents(self, prompts: list[str], encoded: EncoderOutput | None = None) -> Tensor:
+        """Captions (or their cached encoder output) -> text latents `(B, L, d)`."""
+        with torch.no_grad():
+            return self.codec.encode(self.encoder(prompts) if encoded is None else encoded)
+
+    def pinned_times(self, b: int, generator: torch.Generator | None) -> tuple[dict[str, Tensor], dict[str, Tensor], Tensor]:
+        """Times per stream `(B,)` from the objective, with `clean_prob` / `noise_prob` of the samples having one
+        stream at 0 / 1; also the per-stream masks `(B,)` of samples whose stream is in the loss, and the
+        mask `(B,)` of samples whose text is the learned null."""
+        device = self.device
+        times = {n: self.objective.sample_time(b, device, generator=generator) for n in (IMAGE, TEXT)}
+        u = torch.rand(b, device=device, generator=generator)
+        image_pinned = torch.rand(b, device=device, generator=generator) < 0.5  # which stream a pinned sample pins
+        clean, noisy = u < self.clean_prob, (u >= self.clean_prob) & (u < self.clean_prob + self.noise_prob)
+        null = torch.rand(b, device=device, generator=generator) < self.null_text_prob if self.null_text is not None else torch.zeros_like(clean)
+        for n, pinned in ((IMAGE, image_pinned & ~null), (TEXT, ~image_pinned & ~null)):
+            times[n] = torch.where(pinned & noisy, torch.ones_like(times[n]), times[n])
+            times[n] = torch.where(pinned & clean, torch.zeros_like(times[n]), times[n])
+        times[TEXT] = torch.where(null, torch.zeros_like(times[TEXT]), times[TEXT])  # the null text is given, clean
+        keep = {n: times[n] > 0 for n in (IMAGE, TEXT)}
+        return times, keep, null
+
+    def stream_loss(self, terms: dict[str, Tensor], keep: dict[str, Tensor]) -> Tensor:
+        """The weighted sum over streams of each stream's mean error over the samples `keep` marks."""
+        total = 0.0
+        for n, k in keep.items():
+            per_sample = terms[f"loss_per_sample/{n}"]  # (B,)
+            mean = (per_sample * k).sum() / k.sum().clamp(min=1)
+            self.log(f"train/loss/{n}", mean)
+            total = total + self.objective.stream_weights.get(n, 1.0) * mean
+        return total
+
+    # ----------------------------------------------------------------- steps
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
+        if self.count_skipped(batch):
+            return None
+        x0 = self.to_model_space(batch.images)  # (B, C, H, W)
+        y0 = self.text_latents(batch.prompts, batch.encoded)  # (B, L, d)
+        generator = self.step_generator(batch_idx)
+        times, keep, null = self.pinned_times(len(batch), generator)
+        if null.any():
+            y0 = torch.where(null[:, None, None], self.null_text.expand_as(y0), y0)
+        noise = {IMAGE: torch.randn(x0.shape, device=self.device, generator=generator), TEXT: torch.randn(y0.shape, device=self.device, generator=generator)}
+        terms = self.objective.loss(self.backbone, {IMAGE: x0, TEXT: y0}, None, t=times, noise=noise)
+        loss = self.stream_loss(terms, keep)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        """Loss at fixed, evenly spread times (the text's in reverse order) and fixed noise, both streams predicted."""
+        if len(batch) == 0:
+            return
+        x0, y0 = self.to_model_space(batch.images), self.text_latents(batch.prompts, batch.encoded)
+        b = len(batch)
+        generator = torch.Generator(device=self.device).manual_seed(batch_idx)
+        t = (torch.arange(b, device=self.device) + 0.5) / b  # (B,)
+        noise = {IMAGE: torch.randn(x0.shape, device=self.device, generator=generator), TEXT: torch.randn(y0.shape, device=self.device, generator=generator)}
+        terms = self.objective.loss(self.backbone, {IMAGE: x0, TEXT: y0}, None, t={IMAGE: t, TEXT: t.flip(0)}, noise=noise)
+        self.log("val/loss", terms["loss"], prog_bar=True, batch_size=b, sync_dist=True)
+        for n in (IMAGE, TEXT):
+            self.log(f"val/loss/{n}", terms[f"loss/{n}"], batch_size=b, sync_dist=True)
+
+    # ----------------------------------------------------------------- sampling (kit.tasks.joint_sampling)
+    def sample(self, mode: str, **kwargs) -> JointSample:
+        """Sample in one of `MODES` (see `kit.tasks.joint_sampling.sample` for the arguments)."""
+        from kit.tasks.joint_sampling import sample
+
+        return sample(self, mode, **kwargs)
+
+    def generate(self, prompts: list[str], *, references=None, guidance_scale: float | None = None, num_steps: int | None = None, seed: int = 0) -> Tensor:
+        """Text-to-image, as `TextToImage.generate` (what `kit evaluate` and the callbacks call) -> `(B, 3, H, W)`."""
+        if references:
+            raise ValueError("the joint image-text model takes no reference images; sample mode 'image_variation' varies an image")
+        return self.sample("t2i", prompts=prompts, guidance_scale=guidance_scale, num_steps=num_steps, seed=seed).images
