@@ -11,7 +11,7 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("
 
 
 def test_the_notebooks_are_found():
-    assert [p.name for p in NOTEBOOKS] == ["01_quickstart.ipynb", "02_prototype_fusion_head.ipynb", "03_editing.ipynb"]
+    assert [p.name for p in NOTEBOOKS] == ["01_quickstart.ipynb", "02_prototype_fusion_head.ipynb", "03_editing.ipynb", "04_unidiffuser.ipynb"]
 
 
 @pytest.mark.slow
@@ -35,6 +35,9 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
     if path.stem.startswith("03"):  # the edits and the edited scenes are drawn, and the editing score is printed
         assert len(images) == 2, f"{len(images)} figures"
         assert re.search(r"success \d\.\d{3}  preservation \d\.\d{3} on 16 cases", text), text[-500:]
+    if path.stem.startswith("04"):  # every mode's samples are drawn, and the joint figures are printed
+        assert len(images) == 1, f"{len(images)} figures"
+        assert re.search(r"t2i overall \d\.\d{3}  i2t exact \d\.\d{3}  joint consistency \d\.\d{3}  decoder exact \d\.\d{3}", text), text[-500:]
 
 
 def test_importing_the_kit_leaves_the_matplotlib_backend_alone():
