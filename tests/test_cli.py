@@ -13,10 +13,14 @@ from PIL import Image
 from kit.cli import KIT_VERBS, LIGHTNING_VERBS, main, run_cli
 
 REPO = Path(__file__).resolve().parent.parent
-BASES = {"recipes/edit.yaml": ("recipes/lap.yaml",), "recipes/ablations/editing/": ("recipes/lap.yaml", "recipes/edit.yaml")}
+BASES = {
+    "recipes/edit.yaml": ("recipes/lap.yaml",),
+    "recipes/ablations/editing/": ("recipes/lap.yaml", "recipes/edit.yaml"),
+    "recipes/joint/learned_null.yaml": ("recipes/unidiffuser.yaml",),
+}
 """Overlays that compose with more than `lap.yaml` (by path prefix); `edit.yaml` is a top-level overlay, not a full recipe."""
 FULL_RECIPES = sorted(str(p.relative_to(REPO)) for p in (REPO / "recipes").glob("*.yaml") if p.name not in ("smoke.yaml", "edit.yaml"))
-OVERLAYS = sorted(str(p.relative_to(REPO)) for p in (REPO / "recipes").glob("*/**/*.yaml") if p.parent.name not in ("vlm", "joint", "autoencoder")) + ["recipes/edit.yaml"]  # vlm/, joint/, autoencoder/: whole recipes of their own tasks
+OVERLAYS = sorted(str(p.relative_to(REPO)) for p in (REPO / "recipes").glob("*/**/*.yaml") if p.parent.name not in ("vlm", "joint", "autoencoder")) + ["recipes/edit.yaml", "recipes/joint/learned_null.yaml"]  # vlm/, joint/, autoencoder/: whole recipes of their own tasks (but one overlay)
 SMOKE = "recipes/smoke.yaml"
 
 
@@ -66,7 +70,7 @@ def test_every_overlay_composes_with_the_main_recipe(overlay, capsys):
     assert_sets(yaml.safe_load((REPO / overlay).read_text()), config, overlay)
 
 
-@pytest.mark.parametrize("recipe", FULL_RECIPES + ["recipes/ablations/fusion/last_layer.yaml", "recipes/edit.yaml"])
+@pytest.mark.parametrize("recipe", FULL_RECIPES + ["recipes/ablations/fusion/last_layer.yaml", "recipes/edit.yaml", "recipes/joint/learned_null.yaml"])
 def test_recipes_build(recipe, tmp_path):
     recipes = [recipe] if recipe in FULL_RECIPES else [*bases(recipe), recipe]
     args = ["fit", *[a for r in recipes for a in ("-c", str(REPO / r))], "-c", str(REPO / SMOKE), f"--trainer.logger.init_args.save_dir={tmp_path}"]

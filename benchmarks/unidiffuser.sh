@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The joint model's measurements, one step after another (each with the whole CPU), resumable (a finished step is skipped):
+#   1. the text codec (recipes/joint/text_latent.yaml)            -> runs/joint/text_latent
+#   2. the joint model, CFG for free (recipes/unidiffuser.yaml)   -> runs/joint/unidiffuser
+#   3. its evaluation (kit evaluate --task joint)                -> results/joint_eval.json
+#   4. the learned-null baseline (recipes/joint/learned_null.yaml: the same run with 10 % null texts) -> runs/joint/learned_null
+#   5. its evaluation                                             -> results/joint_learned_null_eval.json
+#   bash benchmarks/unidiffuser.sh                  # all of it (about 45 minutes on 2 cores)
+#   STEPS="1 2 3" bash benchmarks/unidiffuser.sh    # some of it
+#   EVAL_ARGS="--per-category 20" bash ...          # a smaller evaluation
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python )}
+ROOT=${ROOT:-runs/joint}
+STEPS=${STEPS:-1 2 3 4 5}
+CODEC=$ROOT/text_latent/version_0/checkpoints/last.ckpt
+wants() { [[ " $STEPS " == *" $1 "* ]]; }
+fit() {  # fit NAME RECIPE... -- extra arguments
+  local name=$1; shift
+  if [ -f "$ROOT/$name/version_0/checkpoints/last.ckpt" ] && [ -f "$ROOT/$name/done" ]; then echo "skip $name (done)"; return 0; fi
+  rm -rf "${ROOT:?}/$name"
+  echo "== fit $name: $*"
+  local started=$SECONDS
+  "$PY" -m kit fit "$@" --trainer.logger.init_args.save_dir="$ROOT" --trainer.logger.init_args.name="$name" --trainer.logger.init_args.version=version_0
+  echo "$((SECONDS - started))" > "$ROOT/$name/done"  # wall seconds of the fit
+}
+evaluate() {  # evaluate NAME OUT
+  local ckpt=$ROOT/$1/version_0/checkpoints/last.ckpt
+  if [ -f "$2" ] && grep -q "\"checkpoint\": \"$ckpt\"" "$2"; then echo "skip evaluation of $1 (done)"; return 0; fi
+  echo "== evaluate $1 -> $2"
+  # shellcheck disable=SC2086  # EVAL_ARGS is a list of arguments
+  "$PY" -m kit evaluate --task joint --ckpt "$ckpt" --out "$2" ${EVAL_ARGS:-}
+}
+wants 1 && fit text_latent -c recipes/joint/text_latent.yaml --trainer.callbacks='[{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"save_last": true}}]'
+wants 2 && fit unidiffuser -c recipes/unidiffuser.yaml --model.init_args.text_codec="$CODEC"
+wants 3 && evaluate unidiffuser results/joint_eval.json
+wants 4 && fit learned_null -c recipes/unidiffuser.yaml -c recipes/joint/learned_null.yaml --model.init_args.text_codec="$CODEC"
+wants 5 && evaluate learned_null results/joint_learned_null_eval.json
+exit 0
