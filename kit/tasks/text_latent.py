@@ -184,7 +184,7 @@ class TextLatentCodec(nn.Module):
     def __init__(
         self,
         encoder: nn.Module,
-        num_latents: int = 40,
+        num_latents: int = 48,
         latent_dim: int = 16,
         width: int = 128,
         reducer_depth: int = 2,
