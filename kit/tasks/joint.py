@@ -85,7 +85,7 @@ class JointImageText(DiffusionTask):
         kwargs: what every diffusion task takes (`DiffusionTask`: objective, sampler, optimizer, schedule, EMA...).
     """
 
-    object_arguments = (*DiffusionTask.object_arguments, "encoder", "backbone")
+    object_arguments = (*DiffusionTask.object_arguments, "encoder", "backbone", "autoencoder")
 
     def __init__(
         self,
