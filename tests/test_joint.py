@@ -142,6 +142,8 @@ def test_every_mode_samples_and_the_learned_null_baseline_guides_text_to_image(e
     a = task.sample("t2i", prompts=PROMPTS[:2], num_steps=2, guidance_scale=3.0, guidance="null", seed=1).images
     b = task.sample("t2i", prompts=PROMPTS[:2], num_steps=2, guidance_scale=3.0, guidance="null", seed=1).images
     assert torch.equal(a, b), "a seed fixes every draw"
+    task.guidance = "null"  # a learned-null model's default: text-to-image guides against the null text, the rest for free
+    assert task.sample("i2t", images=images, num_steps=1, guidance_scale=2.0).captions is not None
     assert torch.equal(task.generate(PROMPTS[:2], num_steps=2, seed=1), task.sample("t2i", prompts=PROMPTS[:2], num_steps=2, seed=1).images)
 
 

@@ -102,7 +102,8 @@ def sample(
         images: `(B, 3, H, W)` in [-1, 1], the images of `i2t` and `image_variation`.
         num_samples: how many pairs (or marginal samples) `joint`, `image`, `text` and `gibbs` draw.
         guidance_scale: the guidance scale of the conditional and joint steps (the task's default when None).
-        guidance: 'free' or 'null' (the task's default when None); 'null' guides text-to-image only.
+        guidance: 'free' or 'null'; 'null' guides text-to-image only. None: the task's default in t2i and
+            text_variation, 'free' in the other modes.
         num_steps: sampler steps (the sampler's own when None).
         gibbs_steps: (i2t, t2i) rounds of `gibbs` (the task's default when None).
         seed: seed of every noise draw.
@@ -110,12 +111,13 @@ def sample(
     if mode not in MODES:
         raise ValueError(f"unknown sampling mode {mode!r}; modes: {', '.join(MODES)}")
     scale = task.guidance_scale if guidance_scale is None else guidance_scale
-    guidance = task.guidance if guidance is None else guidance
+    text_to_image = mode in ("t2i", "text_variation")
+    guidance = (task.guidance if text_to_image else "free") if guidance is None else guidance  # a null default guides t2i only
     task.check_guidance(guidance)
     if guidance == "null" and scale != 1.0:
         if task.null_text is None:
             raise ValueError("guidance='null' needs a model trained with a learned null text (null_text_prob > 0); this one guides for free")
-        if mode not in ("t2i", "text_variation"):
+        if not text_to_image:
             raise ValueError(f"guidance='null' guides text-to-image only (a learned null text); mode {mode!r} guides for free")
     needs = {"prompts": ("t2i", "text_variation"), "images": ("i2t", "image_variation")}
     given = {"prompts": prompts, "images": images}
