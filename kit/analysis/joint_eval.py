@@ -108,13 +108,14 @@ def evaluate_joint(
     with module.sampling():
         latents = module.text_latents(list(truth))
         decoded = module.codec.decode(latents)
+    decoder_exact = float(np.mean([a == b for a, b in zip(decoded, truth)]))
     i2t = caption_scores(captions, scenes)
     joint = caption_scores(joint_captions, joint_scenes)
     return {
         "t2i_overall": t2i["free"]["overall"],
         "i2t_exact": i2t["exact"],
         "joint_consistency": joint["faithful"],
-        "decoder_exact": float(np.mean([a == b for a, b in zip(decoded, truth)])),
+        "decoder_exact": decoder_exact,
         "cfg": {name: result["overall"] for name, result in t2i.items()} | {"scale": scale},
         "t2i": t2i,
         "i2t": i2t | {"examples": [{"truth": t, "caption": c} for t, c in list(zip(truth, captions))[:8]]},
@@ -126,7 +127,7 @@ def evaluate_joint(
             "examples": marginal_captions[:8],
         },
         "decoder": {
-            "exact": float(np.mean([a == b for a, b in zip(decoded, truth)])),
+            "exact": decoder_exact,
             "examples": [{"truth": t, "decoded": d} for t, d in list(zip(truth, decoded))[:8]],
         },
         "num_scenes": num_scenes,
