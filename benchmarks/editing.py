@@ -32,7 +32,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = {"vlm_only": [], "source_pixels": ["-c", "recipes/ablations/editing/source_pixels.yaml"]}
-T2I_STEPS = 2000  # recipes/lap.yaml's max_steps: the quickstart checkpoint
+T2I_STEPS = 2600  # recipes/lap.yaml's max_steps: the quickstart checkpoint
 
 
 def kit(args: list[str], log: Path) -> float:

@@ -5,6 +5,7 @@ from kit.tasks.base import TASKS, DiffusionTask
 from kit.tasks.callbacks import LayerWeightLogger, SampleGrid, SuiteEvaluation
 from kit.tasks.data import ShapesDataModule, ShapesDataset
 from kit.tasks.edit_data import ShapesEditData, ShapesEditDataset
+from kit.tasks.edit_folder import EditFolderData
 from kit.tasks.editing import ImageEditing
 from kit.tasks.folder import ImageFolderData
 from kit.tasks.joint import JointImageText, JointSample
@@ -17,6 +18,7 @@ __all__ = [
     "AutoencoderPretraining",
     "TASKS",
     "DiffusionTask",
+    "EditFolderData",
     "ImageEditing",
     "ImageFolderData",
     "JointImageText",

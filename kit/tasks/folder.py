@@ -111,16 +111,26 @@ class ImageFolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, index: int) -> dict | None:
-        path, prompt = self.pairs[index]
+    def decode(self, path: Path):
+        """`path` as a `(3, S, S)` tensor in [-1, 1], or None (with a warning for the first five) when it cannot be decoded."""
         try:
-            image = load_image(path, self.image_size)
+            return image_to_tensor(load_image(path, self.image_size))
         except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
             if self._warned < 5:
                 self._warned += 1
-                warnings.warn(f"skipping an image that cannot be decoded: {path} ({type(e).__name__}: {e})", stacklevel=2)
+                warnings.warn(f"skipping an image that cannot be decoded: {path} ({type(e).__name__}: {e})", stacklevel=3)
             return None
-        return {"image": image_to_tensor(image), "prompt": prompt}
+
+    def __getitem__(self, index: int) -> dict | None:
+        path, prompt = self.pairs[index]
+        image = self.decode(path)
+        return None if image is None else {"image": image, "prompt": prompt}
+
+
+def split_off_validation(records: list, val_fraction: float) -> tuple[list, list]:
+    """`(train, val)`: the last `val_fraction` of the records (at least one, when there are two or more) held out."""
+    n_val = max(1, int(len(records) * val_fraction)) if len(records) > 1 else 0
+    return records[: len(records) - n_val], records[len(records) - n_val :]
 
 
 def collate_skipping(items: list[dict | None]) -> Batch:
@@ -150,11 +160,15 @@ class ImageFolderData(ImageTextData):
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"image folder {self.root} does not exist")
-        pairs = read_captions(self.root, caption_column)
-        n_val = max(1, int(len(pairs) * val_fraction)) if len(pairs) > 1 else 0
         self.image_size, self.channels, self.batch_size, self.num_workers = image_size, 3, batch_size, num_workers
-        self.train_set = ImageFolderDataset(pairs[: len(pairs) - n_val], image_size)
-        self.val_set = ImageFolderDataset(pairs[len(pairs) - n_val :], image_size)
+        train, val = split_off_validation(self.read(caption_column), val_fraction)
+        self.train_set, self.val_set = self.dataset_type(train, image_size), self.dataset_type(val, image_size)
+
+    dataset_type = ImageFolderDataset
+
+    def read(self, caption_column: str | None) -> list:
+        """The folder's records (here `(image path, caption)` pairs)."""
+        return read_captions(self.root, caption_column)
 
     def preview_prompts(self, n: int) -> list[str]:
         """The first `n` validation captions (for sample grids)."""
