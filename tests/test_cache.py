@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kit.encoders.cache import CacheMismatchError, FeatureCache, build_cache
+from kit.encoders.cache import CacheMismatchError, FeatureCache, build_cache, cache_key
 
 PROMPTS = ["a red circle", "two blue squares", "a red circle", "a small green triangle on the left"]
 
@@ -81,7 +81,7 @@ def test_a_cache_of_another_encoder_is_refused_with_both_fingerprints(encoder, t
         FeatureCache(tmp_path / "c").get("a prompt never cached")
 
 
-def _fit_losses(repo, tmp_path, *extra) -> tuple[list[float], torch.Tensor]:
+def _fit_losses(repo, tmp_path, *extra, overlays: tuple[str, ...] = ()) -> tuple[list[float], torch.Tensor]:
     """Per-step losses of a 3-step smoke fit, and the fusion head's trained parameters (one flat vector).
 
     The parameters are the sharper witness: with a zero-initialised output layer the first
@@ -92,6 +92,7 @@ def _fit_losses(repo, tmp_path, *extra) -> tuple[list[float], torch.Tensor]:
         "fit",
         "-c",
         str(repo / "recipes/lap.yaml"),
+        *[a for overlay in overlays for a in ("-c", str(repo / overlay))],
         "-c",
         str(repo / "recipes/smoke.yaml"),
         "--trainer.max_steps=4",
@@ -164,3 +165,63 @@ def test_the_cache_is_sized_for_every_rank_and_a_short_one_warns(repo, tmp_path)
     assert main(["cache", *base, "--out", str(tmp_path / "one"), "--train-items=4"]) == 0
     with pytest.warns(UserWarning, match=r"the feature cache covers 4 training items but this run draws 12"):
         run_cli(["fit", *base, f"--data.init_args.feature_cache={tmp_path / 'one'}", f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}"])
+
+
+def test_a_key_covers_the_prompt_and_the_pixels_of_its_images():
+    import numpy as np
+    from PIL import Image
+
+    from kit.images import image_to_tensor
+
+    array = np.random.default_rng(0).integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    key = cache_key("make it blue", [array])
+    assert key != "make it blue" and cache_key("make it blue") == "make it blue" and cache_key("make it blue", []) == "make it blue"
+    assert cache_key("make it blue", [image_to_tensor(array)]) == key == cache_key("make it blue", [Image.fromarray(array)])  # one image, three forms
+    changed = array.copy()
+    changed[3, 4, 1] ^= 1
+    assert cache_key("make it blue", [changed]) != key, "one changed pixel is another entry"
+    assert cache_key("make it red", [array]) != key and cache_key("make it blue", [array, array]) != key
+
+
+def test_prompts_with_images_round_trip_one_entry_per_image(tmp_path):
+    """The same instruction about two different sources is two entries, each equal to encoding it on the fly."""
+    import numpy as np
+
+    from kit.encoders import FrozenEncoder
+    from kit.world import render
+    from kit.world.scene import sample_scene
+
+    vlm = FrozenEncoder("kit:shapes-vlm", taps="all", max_length=64)
+    rng = np.random.default_rng(0)
+    a, b = render(sample_scene(rng), 48), render(sample_scene(rng), 48)
+    items = [("make the circle red", [a]), ("make the circle red", [b]), ("make the circle red", [a]), "a red circle"]
+    cache = build_cache(vlm, items, tmp_path / "c", storage_dtype="float32", log=lambda _: None)
+    assert len(cache) == 3
+    fresh = vlm(["make the circle red", "make the circle red"], [[a], [b]])
+    read = cache.batch([cache_key("make the circle red", [a]), cache_key("make the circle red", [b])])
+    assert torch.equal(read.mask, fresh.mask)
+    assert torch.equal(read.hidden_states.transpose(1, 2)[read.mask], fresh.hidden_states.transpose(1, 2)[fresh.mask])
+    assert not torch.equal(read.hidden_states[0], read.hidden_states[1]), "the two sources give two encodings"
+
+
+def test_editing_from_the_cache_matches_encoding_on_the_fly(repo, tmp_path):
+    """`kit cache` on the editing recipe keys each instruction with its sources' pixels; training reads them."""
+    from kit.cli import main
+
+    edit = ("recipes/edit.yaml",)
+    args = ["cache", "-c", str(repo / "recipes/lap.yaml"), "-c", str(repo / edit[0]), "-c", str(repo / "recipes/smoke.yaml")]
+    assert main([*args, "--out", str(tmp_path / "c"), "--dtype", "float32"]) == 0
+    cache = FeatureCache(tmp_path / "c")
+    assert any("\x1f" in key for key in cache.index), "the editing items' keys carry their images"
+    on_the_fly, head = _fit_losses(repo, tmp_path, "--trainer.max_steps=3", "--data.init_args.train_size=12", overlays=edit)
+    cached, cached_head = _fit_losses(repo, tmp_path, "--trainer.max_steps=3", f"--data.init_args.feature_cache={tmp_path / 'c'}", overlays=edit)
+    assert cached == pytest.approx(on_the_fly, rel=1e-5, abs=1e-6)
+    assert torch.allclose(cached_head, head, rtol=1e-4, atol=1e-6)
+    from safetensors.torch import load_file, save_file
+
+    for shard in cache.manifest["shards"]:  # a different encoder as far as the head can tell: training must notice
+        tensors = load_file(tmp_path / "c" / shard["file"])
+        tensors["hidden"] = tensors["hidden"].flip(-1).contiguous()
+        save_file(tensors, tmp_path / "c" / shard["file"])
+    _, altered_head = _fit_losses(repo, tmp_path, "--trainer.max_steps=3", f"--data.init_args.feature_cache={tmp_path / 'c'}", overlays=edit)
+    assert (altered_head - head).abs().max() > 100 * (cached_head - head).abs().max() + 1e-4, "training did not read the cache"

@@ -6,7 +6,9 @@ A cache is a directory:
     shard_00000.safetensors   hidden (T, N, D), kinds (T,), offsets (K+1,): K entries packed along tokens
     shard_00000.json          the K keys, in order
 
-A key is a prompt (plus the digests of its images, when it has any). Entries keep every
+A key is a prompt, plus the digests of its reference images' pixels when it has any
+(`cache_key`: the same image as a PIL image, a uint8 array or a [-1, 1] tensor has one key, a
+changed pixel another). Entries keep every
 token (system and instruction ones too), so any head's choice of kinds can read them.
 The fingerprint (`FrozenEncoder.fingerprint`: model, revision, weights, dtype, taps,
 template, rewrite settings) is written once; opening a cache for an encoder with another
@@ -20,6 +22,7 @@ shard: a real VLM's shard is several GB. Each process opens its own handles.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -34,6 +37,28 @@ from tqdm.auto import tqdm
 from kit.types import EncoderOutput
 
 FORMAT = 1
+CacheItem = str | tuple[str, Sequence]
+"""What a cache encodes: a prompt, or `(prompt, reference images)`."""
+
+
+def cache_key(prompt: str, images: Sequence = ()) -> str:
+    """The key of a prompt with its reference images: the prompt alone when there are none, else the
+    prompt and a digest of each image's RGB pixels and size (in order)."""
+    if not images:
+        return prompt
+    from kit.encoders.chat import to_pil  # the encoder's own conversion: what it would read
+
+    digests = []
+    for image in images:
+        pil = to_pil(image)
+        digests.append(hashlib.sha256(pil.tobytes() + repr(pil.size).encode()).hexdigest()[:16])
+    return f"{prompt}\x1f{'|'.join(digests)}"
+
+
+def parse_item(item: CacheItem) -> tuple[str, str, list]:
+    """`(key, prompt, images)` of a cache item."""
+    prompt, images = (item, []) if isinstance(item, str) else (item[0], list(item[1]))
+    return cache_key(prompt, images), prompt, images
 
 
 class CacheMismatchError(ValueError):
@@ -174,7 +199,7 @@ def collate_entries(items: Sequence[tuple[Tensor, Tensor]], device: torch.device
 
 def build_cache(
     encoder,
-    keys: Iterable[str],
+    keys: Iterable[CacheItem],
     out: str | Path,
     *,
     shard_size: int = 2048,
@@ -183,11 +208,11 @@ def build_cache(
     log=print,
     progress: bool = False,
 ) -> FeatureCache:
-    """Encode every key not yet in the cache at `out` (prompts; resumable) and write shards.
+    """Encode every item not yet in the cache at `out` (resumable) and write shards.
 
     Args:
         encoder: a `FrozenEncoder` (its fingerprint keys the cache).
-        keys: the prompts to encode; duplicates are encoded once.
+        keys: the prompts to encode, or `(prompt, reference images)` pairs; duplicates (by `cache_key`) are encoded once.
         out: the cache directory (created, or resumed when it holds a cache of the same fingerprint).
         shard_size: entries per shard.
         batch_size: prompts per encoder batch.
@@ -197,10 +222,11 @@ def build_cache(
     """
     cache = FeatureCache(out, encoder.fingerprint(), storage_dtype)
     todo, seen = [], set(cache.index)
-    for key in keys:
+    for item in keys:
+        key, prompt, images = parse_item(item)
         if key not in seen:
             seen.add(key)
-            todo.append(key)
+            todo.append((key, prompt, images))
     if len(cache):
         log(f"resuming: {len(cache)} entries already cached, {len(todo)} to encode")
     with tqdm(total=len(todo), desc="encoding", unit="prompt", disable=not progress) as bar:
@@ -208,11 +234,12 @@ def build_cache(
             chunk = todo[start : start + shard_size]
             entries = []
             for b in range(0, len(chunk), batch_size):
-                out_b = encoder(chunk[b : b + batch_size])
+                _, prompts, images = zip(*chunk[b : b + batch_size])
+                out_b = encoder(list(prompts), list(images)) if any(images) else encoder(list(prompts))
                 for i in range(out_b.hidden_states.shape[0]):
                     m = out_b.mask[i]
                     entries.append((out_b.hidden_states[i][:, m].cpu(), out_b.kinds[i][m].cpu()))
                 bar.update(out_b.hidden_states.shape[0])
-            cache.add_shard(chunk, entries)
+            cache.add_shard([key for key, _, _ in chunk], entries)
             log(f"shard {len(cache.manifest['shards']) - 1}: {len(chunk)} entries ({len(cache)} cached)")
     return cache

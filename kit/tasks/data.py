@@ -17,7 +17,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from kit.encoders.cache import FeatureCache, collate_entries
+from kit.encoders.cache import FeatureCache, cache_key, collate_entries
 from kit.images import image_to_tensor
 from kit.types import Batch, EncoderOutput
 from kit.world import STYLES, caption, render, scene_rng
@@ -243,59 +243,31 @@ class ShapesData(ImageTextData):
         val_size: size of the fixed validation split.
         seed: world seed.
         num_workers: DataLoader worker processes.
+        feature_cache: a feature-cache directory built by `python -m kit cache` for this recipe:
+            batches then carry the encoder's outputs (looked up by prompt and reference images), and
+            training covers the cached items.
     """
 
-    def __init__(self, image_size: int = 32, batch_size: int = 32, train_size: int = 1_000_000, val_size: int = 256, seed: int = 0, num_workers: int = 0) -> None:
+    def __init__(
+        self,
+        image_size: int = 32,
+        batch_size: int = 32,
+        train_size: int = 1_000_000,
+        val_size: int = 256,
+        seed: int = 0,
+        num_workers: int = 0,
+        feature_cache: str | None = None,
+    ) -> None:
         super().__init__()
         check_loader_sizes(batch_size, num_workers)
         if val_size < 1:
             raise ValueError(f"val_size must be at least 1 (the validation loss and sample grids read it), got {val_size}")
         self.save_hyperparameters()
+        self.feature_cache = FeatureCache(feature_cache) if feature_cache else None
+        if self.feature_cache is not None:  # train on the items whose features are cached
+            train_size = min(train_size, self.feature_cache.manifest.get("data", {}).get("train_items", train_size))
         self.image_size, self.batch_size, self.train_size, self.val_size = image_size, batch_size, train_size, val_size
         self.seed, self.num_workers, self.channels = seed, num_workers, 3
-
-
-class ShapesDataModule(ShapesData):
-    """The shapes world as a LightningDataModule, with a fixed validation set.
-
-    Args:
-        caption_styles: registers used for training captions.
-        caption_weights: probability of each training register (uniform when None).
-        val_caption_style: the register of validation and preview captions.
-        feature_cache: a feature-cache directory built by `python -m kit cache` for this recipe:
-            batches then carry the encoder's outputs, and training covers the cached items.
-        caption_curriculum: the first this many training items are captioned in the first register
-            of `caption_styles` only (detailed: every attribute and place given), then the weighted mix.
-            With a curriculum the training items are read in index order (each index is an independent
-            random scene, so no shuffle is needed). A model learns to bind prompts to places far
-            sooner from unambiguous captions; the mix then teaches it partial prompts.
-        count_curriculum: a curriculum over object counts, `[[end_item, max_objects], ...]` with
-            increasing ends: a training item before a stage's end holds 1..max_objects objects
-            (e.g. `[[3200, 1], [9600, 2]]`: one object for 200 steps at batch 16, then up to two
-            until step 600, then the whole world). Items are then read in index order.
-        kwargs: sizes, seed and workers (`ShapesData`).
-    """
-
-    def __init__(
-        self,
-        caption_styles: tuple[str, ...] = STYLES,
-        caption_weights: list[float] | None = None,
-        val_caption_style: str = "detailed",
-        feature_cache: str | None = None,
-        caption_curriculum: int = 0,
-        count_curriculum: list[list[int]] | None = None,
-        **kwargs,
-    ) -> None:
-        if caption_curriculum < 0:
-            raise ValueError(f"caption_curriculum must be >= 0 items, got {caption_curriculum}")
-        super().__init__(**kwargs)
-        seed, image_size, train_size = self.seed, self.image_size, self.train_size
-        self.feature_cache = FeatureCache(feature_cache) if feature_cache else None
-        if self.feature_cache is not None:
-            cached = self.feature_cache.manifest.get("data", {}).get("train_items", train_size)
-            train_size = min(train_size, cached)  # train on the items whose prompts are cached
-        self.train_set = ShapesDataset(train_size, "train", seed, image_size, caption_styles, caption_weights, caption_curriculum, count_curriculum or ())
-        self.val_set = ShapesDataset(self.val_size, "val", seed, image_size, [val_caption_style])
 
     def setup(self, stage: str) -> None:
         """Warn when a feature cache covers fewer training items than the run will draw (it would cycle over them)."""
@@ -309,14 +281,52 @@ class ShapesDataModule(ShapesData):
                 f"({trainer.world_size} rank(s)): it will cycle over them; rebuild it with `python -m kit cache` and this run's settings"
             )
 
+    def collate(self, items: list[dict]) -> Batch:
+        """A `Batch`, with the cached encoder outputs of the items (prompt and reference images) when there is a cache."""
+        if self.feature_cache is None:
+            return collate_items(items)
+        cached = collate_entries([self.feature_cache.get(cache_key(it["prompt"], it.get("references", ()))) for it in items])
+        return collate_items(items, encoded=cached)
+
+
+class ShapesDataModule(ShapesData):
+    """The shapes world as a LightningDataModule, with a fixed validation set.
+
+    Args:
+        caption_styles: registers used for training captions.
+        caption_weights: probability of each training register (uniform when None).
+        val_caption_style: the register of validation and preview captions.
+        caption_curriculum: the first this many training items are captioned in the first register
+            of `caption_styles` only (detailed: every attribute and place given), then the weighted mix.
+            With a curriculum the training items are read in index order (each index is an independent
+            random scene, so no shuffle is needed). A model learns to bind prompts to places far
+            sooner from unambiguous captions; the mix then teaches it partial prompts.
+        count_curriculum: a curriculum over object counts, `[[end_item, max_objects], ...]` with
+            increasing ends: a training item before a stage's end holds 1..max_objects objects
+            (e.g. `[[3200, 1], [9600, 2]]`: one object for 200 steps at batch 16, then up to two
+            until step 600, then the whole world). Items are then read in index order.
+        kwargs: sizes, seed, workers and the feature cache (`ShapesData`).
+    """
+
+    def __init__(
+        self,
+        caption_styles: tuple[str, ...] = STYLES,
+        caption_weights: list[float] | None = None,
+        val_caption_style: str = "detailed",
+        caption_curriculum: int = 0,
+        count_curriculum: list[list[int]] | None = None,
+        **kwargs,
+    ) -> None:
+        if caption_curriculum < 0:
+            raise ValueError(f"caption_curriculum must be >= 0 items, got {caption_curriculum}")
+        super().__init__(**kwargs)
+        seed, image_size, train_size = self.seed, self.image_size, self.train_size
+        self.train_set = ShapesDataset(train_size, "train", seed, image_size, caption_styles, caption_weights, caption_curriculum, count_curriculum or ())
+        self.val_set = ShapesDataset(self.val_size, "val", seed, image_size, [val_caption_style])
+
     def preview_prompts(self, n: int) -> list[str]:
         """The first `n` validation prompts: fixed prompts for sample grids."""
         return [self.val_set[i]["prompt"] for i in range(n)]
-
-    def collate(self, items: list[dict]) -> Batch:
-        """A `Batch`, with the cached encoder outputs of the prompts when there is a cache."""
-        cached = None if self.feature_cache is None else collate_entries([self.feature_cache.get(it["prompt"]) for it in items])
-        return collate_items(items, encoded=cached)
 
     def cache_keys(self, train_items: int) -> list[str]:
         """The prompts of the first `train_items` training items and of the validation set: what `python -m kit cache` encodes."""

@@ -121,7 +121,7 @@ class ShapesEditData(ShapesData):
         reconstruction_fraction: share of reconstructions in training (the paper's recipe: about 3 %).
         composition_fraction: share of 2-3-reference compositions in training (0: compositions stay zero-shot).
         caption_style: the register of the text-to-image items' captions.
-        kwargs: sizes, seed and workers (`ShapesData`; the VLM's processor resizes the references to its own budget).
+        kwargs: sizes, seed, workers and the feature cache (`ShapesData`; the VLM's processor resizes the references to its own budget).
     """
 
     def __init__(
@@ -138,6 +138,16 @@ class ShapesEditData(ShapesData):
         where = dict(seed=self.seed, image_size=self.image_size)
         self.train_set = ShapesEditDataset(self.train_size, "train", kinds=kinds, caption_style=caption_style, **mix, **where)
         self.val_set = ShapesEditDataset(self.val_size, "val", kinds=kinds, **where)
+
+    def cache_keys(self, train_items: int) -> list[tuple[str, list[np.ndarray]]]:
+        """`(instruction, reference renders)` of the first `train_items` training items and of the validation
+        set: what `python -m kit cache` encodes (the cache keys each on its prompt and its images' pixels)."""
+        def items(dataset: ShapesEditDataset, n: int):
+            for i in range(min(n, len(dataset))):
+                _, prompt, references, _ = dataset.example(i)
+                yield prompt, [render(s, self.image_size) for s in references]
+
+        return [*items(self.train_set, train_items), *items(self.val_set, len(self.val_set))]
 
     def preview_prompts(self, n: int) -> list[str]:
         """The first `n` validation instructions."""

@@ -114,7 +114,7 @@ class TextToImage(DiffusionTask):
         prompt gets the learned null conditioning: it asks for an unconditional sample."""
         if references is not None and not any(references):
             references = None
-        if encoded is None or references is not None:  # the cache holds the prompts' features only
+        if encoded is None:  # else the feature cache's entries of these prompts and references
             encoded = self.encoder(prompts, references) if references is not None else self.encoder(prompts)
         cond = self.fusion(encoded)
         empty = torch.tensor([not p.strip() for p in prompts], device=self.device)  # (B,)

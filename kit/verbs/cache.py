@@ -45,7 +45,7 @@ def main(argv: list[str]) -> int:
 
         return shard.run(args, features=True, storage_dtype=args.dtype)
 
-    from kit.encoders.cache import CacheMismatchError, build_cache
+    from kit.encoders.cache import CacheMismatchError, build_cache, parse_item
     from kit.runner import ConfigurationError, run_cli
 
     cli_args = ["fit", *[a for c in args.config for a in ("-c", c)], "--trainer.logger=false", "--data.init_args.feature_cache=null", *args.set]
@@ -66,7 +66,7 @@ def main(argv: list[str]) -> int:
     items = args.train_items or items_drawn(trainer, data.batch_size)
     keys = data.cache_keys(items)
     started = time.perf_counter()
-    print(f"caching {len(set(keys))} distinct prompts of {items} training items + {len(data.val_set)} validation items with {encoder.name} -> {args.out}")
+    print(f"caching {len({parse_item(k)[0] for k in keys})} distinct items of {items} training items + {len(data.val_set)} validation items with {encoder.name} -> {args.out}")
     try:
         cache = build_cache(encoder, keys, args.out, shard_size=args.shard_size, batch_size=args.batch_size, storage_dtype=args.dtype, progress=True, log=tqdm.write)
     except CacheMismatchError as e:
