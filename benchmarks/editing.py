@@ -2,7 +2,7 @@
 
     python benchmarks/editing.py                          # -> results/edit_eval.json, results/editing/
     python benchmarks/editing.py --t2i-ckpt CKPT          # start from an existing text-to-image checkpoint
-    python benchmarks/editing.py --seeds 0 1 --steps 1000
+    python benchmarks/editing.py --seeds 0 1 2 --steps 1000 --transfer --budgets 24 48 96
 
 For each seed: the text-to-image checkpoint (`recipes/lap.yaml`, the quickstart's recipe, unless
 `--t2i-ckpt` is given), then `recipes/edit.yaml` from it (VLM-only, UniFusion's design) and the same
@@ -12,10 +12,19 @@ text-to-image checkpoint itself (what editing starts from: `t2i_seed<S>.json`). 
 a fit whose last checkpoint reached its steps and an evaluation already written are not redone
 (an interrupted fit is rerun whole). `results/edit_eval.json` holds the VLM-only figures of the
 first seed (per kind, success, preservation, composition), the baseline's and the text-to-image
-checkpoint's (`before_editing`) beside them, every
-seed's file, the wall times, the commands and the commit. The edit -> text-to-image transfer
-(`t2i_v1` before and after editing, against a control given the same further text-to-image steps)
-is not run here: it is recorded as not measured.
+checkpoint's (`before_editing`) beside them, every seed's file, the means and 95 % intervals over
+the seeds (`over_seeds`), the wall times, the commands and the commit.
+
+`--transfer`: the edit -> text-to-image transfer. Per seed, a control from the same checkpoint
+given the same number of further optimizer steps on text-to-image items only
+(`recipes/ablations/editing/t2i_control.yaml`), then `kit evaluate` (`t2i_v1`, 4 images a prompt) on
+the checkpoint before editing, on each VLM-only editing run and on each control: `transfer` holds
+the three, and the per-seed differences edited - control with their mean and 95 % interval.
+
+`--budgets SIDE ...`: the VLM's image budget (`processor_kwargs` min = max pixels = SIDE^2; the shapes
+VLM reads 12-px patches merged 2x2, so SIDE 24, 48, 72, 96 give 1, 4, 9, 16 tokens an image; 72 is
+the default) against preservation: a VLM-only editing run of the first seed per budget, scored
+(`image_budget`: tokens per image -> success, preservation).
 """
 
 from __future__ import annotations
@@ -29,6 +38,9 @@ import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from kit.analysis.compare import interval95  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = {"vlm_only": [], "source_pixels": ["-c", "recipes/ablations/editing/source_pixels.yaml"]}
@@ -68,6 +80,27 @@ def fit(recipes: list[str], name: str, save_dir: Path, seed: int, steps: int, ex
     return ckpt
 
 
+def evaluate_edit(ckpt: Path, scored: Path, args, log: Path) -> dict:
+    """`kit evaluate-edit` of `ckpt` into `scored` (unless written); its figures."""
+    if not scored.exists():
+        smoke = ["--steps", "2"] if args.smoke else []
+        kit(["evaluate-edit", "--ckpt", str(ckpt), "--per-kind", str(args.per_kind), "--compositions", str(args.compositions), "--out", str(scored), *smoke], log)
+    return json.loads(scored.read_text())
+
+
+def evaluate_t2i(ckpt: Path, scored: Path, args, log: Path) -> float:
+    """`kit evaluate` (`t2i_v1`) of `ckpt` into `scored` (unless written); its overall score."""
+    if not scored.exists():
+        sizes = ["--per-category", "1", "--steps", "2"] if args.smoke else ["--images-per-prompt", "4"]
+        kit(["evaluate", "--ckpt", str(ckpt), *sizes, "--out", str(scored)], log)
+    return float(json.loads(scored.read_text())["overall"])
+
+
+def over_seeds(values: list[float]) -> dict:
+    """Mean, 95 % Student-t half-width (None for one value) and the values."""
+    return {"mean": sum(values) / len(values), "ci95": interval95(values), "values": values}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--t2i-ckpt", default=None, help="start every seed from this text-to-image checkpoint (else train recipes/lap.yaml)")
@@ -75,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=1000, help="editing fine-tuning steps")
     p.add_argument("--per-kind", type=int, default=20)
     p.add_argument("--compositions", type=int, default=20)
+    p.add_argument("--transfer", action="store_true", help="also the edit -> text-to-image transfer against a text-to-image control")
+    p.add_argument("--budgets", type=int, nargs="*", default=[], help="image-budget sides (pixels) for the tokens-per-image curve")
     p.add_argument("--runs", default="runs/editing_bench")
     p.add_argument("--out", default="results/editing")
     p.add_argument("--smoke", action="store_true", help="tiny models and a few steps (the tests' check of this script)")
@@ -87,25 +122,50 @@ def main(argv: list[str] | None = None) -> int:
     smoke = ["-c", "recipes/smoke.yaml"] if args.smoke else []
     lap, edit = ["-c", "recipes/lap.yaml"], ["-c", "recipes/edit.yaml"]
     t2i_steps = 3 if args.smoke else T2I_STEPS
+    scores: dict[str, dict] = {}
+    transfer: dict[str, dict] = {"edited": {}, "control": {}}
+    starts = {}
     for seed in args.seeds:
         t2i = Path(args.t2i_ckpt).resolve() if args.t2i_ckpt else fit([*lap, *smoke], f"t2i_seed{seed}", runs, seed, t2i_steps, [], log, times)
-        before = out / f"t2i_seed{seed}.json"  # the starting point, scored as an editor
-        if not before.exists():
-            kit(["evaluate-edit", "--ckpt", str(t2i), "--per-kind", str(args.per_kind), "--compositions", str(args.compositions), "--out", str(before)] + (["--steps", "2"] if args.smoke else []), log)
+        starts[seed] = t2i
+        scores[f"t2i_seed{seed}"] = evaluate_edit(t2i, out / f"t2i_seed{seed}.json", args, log)  # the starting point, scored as an editor
         for variant, overlay in VARIANTS.items():
             name = f"{variant}_seed{seed}"
             scored = out / f"{name}.json"
-            if not finished(runs / name / "version_0" / "checkpoints" / "last.ckpt", args.steps):
+            ckpt = runs / name / "version_0" / "checkpoints" / "last.ckpt"
+            if not finished(ckpt, args.steps):
                 scored.unlink(missing_ok=True)  # scores of an older fit
+                (out / f"{name}_t2i.json").unlink(missing_ok=True)
             ckpt = fit([*lap, *edit, *overlay, *smoke], name, runs, seed, args.steps, [f"--model.init_args.init_from={t2i}"], log, times)
             times_file.write_text(json.dumps(times, indent=2) + "\n")
-            if not scored.exists():
-                kit(["evaluate-edit", "--ckpt", str(ckpt), "--per-kind", str(args.per_kind), "--compositions", str(args.compositions), "--out", str(scored)] + (["--steps", "2"] if args.smoke else []), log)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+            scores[name] = evaluate_edit(ckpt, scored, args, log)
+            if args.transfer and variant == "vlm_only":
+                transfer["edited"][str(seed)] = evaluate_t2i(ckpt, out / f"{name}_t2i.json", args, log)
+        if args.transfer:
+            name = f"t2i_control_seed{seed}"
+            if not finished(runs / name / "version_0" / "checkpoints" / "last.ckpt", args.steps):
+                (out / f"{name}_t2i.json").unlink(missing_ok=True)
+            control = ["-c", "recipes/ablations/editing/t2i_control.yaml"]
+            ckpt = fit([*lap, *control, *smoke], name, runs, seed, args.steps, [f"--model.init_args.init_from={t2i}"], log, times)
+            times_file.write_text(json.dumps(times, indent=2) + "\n")
+            transfer["control"][str(seed)] = evaluate_t2i(ckpt, out / f"{name}_t2i.json", args, log)
     first = args.seeds[0]
-    shipped = json.loads((out / f"vlm_only_seed{first}.json").read_text())
-    baseline = json.loads((out / f"source_pixels_seed{first}.json").read_text())
-    before = json.loads((out / f"t2i_seed{first}.json").read_text())
+    budgets = []
+    for side in args.budgets:
+        name = f"vlm_only_px{side}_seed{first}"
+        scored = out / f"{name}.json"
+        ckpt = runs / name / "version_0" / "checkpoints" / "last.ckpt"
+        if not finished(ckpt, args.steps):
+            scored.unlink(missing_ok=True)
+        budget = [f"--model.init_args.encoder.init_args.processor_kwargs={json.dumps({'min_pixels': side * side, 'max_pixels': side * side})}"]
+        ckpt = fit([*lap, *edit, *smoke], name, runs, first, args.steps, [f"--model.init_args.init_from={starts[first]}", *budget], log, times)
+        times_file.write_text(json.dumps(times, indent=2) + "\n")
+        result = evaluate_edit(ckpt, scored, args, log)
+        tokens = (side // 12 // 2) ** 2  # 12-px patches, 2x2 merged into one LLM token
+        budgets.append({"side": side, "tokens_per_image": tokens, "success": result["success"], "preservation": result["preservation"], "file": str(Path(args.out) / scored.name)})
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    shipped, baseline, before = scores[f"vlm_only_seed{first}"], scores[f"source_pixels_seed{first}"], scores[f"t2i_seed{first}"]
+    figures = ("success", "preservation")
     summary = {
         "recipe": "recipes/lap.yaml + recipes/edit.yaml",
         "kinds": shipped["kinds"],
@@ -114,9 +174,17 @@ def main(argv: list[str] | None = None) -> int:
         "composition": shipped.get("composition"),
         "baseline_source_pixels": {k: baseline[k] for k in ("success", "preservation", "composition", "kinds") if k in baseline},
         "before_editing": {k: before[k] for k in ("success", "preservation", "composition", "kinds") if k in before},
+        "over_seeds": {
+            variant: {
+                **{f: over_seeds([scores[f"{variant}_seed{s}"][f] for s in args.seeds]) for f in figures},
+                "compose2": over_seeds([scores[f"{variant}_seed{s}"]["composition"]["compose2"] for s in args.seeds]),
+            }
+            for variant in VARIANTS
+        },
         "t2i_checkpoint": args.t2i_ckpt or f"recipes/lap.yaml, seed {first}, {t2i_steps} steps (trained by this script)",
         "transfer": None,
-        "transfer_note": "not measured: t2i_v1 before and after editing, against a control with the same further text-to-image steps",
+        "transfer_note": "not measured: run with --transfer",
+        "image_budget": budgets or None,
         "seeds": {str(s): {v: str(Path(args.out) / f"{v}_seed{s}.json") for v in ["t2i", *VARIANTS]} for s in args.seeds},
         "fit_seconds": times,
         "edit_steps": args.steps,
@@ -124,6 +192,18 @@ def main(argv: list[str] | None = None) -> int:
         "commit": commit,
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()},
     }
+    if args.transfer:
+        before_t2i = {str(s): evaluate_t2i(starts[s], out / f"t2i_seed{s}_t2i.json", args, log) for s in args.seeds}
+        gains = [transfer["edited"][str(s)] - transfer["control"][str(s)] for s in args.seeds]
+        summary["transfer"] = {
+            "suite": "t2i_v1, 4 images a prompt, overall",
+            "before": before_t2i,
+            "edited": transfer["edited"],
+            "control": transfer["control"],
+            "edited_minus_control": over_seeds(gains),
+            "control_recipe": "recipes/lap.yaml + recipes/ablations/editing/t2i_control.yaml (same steps and schedule, text-to-image items only)",
+        }
+        summary["transfer_note"] = "per seed: the editing run and its control start from the same checkpoint and train the same steps"
     (out / "edit_eval.json" if args.smoke else ROOT / "results" / "edit_eval.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"vlm_only: success {summary['success']:.3f}, preservation {summary['preservation']:.3f}; "
           f"source_pixels: success {baseline['success']:.3f}, preservation {baseline['preservation']:.3f} -> results/edit_eval.json")

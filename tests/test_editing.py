@@ -203,14 +203,22 @@ def test_the_editing_benchmark_runs_resumes_and_writes_its_summary(tmp_path):
     import subprocess
     import sys
 
-    argv = [sys.executable, "benchmarks/editing.py", "--smoke", "--steps", "3", "--per-kind", "1", "--compositions", "1"]
+    argv = [sys.executable, "benchmarks/editing.py", "--smoke", "--steps", "3", "--per-kind", "1", "--compositions", "1", "--transfer", "--budgets", "24"]
     argv += ["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]
     done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-1500:]
     summary = json.loads((tmp_path / "out" / "edit_eval.json").read_text())
     assert {"kinds", "success", "preservation", "composition", "transfer", "baseline_source_pixels", "before_editing", "t2i_checkpoint", "fit_seconds"} <= set(summary)
     assert set(summary["before_editing"]) >= {"success", "preservation"}, "the starting checkpoint is scored by the script, not by hand"
-    assert set(summary["fit_seconds"]) == {"t2i_seed0", "vlm_only_seed0", "source_pixels_seed0"}
+    assert set(summary["fit_seconds"]) == {"t2i_seed0", "vlm_only_seed0", "source_pixels_seed0", "t2i_control_seed0", "vlm_only_px24_seed0"}
+    transfer = summary["transfer"]
+    assert set(transfer["before"]) == set(transfer["edited"]) == set(transfer["control"]) == {"0"}
+    assert transfer["edited_minus_control"]["values"] == [transfer["edited"]["0"] - transfer["control"]["0"]]
+    assert summary["image_budget"][0]["tokens_per_image"] == 1 and 0 <= summary["image_budget"][0]["preservation"] <= 1
+    assert summary["over_seeds"]["vlm_only"]["success"]["values"] == [summary["success"]]
+    budget_config = (tmp_path / "runs" / "vlm_only_px24_seed0" / "version_0" / "config.yaml").read_text()
+    assert "min_pixels: 576" in budget_config and "max_pixels: 576" in budget_config, "the budget run reads its images at its budget"
     again = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True)  # everything is done: nothing is refit
     log = (tmp_path / "out" / "log.txt").read_text()
-    assert again.returncode == 0 and log.count("$ python -m kit fit") == 3 and log.count("$ python -m kit evaluate-edit") == 3
+    assert again.returncode == 0 and log.count("$ python -m kit fit") == 5 and log.count("$ python -m kit evaluate-edit") == 4
+    assert log.count("$ python -m kit evaluate ") == 3, "t2i_v1 of the checkpoint before, of the edited run and of its control, once each"
