@@ -2,7 +2,7 @@
 
     python benchmarks/editing.py                          # -> results/edit_eval.json, results/editing/
     python benchmarks/editing.py --t2i-ckpt CKPT          # start from an existing text-to-image checkpoint
-    python benchmarks/editing.py --seeds 0 1 2 --steps 1000 --transfer --budgets 24 48 96
+    python benchmarks/editing.py --seeds 0 1 2 --steps 1000 --transfer --budgets 24 48 96 --long-steps 4000 --long-baseline
 
 For each seed: the text-to-image checkpoint (`recipes/lap.yaml`, the quickstart's recipe, unless
 `--t2i-ckpt` is given), then `recipes/edit.yaml` from it (VLM-only, UniFusion's design) and the same
@@ -20,6 +20,12 @@ given the same number of further optimizer steps on text-to-image items only
 (`recipes/ablations/editing/t2i_control.yaml`), then `kit evaluate` (`t2i_v1`, 4 images a prompt) on
 the checkpoint before editing, on each VLM-only editing run and on each control: `transfer` holds
 the three, and the per-seed differences edited - control with their mean and 95 % interval.
+
+`--long-steps N`: the shipped recipe's length (`recipes/edit.yaml`: 4,000). A VLM-only run of N steps
+from the first seed's checkpoint, run first, every checkpoint it keeps (each 1,000 steps) scored: a
+learning curve (`long.curve`); its final figures become the summary's headline (`kinds`, `success`,
+`preservation`, `composition`), the study's seed-0 figures then sit in `study`. `--long-baseline`
+adds the pixel baseline at N steps (run last).
 
 `--budgets SIDE ...`: the VLM's image budget (`processor_kwargs` min = max pixels = SIDE^2; the shapes
 VLM reads 12-px patches merged 2x2, so SIDE 24, 48, 72, 96 give 1, 4, 9, 16 tokens an image; 72 is
@@ -101,6 +107,27 @@ def over_seeds(values: list[float]) -> dict:
     return {"mean": sum(values) / len(values), "ci95": interval95(values), "values": values}
 
 
+def long_run(variant: str, t2i: Path, seed: int, args, runs: Path, out: Path, log: Path, times: dict) -> dict:
+    """A `variant` run of `--long-steps` steps, every kept checkpoint scored: `{steps, final, curve, fit_seconds}`."""
+    name = f"{variant}_long{args.long_steps}_seed{seed}"
+    folder = runs / name / "version_0" / "checkpoints"
+    if not finished(folder / "last.ckpt", args.long_steps):
+        for old in out.glob(f"{name}_step*.json"):
+            old.unlink()  # scores of an older fit
+    smoke = ["-c", "recipes/smoke.yaml", "--trainer.callbacks=[{class_path: kit.tasks.FinalCheckpoint, init_args: {save_last: true, every_n_train_steps: 2, save_top_k: -1}}]"] if args.smoke else []
+    fit(["-c", "recipes/lap.yaml", "-c", "recipes/edit.yaml", *VARIANTS[variant], *smoke], name, runs, seed, args.long_steps, [f"--model.init_args.init_from={t2i}"], log, times)
+    curve = []
+    for ckpt in sorted(folder.glob("*.ckpt")):
+        if ckpt.name == "last.ckpt":
+            continue
+        step = int(torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"])
+        result = evaluate_edit(ckpt, out / f"{name}_step{step}.json", args, log)
+        curve.append({"step": step, "success": result["success"], "preservation": result["preservation"], "compose2": result["composition"]["compose2"]})
+    curve.sort(key=lambda point: point["step"])
+    final = json.loads((out / f"{name}_step{args.long_steps}.json").read_text())
+    return {"steps": args.long_steps, "final": final, "curve": curve, "fit_seconds": times.get(name), "file": str(Path(args.out) / f"{name}_step{args.long_steps}.json")}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--t2i-ckpt", default=None, help="start every seed from this text-to-image checkpoint (else train recipes/lap.yaml)")
@@ -110,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compositions", type=int, default=20)
     p.add_argument("--transfer", action="store_true", help="also the edit -> text-to-image transfer against a text-to-image control")
     p.add_argument("--budgets", type=int, nargs="*", default=[], help="image-budget sides (pixels) for the tokens-per-image curve")
+    p.add_argument("--long-steps", type=int, default=0, help="also a VLM-only run of this many steps (the shipped recipe's), scored at each checkpoint")
+    p.add_argument("--long-baseline", action="store_true", help="with --long-steps: the pixel baseline at that length too")
     p.add_argument("--runs", default="runs/editing_bench")
     p.add_argument("--out", default="results/editing")
     p.add_argument("--smoke", action="store_true", help="tiny models and a few steps (the tests' check of this script)")
@@ -125,6 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     scores: dict[str, dict] = {}
     transfer: dict[str, dict] = {"edited": {}, "control": {}}
     starts = {}
+    long: dict[str, dict] = {}
+    if args.long_steps:  # the shipped recipe's run first: the headline
+        first_start = Path(args.t2i_ckpt).resolve() if args.t2i_ckpt else fit([*lap, *smoke], f"t2i_seed{args.seeds[0]}", runs, args.seeds[0], t2i_steps, [], log, times)
+        long["vlm_only"] = long_run("vlm_only", first_start, args.seeds[0], args, runs, out, log, times)
+        times_file.write_text(json.dumps(times, indent=2) + "\n")
     for seed in args.seeds:
         t2i = Path(args.t2i_ckpt).resolve() if args.t2i_ckpt else fit([*lap, *smoke], f"t2i_seed{seed}", runs, seed, t2i_steps, [], log, times)
         starts[seed] = t2i
@@ -163,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
         result = evaluate_edit(ckpt, scored, args, log)
         tokens = (side // 12 // 2) ** 2  # 12-px patches, 2x2 merged into one LLM token
         budgets.append({"side": side, "tokens_per_image": tokens, "success": result["success"], "preservation": result["preservation"], "file": str(Path(args.out) / scored.name)})
+    if args.long_steps and args.long_baseline:
+        long["source_pixels"] = long_run("source_pixels", starts[first], first, args, runs, out, log, times)
+        times_file.write_text(json.dumps(times, indent=2) + "\n")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     shipped, baseline, before = scores[f"vlm_only_seed{first}"], scores[f"source_pixels_seed{first}"], scores[f"t2i_seed{first}"]
     figures = ("success", "preservation")
@@ -204,9 +241,23 @@ def main(argv: list[str] | None = None) -> int:
             "control_recipe": "recipes/lap.yaml + recipes/ablations/editing/t2i_control.yaml (same steps and schedule, text-to-image items only)",
         }
         summary["transfer_note"] = "per seed: the editing run and its control start from the same checkpoint and train the same steps"
+    if long:
+        headline = long["vlm_only"]["final"]
+        summary["study"] = {k: summary[k] for k in ("kinds", "success", "preservation", "composition")}
+        summary["study"]["edit_steps"] = args.steps
+        summary.update({k: headline[k] for k in ("kinds", "success", "preservation", "composition")})
+        summary["recipe"] = f"recipes/lap.yaml + recipes/edit.yaml ({args.long_steps} steps, seed {first})"
+        summary["long"] = long
+        if "source_pixels" in long:
+            baseline_long = long["source_pixels"]["final"]
+            summary["baseline_source_pixels"] = {k: baseline_long[k] for k in ("success", "preservation", "composition", "kinds")}
+            summary["study"]["baseline_source_pixels"] = {k: baseline[k] for k in ("success", "preservation", "composition", "kinds") if k in baseline}
+        else:
+            summary["baseline_source_pixels_note"] = f"the pixel baseline at {args.steps} steps (not run at {args.long_steps}: --long-baseline)"
     (out / "edit_eval.json" if args.smoke else ROOT / "results" / "edit_eval.json").write_text(json.dumps(summary, indent=2) + "\n")
+    pixels = summary["baseline_source_pixels"]
     print(f"vlm_only: success {summary['success']:.3f}, preservation {summary['preservation']:.3f}; "
-          f"source_pixels: success {baseline['success']:.3f}, preservation {baseline['preservation']:.3f} -> results/edit_eval.json")
+          f"source_pixels: success {pixels['success']:.3f}, preservation {pixels['preservation']:.3f} -> results/edit_eval.json")
     return 0
 
 

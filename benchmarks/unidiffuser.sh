@@ -31,7 +31,7 @@ evaluate() {  # evaluate NAME OUT
   # shellcheck disable=SC2086  # EVAL_ARGS is a list of arguments
   "$PY" -m kit evaluate --task joint --ckpt "$ckpt" --out "$2" ${EVAL_ARGS:-}
 }
-wants 1 && fit text_latent -c recipes/joint/text_latent.yaml --trainer.callbacks='[{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"save_last": true}}]'
+wants 1 && fit text_latent -c recipes/joint/text_latent.yaml --trainer.callbacks='[{"class_path": "kit.tasks.FinalCheckpoint", "init_args": {"save_last": true}}]'
 wants 2 && fit unidiffuser -c recipes/unidiffuser.yaml --model.init_args.text_codec="$CODEC"
 wants 3 && evaluate unidiffuser results/joint_eval.json
 wants 4 && fit learned_null -c recipes/unidiffuser.yaml -c recipes/joint/learned_null.yaml --model.init_args.text_codec="$CODEC"

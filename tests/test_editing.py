@@ -204,13 +204,18 @@ def test_the_editing_benchmark_runs_resumes_and_writes_its_summary(tmp_path):
     import sys
 
     argv = [sys.executable, "benchmarks/editing.py", "--smoke", "--steps", "3", "--per-kind", "1", "--compositions", "1", "--transfer", "--budgets", "24"]
+    argv += ["--long-steps", "4", "--long-baseline"]
     argv += ["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]
     done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-1500:]
     summary = json.loads((tmp_path / "out" / "edit_eval.json").read_text())
     assert {"kinds", "success", "preservation", "composition", "transfer", "baseline_source_pixels", "before_editing", "t2i_checkpoint", "fit_seconds"} <= set(summary)
     assert set(summary["before_editing"]) >= {"success", "preservation"}, "the starting checkpoint is scored by the script, not by hand"
-    assert set(summary["fit_seconds"]) == {"t2i_seed0", "vlm_only_seed0", "source_pixels_seed0", "t2i_control_seed0", "vlm_only_px24_seed0"}
+    long_runs = {"vlm_only_long4_seed0", "source_pixels_long4_seed0"}
+    assert set(summary["fit_seconds"]) == {"t2i_seed0", "vlm_only_seed0", "source_pixels_seed0", "t2i_control_seed0", "vlm_only_px24_seed0", *long_runs}
+    assert [point["step"] for point in summary["long"]["vlm_only"]["curve"]] == [2, 4], "the long run is scored at each kept checkpoint"
+    assert summary["success"] == summary["long"]["vlm_only"]["final"]["success"] and summary["study"]["edit_steps"] == 3
+    assert summary["baseline_source_pixels"]["success"] == summary["long"]["source_pixels"]["final"]["success"]
     transfer = summary["transfer"]
     assert set(transfer["before"]) == set(transfer["edited"]) == set(transfer["control"]) == {"0"}
     assert transfer["edited_minus_control"]["values"] == [transfer["edited"]["0"] - transfer["control"]["0"]]
@@ -220,5 +225,5 @@ def test_the_editing_benchmark_runs_resumes_and_writes_its_summary(tmp_path):
     assert "min_pixels: 576" in budget_config and "max_pixels: 576" in budget_config, "the budget run reads its images at its budget"
     again = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True)  # everything is done: nothing is refit
     log = (tmp_path / "out" / "log.txt").read_text()
-    assert again.returncode == 0 and log.count("$ python -m kit fit") == 5 and log.count("$ python -m kit evaluate-edit") == 4
+    assert again.returncode == 0 and log.count("$ python -m kit fit") == 7 and log.count("$ python -m kit evaluate-edit") == 8
     assert log.count("$ python -m kit evaluate ") == 3, "t2i_v1 of the checkpoint before, of the edited run and of its control, once each"

@@ -143,3 +143,24 @@ def test_a_setting_added_after_a_checkpoint_was_written_is_not_a_difference():
     assert config_differences(saved, recipe) == [], "a checkpoint from before `echo` existed resumes"
     recipe["encoder"]["init_args"]["taps"] = "last"
     assert config_differences(saved, recipe) == ["encoder.init_args.taps: 'all' -> 'last'"]
+
+
+@pytest.mark.parametrize("save_last", [True, False])
+def test_the_final_step_is_checkpointed_when_the_interval_does_not_divide_the_run(tmp_path, save_last):
+    """Lightning's `save_last` copies the last *triggered* checkpoint (step 3 of a 5-step run saving every 3 steps);
+    `FinalCheckpoint` also writes the end of training, which is what `last.ckpt` is read as."""
+    import torch
+
+    overlay = tmp_path / "ckpt.yaml"
+    overlay.write_text(
+        "trainer:\n  max_steps: 5\n  val_check_interval: 5\n  callbacks:\n"
+        f"    - class_path: kit.tasks.FinalCheckpoint\n      init_args: {{save_last: {str(save_last).lower()}, every_n_train_steps: 3, save_top_k: -1}}\n"
+    )
+    assert main(smoke_fit(tmp_path, "-c", str(overlay))) == 0
+    folder = next(tmp_path.glob("*/version_0/checkpoints"))
+    steps = {p.name: torch.load(p, map_location="cpu", weights_only=True)["global_step"] for p in folder.glob("*.ckpt")}
+    assert steps["epoch=0-step=3.ckpt"] == 3
+    if save_last:
+        assert steps["last.ckpt"] == 5 and len(steps) == 2, steps
+    else:
+        assert sorted(steps.values()) == [3, 5] and "last.ckpt" not in steps, steps  # the final step as a top-k checkpoint

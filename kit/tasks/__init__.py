@@ -7,6 +7,7 @@ from kit.tasks.data import ShapesDataModule, ShapesDataset
 from kit.tasks.edit_data import ShapesEditData, ShapesEditDataset
 from kit.tasks.edit_folder import EditFolderData
 from kit.tasks.editing import ImageEditing
+from kit.tasks.final_checkpoint import FinalCheckpoint
 from kit.tasks.folder import ImageFolderData
 from kit.tasks.joint import JointImageText, JointSample
 from kit.tasks.streaming import StreamingImageTextData
@@ -19,6 +20,7 @@ __all__ = [
     "TASKS",
     "DiffusionTask",
     "EditFolderData",
+    "FinalCheckpoint",
     "ImageEditing",
     "ImageFolderData",
     "JointImageText",
