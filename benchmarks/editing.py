@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         t2i = Path(args.t2i_ckpt).resolve() if args.t2i_ckpt else fit([*lap, *smoke], f"t2i_seed{seed}", runs, seed, t2i_steps, [], log, times)
         starts[seed] = t2i
-        scores[f"t2i_seed{seed}"] = evaluate_edit(t2i, out / f"t2i_seed{seed}.json", args, log)  # the starting point, scored as an editor
+        shared = next((s for s in starts if starts[s] == t2i and s != seed), None)  # --t2i-ckpt: one checkpoint for every seed, scored once
+        scores[f"t2i_seed{seed}"] = scores[f"t2i_seed{shared}"] if shared is not None else evaluate_edit(t2i, out / f"t2i_seed{seed}.json", args, log)
         for variant, overlay in VARIANTS.items():
             name = f"{variant}_seed{seed}"
             scored = out / f"{name}.json"
@@ -222,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         "transfer": None,
         "transfer_note": "not measured: run with --transfer",
         "image_budget": budgets or None,
-        "seeds": {str(s): {v: str(Path(args.out) / f"{v}_seed{s}.json") for v in ["t2i", *VARIANTS]} for s in args.seeds},
+        "seeds": {str(s): {v: str(Path(args.out) / f"{v}_seed{s}.json") for v in ["t2i", *VARIANTS] if (out / f"{v}_seed{s}.json").exists()} for s in args.seeds},
         "fit_seconds": times,
         "edit_steps": args.steps,
         "command": "python benchmarks/editing.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -230,7 +231,10 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()},
     }
     if args.transfer:
-        before_t2i = {str(s): evaluate_t2i(starts[s], out / f"t2i_seed{s}_t2i.json", args, log) for s in args.seeds}
+        before_t2i: dict[str, float] = {}
+        for s in args.seeds:  # each distinct starting checkpoint scored once
+            shared = next((str(o) for o in args.seeds if starts[o] == starts[s] and str(o) in before_t2i), None)
+            before_t2i[str(s)] = before_t2i[shared] if shared else evaluate_t2i(starts[s], out / f"t2i_seed{s}_t2i.json", args, log)
         gains = [transfer["edited"][str(s)] - transfer["control"][str(s)] for s in args.seeds]
         summary["transfer"] = {
             "suite": "t2i_v1, 4 images a prompt, overall",
