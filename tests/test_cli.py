@@ -15,6 +15,7 @@ from kit.cli import KIT_VERBS, LIGHTNING_VERBS, main, run_cli
 REPO = Path(__file__).resolve().parent.parent
 BASES = {
     "recipes/edit.yaml": ("recipes/lap.yaml",),
+    "recipes/ablations/editing/t2i_control.yaml": ("recipes/lap.yaml",),  # the transfer's text-to-image control
     "recipes/ablations/editing/": ("recipes/lap.yaml", "recipes/edit.yaml"),
     "recipes/joint/learned_null.yaml": ("recipes/unidiffuser.yaml",),
 }
