@@ -5,7 +5,9 @@ steps ends with `last.ckpt` at step 2,600, and its last 400 steps are not on dis
 than the interval does get a `last.ckpt` at its end, which makes the gap easy to miss.) The kit's
 benchmarks, `kit evaluate` and `init_from` read `last.ckpt` as the trained model, so the recipes use
 this callback: at the end of training it writes `last.ckpt` (with `save_last`) or the top-k
-checkpoint (without) for the final step whenever no checkpoint was saved at that step.
+checkpoint (without) for the final step whenever no checkpoint was saved at that step. It calls
+`ModelCheckpoint`'s own saving methods (private in Lightning 2.6, the pinned version); the tests in
+`tests/test_reliability.py` fail if an upgrade changes them.
 """
 
 from __future__ import annotations
