@@ -8,12 +8,17 @@
 #   bash benchmarks/unidiffuser.sh                  # all of it (about 45 minutes on 2 cores)
 #   STEPS="1 2 3" bash benchmarks/unidiffuser.sh    # some of it
 #   EVAL_ARGS="--per-category 20" bash ...          # a smaller evaluation
+# A lever (a variant of the joint model, trained with the same codec) goes into its own folders:
+#   ROOT=runs/joint_levers/clean07 CODEC=runs/joint/text_latent/version_0/checkpoints/last.ckpt \
+#   OVERLAY=recipes/joint/levers/clean07.yaml RESULTS=results/joint_levers/clean07 STEPS="2 3" bash benchmarks/unidiffuser.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python )}
 ROOT=${ROOT:-runs/joint}
 STEPS=${STEPS:-1 2 3 4 5}
-CODEC=$ROOT/text_latent/version_0/checkpoints/last.ckpt
+CODEC=${CODEC:-$ROOT/text_latent/version_0/checkpoints/last.ckpt}
+RESULTS=${RESULTS:-results}  # the evaluations: $RESULTS/joint_eval.json, $RESULTS/joint_learned_null_eval.json
+OVERLAY=(); [ -n "${OVERLAY:-}" ] && OVERLAY=(-c "$OVERLAY")  # a recipe overlay on both joint fits
 wants() { [[ " $STEPS " == *" $1 "* ]]; }
 fit() {  # fit NAME RECIPE... -- extra arguments
   local name=$1; shift
@@ -29,11 +34,12 @@ evaluate() {  # evaluate NAME OUT
   if [ -f "$2" ] && grep -q "\"checkpoint\": \"$ckpt\"" "$2"; then echo "skip evaluation of $1 (done)"; return 0; fi
   echo "== evaluate $1 -> $2"
   # shellcheck disable=SC2086  # EVAL_ARGS is a list of arguments
+  mkdir -p "$(dirname "$2")"
   "$PY" -m kit evaluate --task joint --ckpt "$ckpt" --out "$2" ${EVAL_ARGS:-}
 }
 wants 1 && fit text_latent -c recipes/joint/text_latent.yaml --trainer.callbacks='[{"class_path": "kit.tasks.FinalCheckpoint", "init_args": {"save_last": true}}]'
-wants 2 && fit unidiffuser -c recipes/unidiffuser.yaml --model.init_args.text_codec="$CODEC"
-wants 3 && evaluate unidiffuser results/joint_eval.json
-wants 4 && fit learned_null -c recipes/unidiffuser.yaml -c recipes/joint/learned_null.yaml --model.init_args.text_codec="$CODEC"
-wants 5 && evaluate learned_null results/joint_learned_null_eval.json
+wants 2 && fit unidiffuser -c recipes/unidiffuser.yaml "${OVERLAY[@]}" --model.init_args.text_codec="$CODEC"
+wants 3 && evaluate unidiffuser "$RESULTS/joint_eval.json"
+wants 4 && fit learned_null -c recipes/unidiffuser.yaml "${OVERLAY[@]}" -c recipes/joint/learned_null.yaml --model.init_args.text_codec="$CODEC"
+wants 5 && evaluate learned_null "$RESULTS/joint_learned_null_eval.json"
 exit 0
