@@ -18,7 +18,7 @@ ROOT=${ROOT:-runs/joint}
 STEPS=${STEPS:-1 2 3 4 5}
 CODEC=${CODEC:-$ROOT/text_latent/version_0/checkpoints/last.ckpt}
 RESULTS=${RESULTS:-results}  # the evaluations: $RESULTS/joint_eval.json, $RESULTS/joint_learned_null_eval.json
-OVERLAY=(); [ -n "${OVERLAY:-}" ] && OVERLAY=(-c "$OVERLAY")  # a recipe overlay on both joint fits
+EXTRA=(); [ -n "${OVERLAY:-}" ] && EXTRA=(-c "$OVERLAY")  # a recipe overlay on both joint fits
 wants() { [[ " $STEPS " == *" $1 "* ]]; }
 fit() {  # fit NAME RECIPE... -- extra arguments
   local name=$1; shift
@@ -38,8 +38,8 @@ evaluate() {  # evaluate NAME OUT
   "$PY" -m kit evaluate --task joint --ckpt "$ckpt" --out "$2" ${EVAL_ARGS:-}
 }
 wants 1 && fit text_latent -c recipes/joint/text_latent.yaml --trainer.callbacks='[{"class_path": "kit.tasks.FinalCheckpoint", "init_args": {"save_last": true}}]'
-wants 2 && fit unidiffuser -c recipes/unidiffuser.yaml "${OVERLAY[@]}" --model.init_args.text_codec="$CODEC"
+wants 2 && fit unidiffuser -c recipes/unidiffuser.yaml "${EXTRA[@]}" --model.init_args.text_codec="$CODEC"
 wants 3 && evaluate unidiffuser "$RESULTS/joint_eval.json"
-wants 4 && fit learned_null -c recipes/unidiffuser.yaml "${OVERLAY[@]}" -c recipes/joint/learned_null.yaml --model.init_args.text_codec="$CODEC"
+wants 4 && fit learned_null -c recipes/unidiffuser.yaml "${EXTRA[@]}" -c recipes/joint/learned_null.yaml --model.init_args.text_codec="$CODEC"
 wants 5 && evaluate learned_null "$RESULTS/joint_learned_null_eval.json"
 exit 0
