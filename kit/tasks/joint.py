@@ -17,6 +17,12 @@ and classifier-free guidance comes **for free**: the unconditional prediction is
 other stream at time 1 (joint sampling guides against both marginals). The baseline UniDiffuser compares with,
 a learned null text, is trained by `null_text_prob` and sampled with `guidance="null"`.
 
+The image's semantic part. UniDiffuser's image is two parts diffused under one time: the VAE latent and CLIP's
+image embedding, which lives in the space CLIP's text features do, so reading a caption off an image starts from a
+representation made for it. `image_embed_layer` does the same with the frozen VLM: its states at the image's
+tokens at that tap, standardised per token, are the stream `"image_embed"`, diffused and predicted with the image
+(the pixels or latents are what the image decodes from). Without it the image is its pixels or latents alone.
+
 Training times. UniDiffuser draws both times uniformly and independently, so t near 0 (the conditional tasks)
 and near 1 (the marginals, and CFG's unconditional branch) come up as often as any other. The kit's rectified
 flow draws logit-normal times, which almost never reach either end; `clean_prob` and `noise_prob` put one
@@ -34,14 +40,19 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from kit.backbones.joint_uvit import IMAGE, TEXT, JointUViT
+from torch.nn import functional as F
+
+from kit.backbones.joint_uvit import IMAGE, IMAGE_EMBED, TEXT, JointUViT
 from kit.encoders import LatentAutoencoder, PromptEncoder
 from kit.tasks.base import TASKS, DiffusionTask
 from kit.tasks.checkpoint import read_checkpoint
 from kit.tasks.text_latent import TextLatentCodec
-from kit.types import Batch, EncoderOutput
+from kit.types import Batch, EncoderOutput, TokenKind
 
 JointBackboneFactory = Callable[[int, int, int, int], JointUViT]
+
+MODALITY = {IMAGE: IMAGE, IMAGE_EMBED: IMAGE, TEXT: TEXT}
+"""The modality each stream belongs to: the streams of one modality share its time."""
 
 MODES = ("t2i", "i2t", "joint", "image", "text", "image_variation", "text_variation", "gibbs")
 """The sampling modes of `JointImageText.sample`."""
@@ -79,6 +90,9 @@ class JointImageText(DiffusionTask):
         guidance_scale: the default guidance scale of the conditional and joint modes (1 is none).
         guidance: the default unconditional branch: 'free' (the other stream at time 1) or 'null' (the learned null text).
         gibbs_steps: the (i2t, t2i) rounds of the `gibbs` mode.
+        image_embed_layer: the encoder tap (an index into its taps, -1 the deepest) whose states at the image's
+            tokens become the image stream's second part, `"image_embed"` (UniDiffuser's CLIP image embedding);
+            None: the image stream is the pixels or latents alone. Needs an encoder that takes images.
         autoencoder: a frozen autoencoder: diffusion runs on its latents (pixels when None).
         image_size: side of the training images (linked from the data by the CLI).
         in_channels: channels of the training images (linked from the data by the CLI).
@@ -99,6 +113,7 @@ class JointImageText(DiffusionTask):
         guidance_scale: float = 1.0,
         guidance: str = "free",
         gibbs_steps: int = 2,
+        image_embed_layer: int | None = None,
         autoencoder: LatentAutoencoder | None = None,
         image_size: int = 32,
         in_channels: int = 3,
@@ -117,9 +132,16 @@ class JointImageText(DiffusionTask):
             self.load_codec(text_codec, codec or {})
         self.codec.requires_grad_(False).eval()
         self.autoencoder = autoencoder
+        self.image_embed_layer = image_embed_layer
+        pixels = image_size
         if autoencoder is not None:
             in_channels, image_size = autoencoder.latent_channels, autoencoder.latent_size(image_size)
-        self.backbone = backbone(in_channels, image_size, self.codec.num_latents, self.codec.latent_dim)
+        embed = {}
+        if image_embed_layer is not None:
+            self.check_embed_layer(encoder, image_embed_layer)
+            probe = self.image_embeddings(torch.zeros(1, 3, pixels, pixels))  # (1, M_e, D): the encoder's tokens for one image
+            embed = {"embed_tokens": probe.shape[1], "embed_dim": probe.shape[2]}
+        self.backbone = backbone(in_channels, image_size, self.codec.num_latents, self.codec.latent_dim, **embed)
         if autoencoder is not None:
             self.backbone.pixel_stride = autoencoder.downsample
         self.null_text = nn.Parameter(torch.zeros(self.codec.num_latents, self.codec.latent_dim)) if null_text_prob > 0 else None
@@ -155,6 +177,23 @@ class JointImageText(DiffusionTask):
         if guidance not in GUIDANCE:
             raise ValueError(f"unknown guidance {guidance!r}; known: free (the other stream at time 1), null (a learned null text)")
 
+    @staticmethod
+    def check_embed_layer(encoder: PromptEncoder, layer: int) -> None:
+        if not getattr(encoder, "takes_images", False):
+            raise ValueError(f"image_embed_layer needs an encoder that reads images; {type(encoder).__name__} ({encoder.spec.name}) reads text only")
+        taps = len(encoder.spec.taps)
+        if not -taps <= layer < taps:
+            raise ValueError(f"image_embed_layer {layer} is not one of the encoder's {taps} taps (use 0..{taps - 1}, or -1 for the deepest)")
+
+    @property
+    def image_streams(self) -> tuple[str, ...]:
+        """The streams of the image modality: the pixels or latents, and the VLM's embedding when there is one."""
+        return (IMAGE, IMAGE_EMBED) if self.image_embed_layer is not None else (IMAGE,)
+
+    def streams_of(self, modality: str) -> tuple[str, ...]:
+        """The streams of `modality` ('image' or 'text')."""
+        return self.image_streams if modality == IMAGE else (TEXT,)
+
     # ----------------------------------------------------------------- streams
     def to_model_space(self, images: Tensor) -> Tensor:
         """Images `(B, 3, H, W)` in [-1, 1] -> the image stream (the images, or their latents)."""
@@ -163,6 +202,21 @@ class JointImageText(DiffusionTask):
     def from_model_space(self, x: Tensor) -> Tensor:
         """The image stream -> images `(B, 3, H, W)` in [-1, 1]."""
         return x.clamp(-1, 1) if self.autoencoder is None else self.autoencoder.decode(x)
+
+    def image_embeddings(self, images: Tensor) -> Tensor:
+        """Images `(B, 3, H, W)` in [-1, 1] -> the frozen encoder's states at their image tokens at `image_embed_layer`,
+        standardised per token `(B, M_e, D)` (read with an empty prompt: a causal VLM's image states do not depend on it)."""
+        with torch.no_grad():
+            enc = self.encoder([""] * images.shape[0], [[image] for image in images]).select((TokenKind.IMAGE,))
+            states = enc.hidden_states[:, self.image_embed_layer].float()  # (B, M_e, D)
+            return F.layer_norm(states, states.shape[-1:])
+
+    def image_streams_of(self, images: Tensor) -> dict[str, Tensor]:
+        """Images `(B, 3, H, W)` in [-1, 1] -> every stream of the image modality (see `image_streams`)."""
+        out = {IMAGE: self.to_model_space(images)}
+        if self.image_embed_layer is not None:
+            out[IMAGE_EMBED] = self.image_embeddings(images)
+        return out
 
     def text_latents(self, prompts: list[str], encoded: EncoderOutput | None = None) -> Tensor:
         """Captions (or their cached encoder output) -> text latents `(B, L, d)`."""
@@ -183,7 +237,8 @@ class JointImageText(DiffusionTask):
             times[n] = torch.where(pinned & noisy, torch.ones_like(times[n]), times[n])
             times[n] = torch.where(pinned & clean, torch.zeros_like(times[n]), times[n])
         times[TEXT] = torch.where(null, torch.zeros_like(times[TEXT]), times[TEXT])  # the null text is given, clean
-        keep = {n: times[n] > 0 for n in (IMAGE, TEXT)}
+        times |= {n: times[IMAGE] for n in self.image_streams}  # the image's parts share its time
+        keep = {n: times[n] > 0 for n in times}
         return times, keep, null
 
     def stream_loss(self, terms: dict[str, Tensor], keep: dict[str, Tensor]) -> Tensor:
@@ -200,14 +255,15 @@ class JointImageText(DiffusionTask):
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
         if self.count_skipped(batch):
             return None
-        x0 = self.to_model_space(batch.images)  # (B, C, H, W)
+        clean = self.image_streams_of(batch.images)  # image (B, C, H, W) [, image_embed (B, M_e, D)]
         y0 = self.text_latents(batch.prompts, batch.encoded)  # (B, L, d)
         generator = self.step_generator(batch_idx)
         times, keep, null = self.pinned_times(len(batch), generator)
         if null.any():
             y0 = torch.where(null[:, None, None], self.null_text.expand_as(y0), y0)
-        noise = {IMAGE: torch.randn(x0.shape, device=self.device, generator=generator), TEXT: torch.randn(y0.shape, device=self.device, generator=generator)}
-        terms = self.objective.loss(self.backbone, {IMAGE: x0, TEXT: y0}, None, t=times, noise=noise)
+        clean[TEXT] = y0
+        noise = {n: torch.randn(v.shape, device=self.device, generator=generator) for n, v in clean.items()}
+        terms = self.objective.loss(self.backbone, clean, None, t=times, noise=noise)
         loss = self.stream_loss(terms, keep)
         self.log("train/loss", loss, prog_bar=True)
         return loss
@@ -216,14 +272,15 @@ class JointImageText(DiffusionTask):
         """Loss at fixed, evenly spread times (the text's in reverse order) and fixed noise, both streams predicted."""
         if len(batch) == 0:
             return
-        x0, y0 = self.to_model_space(batch.images), self.text_latents(batch.prompts, batch.encoded)
+        clean = self.image_streams_of(batch.images) | {TEXT: self.text_latents(batch.prompts, batch.encoded)}
         b = len(batch)
         generator = torch.Generator(device=self.device).manual_seed(batch_idx)
         t = (torch.arange(b, device=self.device) + 0.5) / b  # (B,)
-        noise = {IMAGE: torch.randn(x0.shape, device=self.device, generator=generator), TEXT: torch.randn(y0.shape, device=self.device, generator=generator)}
-        terms = self.objective.loss(self.backbone, {IMAGE: x0, TEXT: y0}, None, t={IMAGE: t, TEXT: t.flip(0)}, noise=noise)
+        noise = {n: torch.randn(v.shape, device=self.device, generator=generator) for n, v in clean.items()}
+        times = {n: t.flip(0) if n == TEXT else t for n in clean}
+        terms = self.objective.loss(self.backbone, clean, None, t=times, noise=noise)
         self.log("val/loss", terms["loss"], prog_bar=True, batch_size=b, sync_dist=True)
-        for n in (IMAGE, TEXT):
+        for n in clean:
             self.log(f"val/loss/{n}", terms[f"loss/{n}"], batch_size=b, sync_dist=True)
 
     # ----------------------------------------------------------------- sampling (kit.tasks.joint_sampling)

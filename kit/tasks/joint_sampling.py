@@ -15,11 +15,12 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from kit.backbones.joint_uvit import IMAGE, TEXT
+from kit.backbones.joint_uvit import IMAGE, IMAGE_EMBED, TEXT
 from kit.diffusion.base import DenoiserFn
-from kit.tasks.joint import MODES, JointImageText, JointSample
+from kit.tasks.joint import MODALITY, MODES, JointImageText, JointSample
 
 OTHER = {IMAGE: TEXT, TEXT: IMAGE}
+"""The other modality."""
 
 
 def denoiser(
@@ -27,8 +28,10 @@ def denoiser(
 ) -> DenoiserFn:
     """The function the sampler integrates: `fn(xs, t) -> predictions` of the `sampled` streams at time t, the
     `given` streams held at their `(value, time)`; guided by `scale` against the `guidance` branch, whose
-    marginalised streams are `free_noise` at time 1."""
+    marginalised streams are `free_noise` at time 1. Streams of one modality (`MODALITY`: the image's pixels and
+    its embedding) are guided together: their unconditional branch marginalises the other modality."""
     objective, backbone = task.objective, task.backbone
+    modalities = list(dict.fromkeys(MODALITY[n] for n in sampled))  # in order, each once
 
     def fn(x: dict[str, Tensor], t: Tensor) -> dict[str, Tensor]:
         b = t.shape[0]
@@ -39,45 +42,52 @@ def denoiser(
             xs[n] = objective.model_input(value, ts[n])
         branches = [(xs, ts)]
         if scale != 1.0:
-            for n in sampled:  # one unconditional branch per sampled stream: its other stream marginalised (or null)
-                other, bx, bt = OTHER[n], dict(xs), dict(ts)
-                if guidance == "free":
-                    bx[other], bt[other] = objective.model_input(free_noise[other], ones), ones
-                else:
-                    bx[other], bt[other] = task.null_text.expand(b, *task.null_text.shape), zeros
+            for modality in modalities:  # one unconditional branch per sampled modality: the other one marginalised (or null)
+                bx, bt = dict(xs), dict(ts)
+                for other in task.streams_of(OTHER[modality]):
+                    if guidance == "free":
+                        bx[other], bt[other] = objective.model_input(free_noise[other], ones), ones
+                    else:
+                        bx[other], bt[other] = task.null_text.expand(b, *task.null_text.shape), zeros
                 branches.append((bx, bt))
-        stacked = {n: torch.cat([bx[n] for bx, _ in branches]) for n in (IMAGE, TEXT)}
-        times = {n: torch.cat([bt[n] for _, bt in branches]) for n in (IMAGE, TEXT)}
+        names = list(xs)
+        stacked = {n: torch.cat([bx[n] for bx, _ in branches]) for n in names}
+        times = {n: torch.cat([bt[n] for _, bt in branches]) for n in names}
         preds = {n: p.split(b) for n, p in backbone(stacked, times, None).items()}
         if scale == 1.0:
             return {n: preds[n][0] for n in sampled}
-        return {n: preds[n][1 + i] + scale * (preds[n][0] - preds[n][1 + i]) for i, n in enumerate(sampled)}
+        branch = {n: 1 + modalities.index(MODALITY[n]) for n in sampled}
+        return {n: preds[n][branch[n]] + scale * (preds[n][0] - preds[n][branch[n]]) for n in sampled}
 
     return fn
 
 
 def _noise(task: JointImageText, n: int, generator: torch.Generator) -> dict[str, Tensor]:
-    """Fresh noise for both streams, `n` samples."""
-    return {
+    """Fresh noise for every stream, `n` samples."""
+    out = {
         IMAGE: torch.randn(n, *task.sample_shape, device=task.device, generator=generator),
         TEXT: torch.randn(n, task.codec.num_latents, task.codec.latent_dim, device=task.device, generator=generator),
     }
+    if IMAGE_EMBED in task.image_streams:
+        out[IMAGE_EMBED] = torch.randn(n, task.backbone.embed_tokens, task.backbone.embed_dim, device=task.device, generator=generator)
+    return out
 
 
 def _integrate(task, sampled, given, scale, guidance, num_steps, generator, n) -> dict[str, Tensor]:
-    """Sample the `sampled` streams of `n` samples with the others `given`."""
+    """Sample the modalities `sampled` ('image', 'text') of `n` samples, every stream of each, with the others `given`."""
+    streams = tuple(s for m in sampled for s in task.streams_of(m))
     start, free = _noise(task, n, generator), _noise(task, n, generator)
-    fn = denoiser(task, sampled, given, scale, guidance, free)
-    return task.sampler.sample(fn, {s: start[s] for s in sampled}, task.objective, num_steps)
+    fn = denoiser(task, streams, given, scale, guidance, free)
+    return task.sampler.sample(fn, {s: start[s] for s in streams}, task.objective, num_steps)
 
 
-def _images_in(task: JointImageText, images) -> Tensor:
-    """Check user images `(B, 3, H, W)` in [-1, 1] at the task's size and return them as the image stream."""
+def _images_in(task: JointImageText, images) -> dict[str, Tensor]:
+    """Check user images `(B, 3, H, W)` in [-1, 1] at the task's size and return them as the image modality's streams."""
     size = task.hparams.get("image_size", 32)
     if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[1] != 3 or images.shape[-2:] != (size, size):
         shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
         raise ValueError(f"images must be a (B, 3, {size}, {size}) tensor in [-1, 1], the size this model was trained at; got {shape}")
-    return task.to_model_space(images.to(task.device))
+    return task.image_streams_of(images.to(task.device))
 
 
 def sample(
@@ -128,11 +138,12 @@ def sample(
         raise ValueError(f"mode {mode!r} draws unconditional samples: pass num_samples >= 1")
     generator = torch.Generator(device=task.device).manual_seed(seed)
 
-    def t2i(y: Tensor) -> Tensor:
-        return _integrate(task, (IMAGE,), {TEXT: (y, 0.0)}, scale, guidance, num_steps, generator, y.shape[0])[IMAGE]
+    def t2i(y: Tensor) -> dict[str, Tensor]:
+        return _integrate(task, (IMAGE,), {TEXT: (y, 0.0)}, scale, guidance, num_steps, generator, y.shape[0])
 
-    def i2t(x: Tensor) -> Tensor:
-        return _integrate(task, (TEXT,), {IMAGE: (x, 0.0)}, scale, "free", num_steps, generator, x.shape[0])[TEXT]
+    def i2t(x: dict[str, Tensor]) -> Tensor:
+        given = {n: (v, 0.0) for n, v in x.items()}
+        return _integrate(task, (TEXT,), given, scale, "free", num_steps, generator, x[IMAGE].shape[0])[TEXT]
 
     with task.sampling():
         x = y = None
@@ -144,18 +155,18 @@ def sample(
             y = i2t(_images_in(task, images))
             x = t2i(y) if mode == "image_variation" else None
         elif mode in ("image", "text"):
-            other = OTHER[mode]
-            noise = _noise(task, num_samples, generator)[other]
-            out = _integrate(task, (mode,), {other: (noise, 1.0)}, 1.0, "free", num_steps, generator, num_samples)[mode]
-            x, y = (out, None) if mode == IMAGE else (None, out)
+            noise = _noise(task, num_samples, generator)
+            given = {n: (noise[n], 1.0) for n in task.streams_of(OTHER[mode])}
+            out = _integrate(task, (mode,), given, 1.0, "free", num_steps, generator, num_samples)
+            x, y = (out, None) if mode == IMAGE else (None, out[TEXT])
         else:  # joint, gibbs
             out = _integrate(task, (IMAGE, TEXT), {}, scale, "free", num_steps, generator, num_samples)
-            x, y = out[IMAGE], out[TEXT]
+            x, y = {n: out[n] for n in task.image_streams}, out[TEXT]
             for _ in range(task.gibbs_steps if gibbs_steps is None else gibbs_steps) if mode == "gibbs" else ():
                 y = i2t(x)
                 x = t2i(y)
         return JointSample(
-            images=None if x is None else task.from_model_space(x),
+            images=None if x is None else task.from_model_space(x[IMAGE]),
             captions=None if y is None else task.codec.decode(y),
             text_latents=y,
         )
