@@ -104,6 +104,7 @@ OTHER_TESTS = {  # table rows that are behaviours, each with its own test
     "streaming-over-a-dataset": "tests/test_streaming.py::test_what_is_not_a_streaming_dataset_is_refused_clearly",
     "hf-metadata-without-caption": "tests/test_folder.py::test_hugging_face_imagefolder_metadata_is_read",
     "edit-folder-malformed": "tests/test_edit_folder.py::test_a_malformed_index_names_the_line",
+    "joint-image-embedding": "tests/test_joint.py::test_image_embedding_mistakes_are_one_clear_line",
 }
 
 
