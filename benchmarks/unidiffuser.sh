@@ -11,6 +11,7 @@
 # A lever (a variant of the joint model, trained with the same codec) goes into its own folders:
 #   ROOT=runs/joint_levers/clean07 CODEC=runs/joint/text_latent/version_0/checkpoints/last.ckpt \
 #   OVERLAY=recipes/joint/levers/clean07.yaml RESULTS=results/joint_levers/clean07 STEPS="2 3" bash benchmarks/unidiffuser.sh
+# and SEED=1 trains both joint fits under another seed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python )}
@@ -19,6 +20,7 @@ STEPS=${STEPS:-1 2 3 4 5}
 CODEC=${CODEC:-$ROOT/text_latent/version_0/checkpoints/last.ckpt}
 RESULTS=${RESULTS:-results}  # the evaluations: $RESULTS/joint_eval.json, $RESULTS/joint_learned_null_eval.json
 EXTRA=(); [ -n "${OVERLAY:-}" ] && EXTRA=(-c "$OVERLAY")  # a recipe overlay on both joint fits
+[ -n "${SEED:-}" ] && EXTRA+=("--seed_everything=$SEED")  # another seed of both joint fits (the recipe's is 0)
 wants() { [[ " $STEPS " == *" $1 "* ]]; }
 fit() {  # fit NAME RECIPE... -- extra arguments
   local name=$1; shift
