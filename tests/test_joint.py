@@ -19,6 +19,14 @@ PROMPTS = ["a red circle", "two blue squares", "a green triangle on the left", "
 CODEC = {"num_latents": 12, "latent_dim": 8, "width": 32, "decoder_depth": 1, "max_tokens": 16}
 
 
+@pytest.fixture(scope="module")
+def vlm():
+    """The shipped shapes VLM: it reads images (the random stand-in of the `encoder` fixture reads text only)."""
+    from kit.encoders import FrozenEncoder
+
+    return FrozenEncoder("kit:shapes-vlm", taps="all", max_length=64)
+
+
 def _task(encoder, **kwargs) -> JointImageText:
     backbone = partial(JointUViT, patch_size=2, width=32, depth=3, num_heads=2)
     return JointImageText(encoder, backbone, codec=CODEC, image_size=8, **kwargs)
@@ -250,25 +258,26 @@ def test_captions_are_scored_faithful_and_exact_against_their_scenes():
     assert caption_scores(["circle circle of the", complete[1]], scenes[:2]) == {"parsed": 0.5, "faithful": 0.5, "exact": 0.5}
 
 
-def test_the_image_embedding_is_a_second_image_part_diffused_under_the_image_time(encoder):
+def test_the_image_embedding_is_a_second_image_part_diffused_under_the_image_time(vlm):
     """`image_embed_layer`: the VLM's states at the image tokens join the image modality (UniDiffuser's CLIP image
     embedding): the network takes and predicts them, they share the image's time in training, image-to-text reads
     them from the given images, and text-to-image samples them with the image."""
-    task = _task(encoder, image_embed_layer=-2, clean_prob=1.0, noise_prob=0.0)
+    task = _task(vlm, image_embed_layer=-2, clean_prob=1.0, noise_prob=0.0)
     images = torch.rand(3, 3, 8, 8) * 2 - 1
     embed = task.image_embeddings(images)
-    hidden = encoder(["", "", ""], [[im] for im in images])
+    hidden = vlm(["", "", ""], [[im] for im in images])
     image_tokens = hidden.select((2,)).hidden_states[:, -2]  # TokenKind.IMAGE at the second-deepest tap
-    assert embed.shape == image_tokens.shape == (3, task.backbone.embed_tokens, encoder.spec.hidden_size)
+    assert embed.shape == image_tokens.shape == (3, task.backbone.embed_tokens, vlm.spec.hidden_size)
     assert torch.allclose(embed, torch.nn.functional.layer_norm(image_tokens, image_tokens.shape[-1:]), atol=1e-5)
     assert task.backbone.streams == ("image", "text", "image_embed")
     times, keep, _ = task.pinned_times(64, torch.Generator().manual_seed(0))
     assert torch.equal(times["image_embed"], times["image"]) and torch.equal(keep["image_embed"], keep["image"])
     task.log = lambda *a, **k: None
+    _randomise_outputs(task.backbone)  # the outputs start at zero, and with them every gradient into the inputs
     loss = task.training_step(Batch(images=images, prompts=PROMPTS[:3]), 0)
     loss.backward()
     assert task.backbone.embed_in.weight.grad is not None and task.backbone.embed_in.weight.grad.abs().max() > 0
-    _randomise_outputs(task.backbone)
+    assert task.backbone.embed_out.weight.grad.abs().max() > 0, "the embedding is predicted: it is in the loss"
     task.eval()
     a = task.sample("i2t", images=images, num_steps=2, seed=0).text_latents
     flipped = task.sample("i2t", images=images.flip(-1), num_steps=2, seed=0).text_latents
@@ -279,10 +288,10 @@ def test_the_image_embedding_is_a_second_image_part_diffused_under_the_image_tim
     assert task.sample("t2i", prompts=PROMPTS[:2], num_steps=2).images.shape == (2, 3, 8, 8)
 
 
-def test_cfg_for_free_marginalises_every_part_of_the_other_modality(encoder):
+def test_cfg_for_free_marginalises_every_part_of_the_other_modality(vlm):
     """With an image embedding, text-to-image guides both image parts against the text at time 1, and image-to-text
     guides the text against both image parts at time 1 (fed their free noise)."""
-    task = _task(encoder, image_embed_layer=-1)
+    task = _task(vlm, image_embed_layer=-1)
     seen = []
 
     class Fake(torch.nn.Module):
@@ -291,7 +300,7 @@ def test_cfg_for_free_marginalises_every_part_of_the_other_modality(encoder):
             return {n: x * 0 + ts["text"].view(-1, *[1] * (x.dim() - 1)) + ts["image"].view(-1, *[1] * (x.dim() - 1)) for n, x in xs.items()}
 
     task.backbone = Fake()
-    b, m, d = 2, 3, encoder.spec.hidden_size
+    b, m, d = 2, 3, vlm.spec.hidden_size
     free = {"image": torch.zeros(b, 4, 4, 4), "text": torch.zeros(b, 12, 8), "image_embed": torch.zeros(b, m, d)}
     t = torch.full((b,), 0.4)
     out = denoiser(task, ("image", "image_embed"), {"text": (torch.zeros(b, 12, 8), 0.0)}, 3.0, "free", free)(
@@ -306,11 +315,13 @@ def test_cfg_for_free_marginalises_every_part_of_the_other_modality(encoder):
     assert torch.allclose(out["text"], torch.full_like(out["text"], 1.4 + 2.0 * (0.4 - 1.4)))
 
 
-def test_image_embedding_mistakes_are_one_clear_line(encoder):
+def test_image_embedding_mistakes_are_one_clear_line(vlm, encoder):
+    with pytest.raises(ValueError, match=r"image_embed_layer needs an encoder that reads images; FrozenEncoder \(kit:shapes-vlm-random\) reads text only"):
+        _task(encoder, image_embed_layer=-1)
     with pytest.raises(ValueError, match=r"image_embed_layer 8 is not one of the encoder's \d+ taps"):
-        _task(encoder, image_embed_layer=8)
-    net = JointUViT(4, 8, 5, 6, embed_tokens=3, embed_dim=7, patch_size=2, width=32, depth=2, num_heads=2)
+        _task(vlm, image_embed_layer=8)
+    net = JointUViT(4, 8, 5, 6, embed_tokens=3, embed_dim=7, patch_size=2, width=32, depth=1, num_heads=2)
     with pytest.raises(ValueError, match=r"takes an image_embed stream of 3 tokens x 7 per sample; got none"):
         net({"image": torch.randn(1, 4, 8, 8), "text": torch.randn(1, 5, 6)}, {"image": torch.ones(1), "text": torch.ones(1)})
     with pytest.raises(ValueError, match="needs both tokens and channels"):
-        JointUViT(4, 8, 5, 6, embed_tokens=3, patch_size=2, width=32, depth=2, num_heads=2)
+        JointUViT(4, 8, 5, 6, embed_tokens=3, patch_size=2, width=32, depth=1, num_heads=2)
