@@ -18,6 +18,7 @@ BASES = {
     "recipes/ablations/editing/t2i_control.yaml": ("recipes/lap.yaml",),  # the transfer's text-to-image control
     "recipes/ablations/editing/": ("recipes/lap.yaml", "recipes/edit.yaml"),
     "recipes/joint/learned_null.yaml": ("recipes/unidiffuser.yaml",),
+    "recipes/joint/levers/": ("recipes/unidiffuser.yaml",),  # the joint model's levers (results/joint_levers)
 }
 """Overlays that compose with more than `lap.yaml` (by path prefix); `edit.yaml` is a top-level overlay, not a full recipe."""
 FULL_RECIPES = sorted(str(p.relative_to(REPO)) for p in (REPO / "recipes").glob("*.yaml") if p.name not in ("smoke.yaml", "edit.yaml"))
