@@ -78,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         command = "python benchmarks/joint_probe.py " + " ".join(sys.argv[1:] if argv is None else argv)
-        args.out.write_text(json.dumps({"command": command, "commit": commit, "seconds": round(time.perf_counter() - started, 1), "results": results}, indent=2))
+        args.out.write_text(
+            json.dumps({"command": command, "commit": commit, "seconds": round(time.perf_counter() - started, 1), "results": results}, indent=2)
+        )
     return 0
 
 

@@ -69,7 +69,11 @@ def test_per_modality_times_and_cfg_for_free_match_diffusers_unidiffuser(encoder
     torch.manual_seed(0)
     backbone = partial(JointUViT, patch_size=2, width=32, depth=3, num_heads=2)
     codec = {"num_latents": 6, "latent_dim": 8, "width": 32, "decoder_depth": 1, "max_tokens": 16}
-    task = JointImageText(vlm, backbone, codec=codec, image_size=8, image_embed_layer=-2) if embed else JointImageText(encoder, backbone, codec=codec, image_size=8)
+    task = (
+        JointImageText(vlm, backbone, codec=codec, image_size=8, image_embed_layer=-2)
+        if embed
+        else JointImageText(encoder, backbone, codec=codec, image_size=8)
+    )
     net = task.backbone
     for layer in (net.final, net.text_out, *((net.embed_out,) if embed else ())):  # zero at init: give the outputs weights
         torch.nn.init.normal_(layer.weight, std=0.5)

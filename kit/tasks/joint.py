@@ -39,7 +39,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-
 from torch.nn import functional as F
 
 from kit.backbones.joint_uvit import IMAGE, IMAGE_EMBED, TEXT, JointUViT
