@@ -64,7 +64,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="JSON output (printed only when absent)")
     args = p.parse_args(argv)
-    torch.manual_seed(args.seed)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     started = time.perf_counter()
     results = [probe(c, args.num_scenes, seed=args.seed) for c in args.ckpt]
