@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from kit.encoders.cache import FeatureCache, cache_key, collate_entries
 from kit.images import image_to_tensor
 from kit.types import Batch, EncoderOutput
-from kit.world import STYLES, caption, render, scene_rng
+from kit.world import REGISTERS, STYLES, caption, render, scene_rng
 from kit.world.scene import MAX_OBJECTS, Scene, sample_training_scene
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
@@ -112,9 +112,9 @@ class ShapesDataset(SceneSplit):
         curriculum_items: int = 0,
         count_stages: Sequence[tuple[int, int]] = (),
     ) -> None:
-        unknown = set(caption_styles) - set(STYLES)
+        unknown = set(caption_styles) - set(REGISTERS)
         if unknown:
-            raise ValueError(f"unknown caption styles {sorted(unknown)}; known: {', '.join(STYLES)}")
+            raise ValueError(f"unknown caption styles {sorted(unknown)}; known: {', '.join(REGISTERS)}")
         if caption_weights is not None and len(caption_weights) != len(caption_styles):
             raise ValueError(f"{len(caption_weights)} caption weights for {len(caption_styles)} styles")
         super().__init__(length, split, seed, image_size)

@@ -19,7 +19,7 @@ import numpy as np
 
 from kit.images import image_to_tensor
 from kit.tasks.data import SceneSplit, ShapesData
-from kit.world import STYLES, caption, render
+from kit.world import REGISTERS, caption, render
 from kit.world.edits import EDIT_KINDS, sample_composition, sample_edit
 from kit.world.scene import Scene, is_held_out, sample_training_scene
 
@@ -85,8 +85,8 @@ class ShapesEditDataset(SceneSplit):
         shares = (text_to_image_fraction, reconstruction_fraction, composition_fraction)
         if any(f < 0 for f in shares) or sum(shares) > 1:
             raise ValueError(f"the text-to-image, reconstruction and composition fractions must be >= 0 and sum to at most 1, got {shares}")
-        if caption_style not in STYLES:
-            raise ValueError(f"unknown caption style {caption_style!r}; known: {', '.join(STYLES)}")
+        if caption_style not in REGISTERS:
+            raise ValueError(f"unknown caption style {caption_style!r}; known: {', '.join(REGISTERS)}")
         super().__init__(length, split, **kwargs)
         self.kinds = tuple(kinds)
         self.bounds = np.cumsum(shares)

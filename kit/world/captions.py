@@ -12,6 +12,9 @@ Every caption is true of its scene. Registers:
 - ``partial``: every object, each with a random subset of its size, colour and place (the
   shape always), in a random order ("a large square at the bottom and a red circle"): the
   prompts that leave some attributes of an object open and give others.
+- ``canonical``: the one detailed description of a scene, no prefix, first phrasings, reading
+  order (`describe`): the caption is a function of the scene. Not in the default mix (`STYLES`);
+  `REGISTERS` lists every register a dataset may name.
 
 The phrasings are drawn from a random generator, so one scene gets many captions.
 """
@@ -25,6 +28,9 @@ import numpy as np
 from kit.world.scene import Scene, SceneObject
 
 STYLES: tuple[str, ...] = ("detailed", "short", "relation", "count", "partial")
+"""The registers of the default training mix, in the order `caption_weights` follow."""
+REGISTERS: tuple[str, ...] = (*STYLES, "canonical")
+"""Every register `caption` writes."""
 
 NUMBERS = {1: "one", 2: "two", 3: "three", 4: "four"}
 
@@ -162,13 +168,18 @@ def partial(scene: Scene, rng: np.random.Generator) -> str:
     return join([partial_phrase(o, rng) for o in objects])
 
 
-_CAPTIONERS = {"detailed": detailed, "short": short, "relation": relation, "count": count, "partial": partial}
+def canonical(scene: Scene, rng: np.random.Generator) -> str:
+    """The scene's canonical description (`describe`); draws nothing from `rng`."""
+    return describe(scene)
+
+
+_CAPTIONERS = {"detailed": detailed, "short": short, "relation": relation, "count": count, "partial": partial, "canonical": canonical}
 
 
 def caption(scene: Scene, style: str, rng: np.random.Generator) -> str:
-    """A caption of `scene` in the register `style` (one of `STYLES`)."""
+    """A caption of `scene` in the register `style` (one of `REGISTERS`)."""
     try:
         captioner = _CAPTIONERS[style]
     except KeyError:
-        raise ValueError(f"unknown caption style {style!r}; known: {', '.join(STYLES)}") from None
+        raise ValueError(f"unknown caption style {style!r}; known: {', '.join(REGISTERS)}") from None
     return captioner(scene, rng)
