@@ -1,6 +1,6 @@
 import pytest
 
-from kit.world import STYLES, Scene, SceneObject, caption, sample_scene, scene_rng
+from kit.world import REGISTERS, Scene, SceneObject, caption, sample_scene, scene_rng
 from kit.world.parser import CaptionParseError, parse_caption
 from kit.world.spec import ObjectSpec
 
@@ -9,7 +9,7 @@ def test_parser_inverts_the_captioner_in_every_register():
     for i in range(500):
         rng = scene_rng(0, 4, i)
         scene = sample_scene(rng)
-        for style in STYLES:
+        for style in REGISTERS:
             text = caption(scene, style, rng)
             spec = parse_caption(text)
             assert spec.satisfied_by(scene), (text, spec)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from kit.world import COLOURS, STYLES, Scene, SceneObject, caption, render, sample_scene, scene_rng
+from kit.world import COLOURS, REGISTERS, STYLES, Scene, SceneObject, caption, render, sample_scene, scene_rng
 from kit.world.captions import CELL_NAMES
 from kit.world.render import BACKGROUND
 
@@ -48,6 +48,29 @@ def test_captions_mention_true_facts():
         assert all(o.colour in short and o.shape in short for o in scene.objects)
         for style in STYLES:
             assert caption(scene, style, rng)
+
+
+def test_the_canonical_register_is_a_function_of_the_scene():
+    from kit.analysis.joint_eval import is_complete
+    from kit.tasks.data import ShapesDataset
+    from kit.world.captions import describe
+    from kit.world.parser import parse_caption
+
+    assert set(STYLES) < set(REGISTERS) and "canonical" not in STYLES, "the default mix stays the five registers"
+    for i in range(100):
+        scene = sample_scene(scene_rng(0, 0, i))
+        rng = np.random.default_rng(i)
+        state = rng.bit_generator.state
+        text = caption(scene, "canonical", rng)
+        assert rng.bit_generator.state == state, "the canonical caption draws nothing"
+        assert text == caption(scene, "canonical", np.random.default_rng(i + 1)) == describe(scene)
+        spec = parse_caption(text)
+        assert is_complete(spec) and spec.satisfied_by(scene), text
+    data = ShapesDataset(8, caption_styles=["short", "canonical"], caption_weights=[0.0, 1.0])
+    scenes, prompts = zip(*(data.scene_and_prompt(i) for i in range(8)))
+    assert list(prompts) == [describe(s) for s in scenes]
+    with pytest.raises(ValueError, match="known: detailed, short, relation, count, partial, canonical"):
+        ShapesDataset(8, caption_styles=["canon"])
 
 
 def test_relation_captions_hold():

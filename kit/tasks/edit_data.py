@@ -142,6 +142,7 @@ class ShapesEditData(ShapesData):
     def cache_keys(self, train_items: int) -> list[tuple[str, list[np.ndarray]]]:
         """`(instruction, reference renders)` of the first `train_items` training items and of the validation
         set: what `python -m kit cache` encodes (the cache keys each on its prompt and its images' pixels)."""
+
         def items(dataset: ShapesEditDataset, n: int):
             for i in range(min(n, len(dataset))):
                 _, prompt, references, _ = dataset.example(i)
