@@ -1,6 +1,6 @@
 """Does a joint model's text stream read the image? Image-to-text needs it to; this measures it directly.
 
-For test-split scenes and their detailed captions, the caption's text latent is noised to a text time t and the
+For test-split scenes and their captions (detailed, or `--register` another), the caption's text latent is noised to a text time t and the
 network predicts it back once, with the image given clean (time 0, as image-to-text gives it) and with the image
 marginalised (pure noise at time 1). If the text prediction reads the image, its error is lower with the image
 given, the more so the noisier the text. Reported per text time: the mean squared error of the predicted latent
@@ -23,16 +23,17 @@ import torch
 from kit.backbones.joint_uvit import IMAGE, TEXT
 from kit.tasks.data import ShapesDataset
 from kit.tasks.joint_sampling import load_joint
+from kit.world import REGISTERS
 
 TIMES = (0.3, 0.5, 0.7, 0.9, 1.0)
 
 
 @torch.no_grad()
-def probe(path: str, num_scenes: int = 128, times: tuple[float, ...] = TIMES, seed: int = 0) -> dict:
+def probe(path: str, num_scenes: int = 128, times: tuple[float, ...] = TIMES, seed: int = 0, register: str = "detailed") -> dict:
     """The image reliance of the text prediction of the joint checkpoint `path` (see the module docstring)."""
     module = load_joint(path).eval()
     size = int(module.hparams.get("image_size", 32))
-    data = ShapesDataset(num_scenes, split="test", seed=seed, image_size=size, caption_styles=["detailed"])
+    data = ShapesDataset(num_scenes, split="test", seed=seed, image_size=size, caption_styles=[register])
     truth = [data.scene_and_prompt(i)[1] for i in range(num_scenes)]
     images = torch.stack([data[i]["image"] for i in range(num_scenes)])
     objective, generator = module.objective, torch.Generator().manual_seed(seed)
@@ -54,7 +55,7 @@ def probe(path: str, num_scenes: int = 128, times: tuple[float, ...] = TIMES, se
                 row[f"exact_{name}"] = sum(a == b for a, b in zip(decoded, truth)) / num_scenes
             row["mse_ratio"] = row["mse_given"] / row["mse_marginalised"]
             rows[str(t)] = row
-    return {"checkpoint": str(path), "num_scenes": num_scenes, "seed": seed, "by_text_time": rows}
+    return {"checkpoint": str(path), "num_scenes": num_scenes, "seed": seed, "register": register, "by_text_time": rows}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,11 +63,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ckpt", action="append", required=True, help="a joint checkpoint (repeat for several)")
     p.add_argument("--num-scenes", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--register", choices=REGISTERS, default="detailed", help="the register of the probed captions (a model trained on one register is probed in it)"
+    )
     p.add_argument("--out", type=Path, default=None, help="JSON output (printed only when absent)")
     args = p.parse_args(argv)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     started = time.perf_counter()
-    results = [probe(c, args.num_scenes, seed=args.seed) for c in args.ckpt]
+    results = [probe(c, args.num_scenes, seed=args.seed, register=args.register) for c in args.ckpt]
     print(f"{'checkpoint':60s} {'t_text':>6s} {'mse given':>10s} {'mse marg.':>10s} {'ratio':>6s} {'exact given':>11s} {'exact marg.':>11s}")
     for r in results:
         for t, row in r["by_text_time"].items():
