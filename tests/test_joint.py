@@ -223,8 +223,10 @@ def test_the_recipe_trains_reloads_and_another_task_is_named(repo, tmp_path, cap
     spec = importlib.util.spec_from_file_location("kit_benchmark_joint_probe", repo / "benchmarks" / "joint_probe.py")
     joint_probe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(joint_probe)
-    assert joint_probe.main(["--ckpt", str(ckpt), "--num-scenes", "3", "--out", str(tmp_path / "probe.json")]) == 0
-    rows = json.loads((tmp_path / "probe.json").read_text())["results"][0]["by_text_time"]
+    assert joint_probe.main(["--ckpt", str(ckpt), "--num-scenes", "3", "--register", "canonical", "--out", str(tmp_path / "probe.json")]) == 0
+    probed = json.loads((tmp_path / "probe.json").read_text())["results"][0]
+    rows = probed["by_text_time"]
+    assert probed["register"] == "canonical"
     assert set(rows) == {str(t) for t in joint_probe.TIMES} and all(r["mse_given"] > 0 and r["mse_marginalised"] > 0 for r in rows.values())
     t2i_dir = tmp_path / "t2i"
     t2i = ["fit", "-c", str(repo / "recipes/lap.yaml"), "-c", str(repo / "recipes/smoke.yaml"), *small, random_vlm, "--trainer.callbacks=[]"]
