@@ -293,7 +293,7 @@ class ShapesDataModule(ShapesData):
     """The shapes world as a LightningDataModule, with a fixed validation set.
 
     Args:
-        caption_styles: registers used for training captions.
+        caption_styles: registers used for training captions (any of `kit.world.REGISTERS`; the default is the five of `STYLES`).
         caption_weights: probability of each training register (uniform when None).
         val_caption_style: the register of validation and preview captions.
         caption_curriculum: the first this many training items are captioned in the first register
