@@ -90,7 +90,10 @@ def evaluate_edit(ckpt: Path, scored: Path, args, log: Path) -> dict:
     """`kit evaluate-edit` of `ckpt` into `scored` (unless written); its figures."""
     if not scored.exists():
         smoke = ["--steps", "2"] if args.smoke else []
-        kit(["evaluate-edit", "--ckpt", str(ckpt), "--per-kind", str(args.per_kind), "--compositions", str(args.compositions), "--out", str(scored), *smoke], log)
+        kit(
+            ["evaluate-edit", "--ckpt", str(ckpt), "--per-kind", str(args.per_kind), "--compositions", str(args.compositions), "--out", str(scored), *smoke],
+            log,
+        )
     return json.loads(scored.read_text())
 
 
@@ -114,8 +117,25 @@ def long_run(variant: str, t2i: Path, seed: int, args, runs: Path, out: Path, lo
     if not finished(folder / "last.ckpt", args.long_steps):
         for old in out.glob(f"{name}_step*.json"):
             old.unlink()  # scores of an older fit
-    smoke = ["-c", "recipes/smoke.yaml", "--trainer.callbacks=[{class_path: kit.tasks.FinalCheckpoint, init_args: {save_last: true, every_n_train_steps: 2, save_top_k: -1}}]"] if args.smoke else []
-    fit(["-c", "recipes/lap.yaml", "-c", "recipes/edit.yaml", *VARIANTS[variant], *smoke], name, runs, seed, args.long_steps, [f"--model.init_args.init_from={t2i}"], log, times)
+    smoke = (
+        [
+            "-c",
+            "recipes/smoke.yaml",
+            "--trainer.callbacks=[{class_path: kit.callbacks.FinalCheckpoint, init_args: {save_last: true, every_n_train_steps: 2, save_top_k: -1}}]",
+        ]
+        if args.smoke
+        else []
+    )
+    fit(
+        ["-c", "recipes/lap.yaml", "-c", "recipes/edit.yaml", *VARIANTS[variant], *smoke],
+        name,
+        runs,
+        seed,
+        args.long_steps,
+        [f"--model.init_args.init_from={t2i}"],
+        log,
+        times,
+    )
     curve = []
     for ckpt in sorted(folder.glob("*.ckpt")):
         if ckpt.name == "last.ckpt":
@@ -125,7 +145,13 @@ def long_run(variant: str, t2i: Path, seed: int, args, runs: Path, out: Path, lo
         curve.append({"step": step, "success": result["success"], "preservation": result["preservation"], "compose2": result["composition"]["compose2"]})
     curve.sort(key=lambda point: point["step"])
     final = json.loads((out / f"{name}_step{args.long_steps}.json").read_text())
-    return {"steps": args.long_steps, "final": final, "curve": curve, "fit_seconds": times.get(name), "file": str(Path(args.out) / f"{name}_step{args.long_steps}.json")}
+    return {
+        "steps": args.long_steps,
+        "final": final,
+        "curve": curve,
+        "fit_seconds": times.get(name),
+        "file": str(Path(args.out) / f"{name}_step{args.long_steps}.json"),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     starts = {}
     long: dict[str, dict] = {}
     if args.long_steps:  # the shipped recipe's run first: the headline
-        first_start = Path(args.t2i_ckpt).resolve() if args.t2i_ckpt else fit([*lap, *smoke], f"t2i_seed{args.seeds[0]}", runs, args.seeds[0], t2i_steps, [], log, times)
+        first_start = (
+            Path(args.t2i_ckpt).resolve() if args.t2i_ckpt else fit([*lap, *smoke], f"t2i_seed{args.seeds[0]}", runs, args.seeds[0], t2i_steps, [], log, times)
+        )
         long["vlm_only"] = long_run("vlm_only", first_start, args.seeds[0], args, runs, out, log, times)
         times_file.write_text(json.dumps(times, indent=2) + "\n")
     for seed in args.seeds:
@@ -197,7 +225,15 @@ def main(argv: list[str] | None = None) -> int:
         times_file.write_text(json.dumps(times, indent=2) + "\n")
         result = evaluate_edit(ckpt, scored, args, log)
         tokens = (side // 12 // 2) ** 2  # 12-px patches, 2x2 merged into one LLM token
-        budgets.append({"side": side, "tokens_per_image": tokens, "success": result["success"], "preservation": result["preservation"], "file": str(Path(args.out) / scored.name)})
+        budgets.append(
+            {
+                "side": side,
+                "tokens_per_image": tokens,
+                "success": result["success"],
+                "preservation": result["preservation"],
+                "file": str(Path(args.out) / scored.name),
+            }
+        )
     if args.long_steps and args.long_baseline:
         long["source_pixels"] = long_run("source_pixels", starts[first], first, args, runs, out, log, times)
         times_file.write_text(json.dumps(times, indent=2) + "\n")
@@ -223,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
         "transfer": None,
         "transfer_note": "not measured: run with --transfer",
         "image_budget": budgets or None,
-        "seeds": {str(s): {v: str(Path(args.out) / f"{v}_seed{s}.json") for v in ["t2i", *VARIANTS] if (out / f"{v}_seed{s}.json").exists()} for s in args.seeds},
+        "seeds": {
+            str(s): {v: str(Path(args.out) / f"{v}_seed{s}.json") for v in ["t2i", *VARIANTS] if (out / f"{v}_seed{s}.json").exists()} for s in args.seeds
+        },
         "fit_seconds": times,
         "edit_steps": args.steps,
         "command": "python benchmarks/editing.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -260,8 +298,10 @@ def main(argv: list[str] | None = None) -> int:
             summary["baseline_source_pixels_note"] = f"the pixel baseline at {args.steps} steps (not run at {args.long_steps}: --long-baseline)"
     (out / "edit_eval.json" if args.smoke else ROOT / "results" / "edit_eval.json").write_text(json.dumps(summary, indent=2) + "\n")
     pixels = summary["baseline_source_pixels"]
-    print(f"vlm_only: success {summary['success']:.3f}, preservation {summary['preservation']:.3f}; "
-          f"source_pixels: success {pixels['success']:.3f}, preservation {pixels['preservation']:.3f} -> results/edit_eval.json")
+    print(
+        f"vlm_only: success {summary['success']:.3f}, preservation {summary['preservation']:.3f}; "
+        f"source_pixels: success {pixels['success']:.3f}, preservation {pixels['preservation']:.3f} -> results/edit_eval.json"
+    )
     return 0
 
 

@@ -1,7 +1,7 @@
 """Training speed of recipe variants, one after another in one invocation, as ratios to the first.
 
     python benchmarks/fit_speed.py --variant shapes=recipes/lap.yaml \\
-        --variant "litdata=recipes/lap.yaml::--data=kit.tasks.StreamingImageTextData --data.input_dir=/tmp/s/train --data.val_dir=/tmp/s/val" \\
+        --variant "litdata=recipes/lap.yaml::--data=kit.data.StreamingImageTextData --data.input_dir=/tmp/s/train --data.val_dir=/tmp/s/val" \\
         --steps 200 --out results/streaming.jsonl
     python benchmarks/fit_speed.py --variant "gpu=recipes/lap.yaml::--trainer.accelerator=gpu" --steps 300 --out results/gpu/fit_speed.jsonl
 

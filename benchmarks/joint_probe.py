@@ -20,9 +20,10 @@ from pathlib import Path
 
 import torch
 
-from kit.backbones.joint_uvit import IMAGE, TEXT
-from kit.tasks.data import ShapesDataset
-from kit.tasks.joint_sampling import load_joint
+from kit.data.shapes import ShapesDataset
+from kit.joint.backbone import IMAGE, TEXT
+from kit.loading import load_checkpoint
+from kit.tasks import Capability
 from kit.world import REGISTERS
 
 TIMES = (0.3, 0.5, 0.7, 0.9, 1.0)
@@ -31,8 +32,8 @@ TIMES = (0.3, 0.5, 0.7, 0.9, 1.0)
 @torch.no_grad()
 def probe(path: str, num_scenes: int = 128, times: tuple[float, ...] = TIMES, seed: int = 0, register: str = "detailed") -> dict:
     """The image reliance of the text prediction of the joint checkpoint `path` (see the module docstring)."""
-    module = load_joint(path).eval()
-    size = int(module.hparams.get("image_size", 32))
+    module = load_checkpoint(path, require=Capability.IMAGE_TO_TEXT).eval()
+    size = module.image_size
     data = ShapesDataset(num_scenes, split="test", seed=seed, image_size=size, caption_styles=[register])
     truth = [data.scene_and_prompt(i)[1] for i in range(num_scenes)]
     images = torch.stack([data[i]["image"] for i in range(num_scenes)])

@@ -17,9 +17,9 @@ import json
 import numpy as np
 import torch
 
+from kit.data.shapes import ShapesDataset
 from kit.encoders.autoencoder import ConvAutoencoder
 from kit.encoders.frozen import resolve_model_path
-from kit.tasks.data import ShapesDataset
 from kit.world import COLOURS, SHAPES
 from kit.world.scene import GRID
 

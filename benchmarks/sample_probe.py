@@ -20,8 +20,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kit.analysis.evaluate import generate_suite, subset  # noqa: E402
+from kit.callbacks.monitors import prompt_figure  # noqa: E402
 from kit.cli import run_cli  # noqa: E402
-from kit.tasks.callbacks import prompt_figure  # noqa: E402
 from kit.world.oracle import Oracle  # noqa: E402
 from kit.world.parser import parse_caption  # noqa: E402
 from kit.world.suites import load_suite  # noqa: E402

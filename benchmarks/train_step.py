@@ -51,7 +51,12 @@ def build(preset: str, batch: int, device: torch.device):
     from kit.cli import run_cli
 
     args = ["fit", "-c", str(ROOT / "recipes/lap.yaml"), "-c", str(ROOT / f"recipes/backbones/dit_{preset}.yaml"), "--trainer.logger=false"]
-    args += ["--data.init_args.image_size=32", f"--data.init_args.batch_size={batch}", "--data.init_args.num_workers=0", "--model.init_args.autoencoder=null"]  # pixels: the DiT presets are measured on raw 32-px inputs
+    args += [
+        "--data.init_args.image_size=32",
+        f"--data.init_args.batch_size={batch}",
+        "--data.init_args.num_workers=0",
+        "--model.init_args.autoencoder=null",
+    ]  # pixels: the DiT presets are measured on raw 32-px inputs
     cli = run_cli(args, run=False)
     module, data = cli.model.to(device), cli.datamodule
     batch_ = data.collate([data.train_set[i] for i in range(batch)])
@@ -108,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     dtype = torch.bfloat16 if args.precision == "bf16" else None
     peak = peak_tflops(device, args.precision, args.peak_tflops)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
-    print(f"{'preset':8} {'mode':11} {'samples/s':>10} {'s/step':>8} {'TFLOP/s':>8} {'MFU':>6} {'peak MiB':>9}   ({where}, {args.precision}, batch {args.batch})")
+    print(
+        f"{'preset':8} {'mode':11} {'samples/s':>10} {'s/step':>8} {'TFLOP/s':>8} {'MFU':>6} {'peak MiB':>9}   ({where}, {args.precision}, batch {args.batch})"
+    )
     for preset in args.presets:
         module, images, prompts = build(preset, args.batch, device)
         params = sum(p.numel() for p in module.backbone.parameters())

@@ -39,7 +39,7 @@ evaluate() {  # evaluate NAME OUT
   mkdir -p "$(dirname "$2")"
   "$PY" -m kit evaluate --task joint --ckpt "$ckpt" --out "$2" ${EVAL_ARGS:-}
 }
-wants 1 && fit text_latent -c recipes/joint/text_latent.yaml --trainer.callbacks='[{"class_path": "kit.tasks.FinalCheckpoint", "init_args": {"save_last": true}}]'
+wants 1 && fit text_latent -c recipes/joint/text_latent.yaml --trainer.callbacks='[{"class_path": "kit.callbacks.FinalCheckpoint", "init_args": {"save_last": true}}]'
 wants 2 && fit unidiffuser -c recipes/unidiffuser.yaml "${EXTRA[@]}" --model.init_args.text_codec="$CODEC"
 wants 3 && evaluate unidiffuser "$RESULTS/joint_eval.json"
 wants 4 && fit learned_null -c recipes/unidiffuser.yaml "${EXTRA[@]}" -c recipes/joint/learned_null.yaml --model.init_args.text_codec="$CODEC"

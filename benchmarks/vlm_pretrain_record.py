@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from kit.analysis.provenance import commit
-    from kit.encoders.frozen import _weights_digest
+    from kit.encoders.frozen import weights_digest
 
     events = EventAccumulator(args.run, size_guidance={"scalars": 0})
     events.Reload()
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         "parameters": parameters,
         "parameters_millions": round(parameters / 1e6, 1),
         "size_mb": round(weights.stat().st_size / 2**20, 1),
-        "weights": _weights_digest(args.export, None),
+        "weights": weights_digest(args.export, None),
         "note": args.note,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

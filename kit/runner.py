@@ -16,13 +16,19 @@ from typing import Any
 
 import lightning as L
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.cli import LightningArgumentParser
 
 import kit.backbones  # noqa: F401  (registers backbones so class names resolve)
 import kit.fusion  # noqa: F401  (registers fusion heads)
-import kit.tasks  # noqa: F401  (registers tasks)
+import kit.joint  # noqa: F401  (registers the joint task and its backbone)
 from kit.backbones import BACKBONES
+from kit.callbacks import PredictionWriter
+from kit.checkpoint import check_resume
+from kit.compat import RecipeDecidesModel, parser_destinations
 from kit.fusion import FUSION_HEADS
+from kit.registry import UnknownNameError
+from kit.tasks import TASKS, DiffusionTask
 
 LIGHTNING_VERBS = {
     "fit": "train a model from a recipe: python -m kit fit --config recipes/lap.yaml",
@@ -43,7 +49,8 @@ class KitArgumentParser(LightningArgumentParser):
             hints.append(f"known fusion heads: {FUSION_HEADS.describe()}")
         if "backbone" in keys:
             hints.append(f"known backbones: {BACKBONES.describe()}")
-        first = _unknown_option(text) or "; ".join([summarize_parser_error(text), *hints])
+        moved = re.search(r"\S+ has moved: use [^\n]+", text)  # an old class path (kit.tasks.MOVED)
+        first = moved.group(0) if moved else _unknown_option(text) or "; ".join([summarize_parser_error(text), *hints])
         return super().error(f"{first}\n(details)\n{text}", ex)
 
 
@@ -65,8 +72,8 @@ def accepted_arguments(cls: type) -> list[str]:
     parser = ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(cls, "init", fail_untyped=False, sub_configs=True)
     names: list[str] = []
-    for action in parser._actions:
-        prefix, _, rest = action.dest.partition(".")
+    for dest in parser_destinations(parser):
+        prefix, _, rest = dest.partition(".")
         name = rest.split(".")[0]
         if prefix == "init" and name and name not in names:
             names.append(name)
@@ -85,10 +92,21 @@ def _unknown_option(text: str) -> str | None:
         return f"unknown setting {option.group(1)!r}"
     module, _, name = owner[-1].rpartition(".")
     try:
-        params = [p for p in accepted_arguments(getattr(import_module(module), name)) if p not in ("spec", "cond_dim", "num_blocks", "in_channels", "input_size")]
+        params = [
+            p for p in accepted_arguments(getattr(import_module(module), name)) if p not in ("spec", "cond_dim", "num_blocks", "in_channels", "input_size")
+        ]
     except Exception:  # the list only helps the message; a class the parser cannot read leaves it out
         params = []
     return f"unknown setting {option.group(1)!r} of {owner[-1]}" + (f"; it takes: {', '.join(params)}" if params else "")
+
+
+def model_arguments(class_path: str | None) -> tuple[str, ...]:
+    """The settings that decide what the weights of the recipe's model mean: its task's `model_arguments`, the
+    base task's for a module that is not a registered task (a pretraining module)."""
+    try:
+        return TASKS.get(class_path).model_arguments if class_path else DiffusionTask.model_arguments
+    except UnknownNameError:
+        return DiffusionTask.model_arguments
 
 
 class ConfigurationError(Exception):
@@ -101,7 +119,7 @@ def _root_cause(error: BaseException) -> BaseException:
     return error
 
 
-class KitCLI(LightningCLI):
+class KitCLI(RecipeDecidesModel):
     """LightningCLI with the kit's links: the data decides image size and channels of the model."""
 
     def instantiate_classes(self) -> None:
@@ -123,7 +141,7 @@ class KitCLI(LightningCLI):
                 hint = " (this recipe asks for a GPU and none is present; on the CPU add --trainer.accelerator=cpu --trainer.devices=1)"
             raise ConfigurationError(f"{type(e).__name__}: {e}{hint}") from e
 
-    def _parse_ckpt_path(self) -> None:
+    def check_ckpt_path(self) -> None:
         """`--ckpt_path`: the recipe decides the model, never the checkpoint. Lightning would merge the
         checkpoint's recorded hyperparameters into the config (so another recipe silently trained the
         checkpoint's model); here a checkpoint whose model differs from the recipe's is refused, naming
@@ -132,8 +150,6 @@ class KitCLI(LightningCLI):
         ckpt = self.config[sub].get("ckpt_path") if sub else None
         if not ckpt or ckpt in ("last", "hpc", "registry"):
             return
-        from kit.tasks.checkpoint import check_resume
-
         recipe = self.config[sub]
         model = recipe.model.init_args.as_dict() if recipe.model is not None and hasattr(recipe.model, "init_args") else {}
         if model:
@@ -143,7 +159,7 @@ class KitCLI(LightningCLI):
             if linked in data:
                 model[key] = data[linked]
         try:
-            followed = check_resume(ckpt, model)
+            followed = check_resume(ckpt, model, model_arguments(model.get("_class_path")))
         except (FileNotFoundError, ValueError) as e:
             raise ConfigurationError(str(e)) from e
         if followed:
@@ -151,10 +167,6 @@ class KitCLI(LightningCLI):
 
     def before_predict(self) -> None:
         """`predict` writes its images: a `PredictionWriter` into the run's folder unless the recipe has a writer."""
-        from lightning.pytorch.callbacks import BasePredictionWriter
-
-        from kit.tasks.callbacks import PredictionWriter
-
         if not any(isinstance(c, BasePredictionWriter) for c in self.trainer.callbacks):
             self.trainer.callbacks.append(PredictionWriter())
 
@@ -178,7 +190,7 @@ def run_cli(args: list[str] | dict[str, Any] | None = None, run: bool = True, cl
         warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")  # the frozen encoder, by design
         warnings.filterwarnings("ignore", message=r".*define a `flops_per_batch`.*")  # we log samples/s, not FLOPs
         warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")  # inside Lightning 2.6.6
-        # the training sampler continues from the step (kit.tasks.data.ResumableSampler), which Lightning cannot see
+        # the training sampler continues from the step (kit.data.shapes.ResumableSampler), which Lightning cannot see
         warnings.filterwarnings("ignore", message=r".*your dataloader is not resumable.*")
         return _build_cli(args, run, cli_class)
 

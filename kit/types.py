@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from enum import IntEnum
-from typing import Literal
+from enum import IntEnum, StrEnum
 
 import torch
 from torch import Tensor
@@ -90,6 +89,15 @@ class EncoderOutput:
         return EncoderOutput(self.hidden_states.to(device), self.mask.to(device), self.kinds.to(device))
 
 
+class PerLayerMode(StrEnum):
+    """How a backbone uses per-layer conditioning `per_layer[:, i]` at block i (`Backbone.feed_layer`)."""
+
+    add = "add"
+    """hidden-state injection: the block reads its conditioning tokens plus encoder layer i's"""
+    replace = "replace"
+    """key-value fusion: the block reads encoder layer i's tokens in place of its conditioning tokens"""
+
+
 @dataclass
 class Conditioning:
     """What a fusion head hands to a backbone. Any field may be None.
@@ -99,23 +107,22 @@ class Conditioning:
         mask: `(B, M)` bool, True for real tokens (required with `tokens`).
         pooled: `(B, C)` one vector per sample.
         per_layer: `(B, L, M, C)` one token sequence per backbone block (KV fusion, injection), masked by `mask`.
-        per_layer_mode: how a backbone uses `per_layer[:, i]` at block i: 'replace' its conditioning
-            tokens with them (key-value fusion: block i attends to encoder layer i) or 'add' them
-            to its conditioning tokens (hidden-state injection). Every backbone reads it through
-            `Backbone.feed_layer`.
+        per_layer_mode: how a backbone uses `per_layer[:, i]` at block i (`PerLayerMode`: add, replace).
+            Every backbone reads it through `Backbone.feed_layer`.
     """
 
     tokens: Tensor | None = None
     mask: Tensor | None = None
     pooled: Tensor | None = None
     per_layer: Tensor | None = None
-    per_layer_mode: Literal["add", "replace"] = "add"
+    per_layer_mode: PerLayerMode = PerLayerMode.add
 
     FIELDS = ("tokens", "pooled", "per_layer")
 
     def __post_init__(self) -> None:
-        if self.per_layer_mode not in ("add", "replace"):
+        if self.per_layer_mode not in tuple(PerLayerMode):
             raise ValueError(f"unknown per_layer_mode {self.per_layer_mode!r}; known: add (injection), replace (key-value fusion)")
+        self.per_layer_mode = PerLayerMode(self.per_layer_mode)
 
     def provided(self) -> frozenset[str]:
         """The names of the fields that are set."""

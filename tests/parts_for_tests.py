@@ -1,4 +1,8 @@
-"""Parts used only by the tests, importable by class_path from recipes built in tests."""
+"""Parts and helpers used only by the tests; the parts are importable by class_path from recipes built in tests."""
+
+from __future__ import annotations
+
+import torch
 
 from kit.fusion.base import FusionHead
 
@@ -28,3 +32,35 @@ def remote_code_model_folder(tmp_path):
     config["auto_map"] = {"AutoModel": "evil.Evil", "AutoModelForImageTextToText": "evil.Evil", "AutoModelForCausalLM": "evil.Evil"}
     (folder / "config.json").write_text(json.dumps(config))
     return folder, marker
+
+
+def fit_losses(repo, tmp_path, *extra, overlays: tuple[str, ...] = ()) -> tuple[list[float], torch.Tensor]:
+    """Per-step losses of a 3-step smoke fit, and the fusion head's trained parameters (one flat vector).
+
+    The parameters are the sharper witness: with a zero-initialised output layer the first
+    loss cannot depend on the conditioning at all, but the head's updates always do."""
+    from kit.cli import run_cli
+
+    args = [
+        "fit",
+        "-c",
+        str(repo / "recipes/lap.yaml"),
+        *[a for overlay in overlays for a in ("-c", str(repo / overlay))],
+        "-c",
+        str(repo / "recipes/smoke.yaml"),
+        "--trainer.max_steps=4",
+        f"--trainer.logger.init_args.save_dir={tmp_path}",
+    ]
+    args += ["--trainer.callbacks=[]", "--trainer.enable_checkpointing=false", "--trainer.limit_val_batches=0", *extra]
+    losses: list[float] = []
+
+    import lightning as L
+
+    class Record(L.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            losses.append(float(outputs["loss"]))
+
+    cli = run_cli(args, run=False)
+    cli.trainer.callbacks.append(Record())
+    cli.trainer.fit(cli.model, cli.datamodule)
+    return losses, torch.cat([p.detach().flatten() for p in cli.model.fusion.parameters()])

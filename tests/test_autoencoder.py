@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from kit.data.shapes import ShapesDataset
 from kit.encoders import AutoencoderConfig, ConvAutoencoder, ShapesAutoencoder
 from kit.images import tensor_to_image
-from kit.tasks.data import ShapesDataset
 from kit.world.oracle import Oracle
 
 REPO = Path(__file__).resolve().parent.parent
@@ -135,7 +135,7 @@ def test_latent_diffusion_on_the_shipped_autoencoder(tmp_path):
     ckpt = next(tmp_path.glob("*/version_0/checkpoints/last.ckpt"))
     state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
     assert not any(k.startswith("autoencoder.") for k in state), "the frozen autoencoder stays out of checkpoints"
-    from kit.tasks.checkpoint import load_checkpoint
+    from kit.loading import load_checkpoint
 
     loaded = load_checkpoint(ckpt)  # kit:shapes-ae is a shipped name: no --trust-checkpoint needed
     assert isinstance(loaded.autoencoder, ShapesAutoencoder) and loaded.backbone.pixel_stride == ae.downsample
@@ -157,14 +157,14 @@ def test_pretraining_verb_exports_a_loadable_model(tmp_path):
 
 
 def test_pretraining_refuses_an_image_size_the_autoencoder_cannot_tile():
-    from kit.tasks import AutoencoderPretraining
+    from kit.pretrain import AutoencoderPretraining
 
     with pytest.raises(ValueError, match="not a multiple of the autoencoder's downsampling factor 16"):
         AutoencoderPretraining(channels=(8, 8, 8, 8), groups=4, image_size=40)
 
 
 def test_vision_alignment_pulls_the_latent_through_a_linear_map():
-    from kit.tasks import AutoencoderPretraining
+    from kit.pretrain import AutoencoderPretraining
     from kit.types import Batch
 
     module = AutoencoderPretraining(channels=(8, 8, 8), groups=4, latent_channels=4, align_to="kit:shapes-vlm", image_size=48)
@@ -180,7 +180,7 @@ def test_vision_alignment_pulls_the_latent_through_a_linear_map():
 
 
 def test_vision_alignment_needs_a_latent_grid_the_teacher_grid_divides():
-    from kit.tasks import AutoencoderPretraining
+    from kit.pretrain import AutoencoderPretraining
 
     with pytest.raises(ValueError, match="cannot be grouped onto the teacher's 3x3 grid"):
         AutoencoderPretraining(channels=(8, 8), groups=4, align_to="kit:shapes-vlm", image_size=32)

@@ -65,8 +65,16 @@ ROWS = [
     ("init-from-missing-ckpt", fit(f"{M}init_from=/no/such.ckpt"), "'/no/such.ckpt' does not exist"),
     ("sample-missing-image", ["sample", "--ckpt", "x.ckpt", "--prompt", "make it blue", "--image", "/no/such.png"], "image '/no/such.png' does not exist"),
     ("evaluate-edit-without-ckpt", ["evaluate-edit"], "pass --ckpt CKPT"),
-    ("not-a-streaming-dataset", fit("--data=kit.tasks.StreamingImageTextData", "--data.input_dir=/no/such/stream"), "is not a streaming dataset written by the kit"),
-    ("cache-unknown-format", ["cache", "-c", LAP, "--out", "/no/such/cache", "--format", "parquet"], "unknown --format 'parquet'; choose safetensors or litdata"),
+    (
+        "not-a-streaming-dataset",
+        fit("--data=kit.data.StreamingImageTextData", "--data.input_dir=/no/such/stream"),
+        "is not a streaming dataset written by the kit",
+    ),
+    (
+        "cache-unknown-format",
+        ["cache", "-c", LAP, "--out", "/no/such/cache", "--format", "parquet"],
+        "unknown --format 'parquet'; choose safetensors or litdata",
+    ),
 ]
 
 FILE_ROWS = [  # a file on disk that is not what it claims: made per test

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from parts_for_tests import fit_losses
 
 from kit.encoders.cache import CacheMismatchError, FeatureCache, build_cache, cache_key
 
@@ -81,38 +82,6 @@ def test_a_cache_of_another_encoder_is_refused_with_both_fingerprints(encoder, t
         FeatureCache(tmp_path / "c").get("a prompt never cached")
 
 
-def _fit_losses(repo, tmp_path, *extra, overlays: tuple[str, ...] = ()) -> tuple[list[float], torch.Tensor]:
-    """Per-step losses of a 3-step smoke fit, and the fusion head's trained parameters (one flat vector).
-
-    The parameters are the sharper witness: with a zero-initialised output layer the first
-    loss cannot depend on the conditioning at all, but the head's updates always do."""
-    from kit.cli import run_cli
-
-    args = [
-        "fit",
-        "-c",
-        str(repo / "recipes/lap.yaml"),
-        *[a for overlay in overlays for a in ("-c", str(repo / overlay))],
-        "-c",
-        str(repo / "recipes/smoke.yaml"),
-        "--trainer.max_steps=4",
-        f"--trainer.logger.init_args.save_dir={tmp_path}",
-    ]
-    args += ["--trainer.callbacks=[]", "--trainer.enable_checkpointing=false", "--trainer.limit_val_batches=0", *extra]
-    losses: list[float] = []
-
-    import lightning as L
-
-    class Record(L.Callback):
-        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-            losses.append(float(outputs["loss"]))
-
-    cli = run_cli(args, run=False)
-    cli.trainer.callbacks.append(Record())
-    cli.trainer.fit(cli.model, cli.datamodule)
-    return losses, torch.cat([p.detach().flatten() for p in cli.model.fusion.parameters()])
-
-
 def test_training_from_the_cache_matches_encoding_on_the_fly(repo, tmp_path):
     from kit.cli import main
 
@@ -121,8 +90,8 @@ def test_training_from_the_cache_matches_encoding_on_the_fly(repo, tmp_path):
     )
     manifest = FeatureCache(tmp_path / "c").manifest
     assert manifest["data"]["train_items"] == 3 * 4, "max_steps x batch size of the recipe"
-    on_the_fly, head = _fit_losses(repo, tmp_path, "--trainer.max_steps=3", "--data.init_args.train_size=12")  # the items the cache covers
-    cached, cached_head = _fit_losses(repo, tmp_path, "--trainer.max_steps=3", f"--data.init_args.feature_cache={tmp_path / 'c'}")
+    on_the_fly, head = fit_losses(repo, tmp_path, "--trainer.max_steps=3", "--data.init_args.train_size=12")  # the items the cache covers
+    cached, cached_head = fit_losses(repo, tmp_path, "--trainer.max_steps=3", f"--data.init_args.feature_cache={tmp_path / 'c'}")
     assert len(on_the_fly) == len(cached) == 3
     assert cached == pytest.approx(on_the_fly, rel=1e-5, abs=1e-6)
     assert torch.allclose(cached_head, head, rtol=1e-4, atol=1e-6)
@@ -134,7 +103,7 @@ def test_training_from_the_cache_matches_encoding_on_the_fly(repo, tmp_path):
         tensors = load_file(tmp_path / "c" / shard["file"])
         tensors["hidden"] = tensors["hidden"].flip(-1).contiguous()
         save_file(tensors, tmp_path / "c" / shard["file"])
-    _, altered_head = _fit_losses(repo, tmp_path, "--trainer.max_steps=3", f"--data.init_args.feature_cache={tmp_path / 'c'}")
+    _, altered_head = fit_losses(repo, tmp_path, "--trainer.max_steps=3", f"--data.init_args.feature_cache={tmp_path / 'c'}")
     assert (altered_head - head).abs().max() > 100 * (cached_head - head).abs().max() + 1e-4, "training did not read the cache"
 
 
@@ -143,8 +112,8 @@ def test_the_default_bf16_cache_trains_within_its_rounding(repo, tmp_path):
 
     assert main(["cache", "-c", str(repo / "recipes/lap.yaml"), "-c", str(repo / "recipes/smoke.yaml"), "--out", str(tmp_path / "c")]) == 0
     assert FeatureCache(tmp_path / "c").manifest["storage_dtype"] == "bfloat16"
-    on_the_fly, head = _fit_losses(repo, tmp_path, "--trainer.max_steps=3", "--data.init_args.train_size=12")
-    cached, cached_head = _fit_losses(repo, tmp_path, "--trainer.max_steps=3", f"--data.init_args.feature_cache={tmp_path / 'c'}")
+    on_the_fly, head = fit_losses(repo, tmp_path, "--trainer.max_steps=3", "--data.init_args.train_size=12")
+    cached, cached_head = fit_losses(repo, tmp_path, "--trainer.max_steps=3", f"--data.init_args.feature_cache={tmp_path / 'c'}")
     assert cached == pytest.approx(on_the_fly, rel=1e-2)
     # bf16 keeps 8 mantissa bits (relative error <= 2^-9 a feature): after 3 Adam steps the head's
     # parameters agree to about lr x steps, and they are not bit-equal (the cache really is bf16)
@@ -213,8 +182,8 @@ def test_editing_from_the_cache_matches_encoding_on_the_fly(repo, tmp_path):
     assert main([*args, "--out", str(tmp_path / "c"), "--dtype", "float32"]) == 0
     cache = FeatureCache(tmp_path / "c")
     assert any("\x1f" in key for key in cache.index), "the editing items' keys carry their images"
-    on_the_fly, head = _fit_losses(repo, tmp_path, "--trainer.max_steps=3", "--data.init_args.train_size=12", overlays=edit)
-    cached, cached_head = _fit_losses(repo, tmp_path, "--trainer.max_steps=3", f"--data.init_args.feature_cache={tmp_path / 'c'}", overlays=edit)
+    on_the_fly, head = fit_losses(repo, tmp_path, "--trainer.max_steps=3", "--data.init_args.train_size=12", overlays=edit)
+    cached, cached_head = fit_losses(repo, tmp_path, "--trainer.max_steps=3", f"--data.init_args.feature_cache={tmp_path / 'c'}", overlays=edit)
     assert cached == pytest.approx(on_the_fly, rel=1e-5, abs=1e-6)
     assert torch.allclose(cached_head, head, rtol=1e-4, atol=1e-6)
     from safetensors.torch import load_file, save_file
@@ -223,5 +192,5 @@ def test_editing_from_the_cache_matches_encoding_on_the_fly(repo, tmp_path):
         tensors = load_file(tmp_path / "c" / shard["file"])
         tensors["hidden"] = tensors["hidden"].flip(-1).contiguous()
         save_file(tensors, tmp_path / "c" / shard["file"])
-    _, altered_head = _fit_losses(repo, tmp_path, "--trainer.max_steps=3", f"--data.init_args.feature_cache={tmp_path / 'c'}", overlays=edit)
+    _, altered_head = fit_losses(repo, tmp_path, "--trainer.max_steps=3", f"--data.init_args.feature_cache={tmp_path / 'c'}", overlays=edit)
     assert (altered_head - head).abs().max() > 100 * (cached_head - head).abs().max() + 1e-4, "training did not read the cache"

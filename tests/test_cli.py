@@ -22,7 +22,10 @@ BASES = {
 }
 """Overlays that compose with more than `lap.yaml` (by path prefix); `edit.yaml` is a top-level overlay, not a full recipe."""
 FULL_RECIPES = sorted(str(p.relative_to(REPO)) for p in (REPO / "recipes").glob("*.yaml") if p.name not in ("smoke.yaml", "edit.yaml"))
-OVERLAYS = sorted(str(p.relative_to(REPO)) for p in (REPO / "recipes").glob("*/**/*.yaml") if p.parent.name not in ("vlm", "joint", "autoencoder")) + ["recipes/edit.yaml", "recipes/joint/learned_null.yaml"]  # vlm/, joint/, autoencoder/: whole recipes of their own tasks (but one overlay)
+OVERLAYS = sorted(str(p.relative_to(REPO)) for p in (REPO / "recipes").glob("*/**/*.yaml") if p.parent.name not in ("vlm", "joint", "autoencoder")) + [
+    "recipes/edit.yaml",
+    "recipes/joint/learned_null.yaml",
+]  # vlm/, joint/, autoencoder/: whole recipes of their own tasks (but one overlay)
 SMOKE = "recipes/smoke.yaml"
 
 
@@ -153,7 +156,7 @@ def test_sampling_with_rewriting_switched_at_inference(tmp_path, capsys):
 
 
 def test_checkpoint_round_trip_reproduces_samples(tmp_path):
-    from kit.tasks.checkpoint import load_checkpoint
+    from kit.loading import load_checkpoint
 
     cli = run_cli(fit_args("recipes/lap.yaml", tmp_path, "--model.init_args.ema_decay=0.9"))
     ckpt = next(tmp_path.glob("*/version_0/checkpoints/last.ckpt"))

@@ -105,7 +105,7 @@ def test_run_summary_logs_parameters_and_hparams_for_compare(tmp_path):
             f"--trainer.logger.init_args.save_dir={tmp_path}",
             "--trainer.logger.init_args.name=fusion/lap",
             "--trainer.logger.init_args.version=seed0",
-            "--trainer.callbacks=[kit.tasks.RunSummary]",
+            "--trainer.callbacks=[kit.callbacks.RunSummary]",
         ]
     )
     run_dir = tmp_path / "fusion/lap/seed0"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from kit.tasks import ShapesDataModule
+from kit.data import ShapesDataModule
 from kit.world.parser import parse_caption
 
 

@@ -27,7 +27,15 @@ def val_loss(run: Path) -> float:
 
 
 def test_ddp_on_two_cpu_processes_finishes_checkpoints_and_matches_one_process(tmp_path):
-    two = fit(tmp_path / "ddp", "-c", "recipes/scale/ddp.yaml", "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.precision=32-true", "--data.init_args.batch_size=2")
+    two = fit(
+        tmp_path / "ddp",
+        "-c",
+        "recipes/scale/ddp.yaml",
+        "--trainer.accelerator=cpu",
+        "--trainer.devices=2",
+        "--trainer.precision=32-true",
+        "--data.init_args.batch_size=2",
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     run = next((tmp_path / "ddp").glob("*/version_0"))
     assert (run / "checkpoints" / "last.ckpt").is_file(), "the checkpoint is written"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kit.tasks import EditFolderData
+from kit.data import EditFolderData
 
 
 def _triplets(root, n: int = 6, broken: str | None = "source"):
@@ -55,7 +55,9 @@ def test_a_malformed_index_names_the_line(tmp_path):
     root.mkdir()
     with pytest.raises(FileNotFoundError, match="no edits.jsonl"):
         EditFolderData(str(root))
-    (root / "edits.jsonl").write_text(json.dumps({"source": "a.png", "instruction": "x", "target": "b.png"}) + "\n" + json.dumps({"source": [], "instruction": "y", "target": "c.png"}))
+    (root / "edits.jsonl").write_text(
+        json.dumps({"source": "a.png", "instruction": "x", "target": "b.png"}) + "\n" + json.dumps({"source": [], "instruction": "y", "target": "c.png"})
+    )
     with pytest.raises(ValueError, match=r"edits.jsonl:2: expected 'source'"):
         EditFolderData(str(root))
     (root / "edits.jsonl").write_text(json.dumps({"sources": ["a.png"], "prompt": "x", "target": "b.png"}))
@@ -67,7 +69,7 @@ def test_edit_fine_tuning_on_a_folder_runs_from_the_cli(tmp_path, repo):
 
     root = _triplets(tmp_path / "d", n=7)
     args = ["fit", "-c", str(repo / "recipes/lap.yaml"), "-c", str(repo / "recipes/edit.yaml"), "-c", str(repo / "recipes/smoke.yaml")]
-    args += [f"--trainer.logger.init_args.save_dir={tmp_path}", "--data=kit.tasks.EditFolderData", f"--data.root={root}", "--data.image_size=48"]
+    args += [f"--trainer.logger.init_args.save_dir={tmp_path}", "--data=kit.data.EditFolderData", f"--data.root={root}", "--data.image_size=48"]
     args += ["--data.batch_size=8", "--data.val_fraction=0.2", "--trainer.max_steps=1", "--trainer.callbacks=[]", "--trainer.enable_checkpointing=false"]
     args += ["--trainer.limit_val_batches=0"]
     with pytest.warns(UserWarning, match="cannot be decoded"):

@@ -9,9 +9,10 @@ import torch
 
 from kit.analysis.edit_eval import ANCHORS, anchor_outputs, build_edit_suite, preserved, score_edit_images
 from kit.backbones import SingleStreamDiT
+from kit.data import ShapesEditData, ShapesEditDataset
+from kit.data.shapes import collate_items
 from kit.fusion import LAPHead
-from kit.tasks import ImageEditing, ShapesEditData, ShapesEditDataset, TextToImage
-from kit.tasks.data import collate_items
+from kit.tasks import ImageEditing, TextToImage
 from kit.tasks.editing import check_references
 from kit.world.scene import Scene, SceneObject, is_held_out
 
@@ -194,7 +195,26 @@ def test_edit_fine_tuning_runs_from_the_cli_and_is_scored(tmp_path, capsys):
     from PIL import Image
 
     Image.fromarray((np.random.default_rng(0).random((40, 60, 4)) * 255).astype("uint8"), "RGBA").save(image)  # another size and mode
-    assert main(["sample", "--ckpt", str(ckpt), "--prompt", "make the red circle blue", "--image", str(image), "--num", "2", "--steps", "2", "--out", str(tmp_path / "g.png")]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--ckpt",
+                str(ckpt),
+                "--prompt",
+                "make the red circle blue",
+                "--image",
+                str(image),
+                "--num",
+                "2",
+                "--steps",
+                "2",
+                "--out",
+                str(tmp_path / "g.png"),
+            ]
+        )
+        == 0
+    )
 
 
 @pytest.mark.slow
@@ -209,7 +229,9 @@ def test_the_editing_benchmark_runs_resumes_and_writes_its_summary(tmp_path):
     done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-1500:]
     summary = json.loads((tmp_path / "out" / "edit_eval.json").read_text())
-    assert {"kinds", "success", "preservation", "composition", "transfer", "baseline_source_pixels", "before_editing", "t2i_checkpoint", "fit_seconds"} <= set(summary)
+    assert {"kinds", "success", "preservation", "composition", "transfer", "baseline_source_pixels", "before_editing", "t2i_checkpoint", "fit_seconds"} <= set(
+        summary
+    )
     assert set(summary["before_editing"]) >= {"success", "preservation"}, "the starting checkpoint is scored by the script, not by hand"
     long_runs = {"vlm_only_long4_seed0", "source_pixels_long4_seed0"}
     assert set(summary["fit_seconds"]) == {"t2i_seed0", "vlm_only_seed0", "source_pixels_seed0", "t2i_control_seed0", "vlm_only_px24_seed0", *long_runs}

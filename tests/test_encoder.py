@@ -145,8 +145,8 @@ def test_a_model_folder_with_remote_code_does_not_run_it_by_default(tmp_path):
 def test_a_hub_models_fingerprint_is_not_a_constant(monkeypatch):
     """A hub name's weights digest names the model and revision when no snapshot is cached (never the
     bare constant 'hub', which let two hub models share a feature cache)."""
-    from kit.encoders.frozen import _weights_digest
+    from kit.encoders.frozen import weights_digest
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    a, b, c = _weights_digest("someone/model-a"), _weights_digest("someone/model-b"), _weights_digest("someone/model-a", "v2")
+    a, b, c = weights_digest("someone/model-a"), weights_digest("someone/model-b"), weights_digest("someone/model-a", "v2")
     assert len({a, b, c}) == 3 and a == "hub:someone/model-a@unresolved" and c.endswith("@v2")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kit.tasks.folder import ImageFolderData, collate_skipping
+from kit.data.folder import ImageFolderData, collate_skipping
 
 
 def _folder(root, n_good: int = 5, corrupt: bool = True):
@@ -53,7 +53,7 @@ def test_fit_on_a_folder_logs_the_skipped_images(tmp_path, repo):
 
     root = _folder(tmp_path / "d", n_good=7)
     args = ["fit", "-c", str(repo / "recipes/lap.yaml"), "-c", str(repo / "recipes/smoke.yaml"), f"--trainer.logger.init_args.save_dir={tmp_path}"]
-    args += ["--data=kit.tasks.ImageFolderData", f"--data.root={root}", "--data.image_size=32", "--data.batch_size=8", "--data.val_fraction=0.2"]
+    args += ["--data=kit.data.ImageFolderData", f"--data.root={root}", "--data.image_size=32", "--data.batch_size=8", "--data.val_fraction=0.2"]
     args += ["--trainer.max_steps=1", "--trainer.callbacks=[]", "--trainer.enable_checkpointing=false", "--trainer.limit_val_batches=0"]
     with pytest.warns(UserWarning, match="cannot be decoded"):
         cli = run_cli(args)
@@ -68,7 +68,7 @@ def test_a_batch_with_no_decodable_image_is_skipped_under_every_callback(tmp_pat
 
     root = _folder(tmp_path / "d", n_good=5)
     args = ["fit", "-c", str(repo / "recipes/lap.yaml"), "-c", str(repo / "recipes/smoke.yaml"), f"--trainer.logger.init_args.save_dir={tmp_path}"]
-    args += ["--data=kit.tasks.ImageFolderData", f"--data.root={root}", "--data.image_size=32", "--data.batch_size=1", "--data.val_fraction=0.2"]
+    args += ["--data=kit.data.ImageFolderData", f"--data.root={root}", "--data.image_size=32", "--data.batch_size=1", "--data.val_fraction=0.2"]
     args += ["--trainer.max_steps=6", "--trainer.limit_val_batches=1"]
     with pytest.warns(UserWarning, match="cannot be decoded"):
         cli = run_cli(args)
@@ -90,7 +90,9 @@ def test_hugging_face_imagefolder_metadata_is_read(tmp_path):
     assert next(iter(data.train_dataloader())).images.shape == (2, 3, 8, 8)
     named = ImageFolderData(str(root), image_size=8, caption_column="other")
     assert [c for _, c in named.train_set.pairs] == ["0", "1"]
-    with pytest.raises(ValueError, match=r"metadata.jsonl:1: expected 'file_name' and a caption column \('missing'\), got the keys \['file_name', 'other', 'text'\]"):
+    with pytest.raises(
+        ValueError, match=r"metadata.jsonl:1: expected 'file_name' and a caption column \('missing'\), got the keys \['file_name', 'other', 'text'\]"
+    ):
         ImageFolderData(str(root), caption_column="missing")
     (root / "train" / "metadata.jsonl").write_text(json.dumps(rows[0]) + "\n[1, 2]\n")
     with pytest.raises(ValueError, match=r"metadata.jsonl:2: expected a JSON object, got list"):

@@ -10,9 +10,10 @@ from functools import partial
 import pytest
 import torch
 
-from kit.backbones import JointUViT
-from kit.tasks import JointImageText
-from kit.tasks.joint_sampling import denoiser, load_joint
+from kit.joint import JointImageText, JointUViT
+from kit.joint.sampling import denoiser
+from kit.loading import load_checkpoint
+from kit.tasks import Capability
 from kit.types import Batch
 
 PROMPTS = ["a red circle", "two blue squares", "a green triangle on the left", "a diamond"]
@@ -218,7 +219,7 @@ def test_the_recipe_trains_reloads_and_another_task_is_named(repo, tmp_path, cap
     codec_weights = torch.load(codec_ckpt, weights_only=True)["state_dict"]
     assert torch.equal(trained["codec.reducer.proj.weight"], codec_weights["codec.reducer.proj.weight"]), "the codec's weights are the checkpoint's"
     codec_ckpt.unlink()
-    model = load_joint(ckpt)
+    model = load_checkpoint(ckpt, require=Capability.IMAGE_TO_TEXT)
     assert model.sample("text", num_samples=1, num_steps=2).captions is not None
     spec = importlib.util.spec_from_file_location("kit_benchmark_joint_probe", repo / "benchmarks" / "joint_probe.py")
     joint_probe = importlib.util.module_from_spec(spec)
@@ -231,8 +232,8 @@ def test_the_recipe_trains_reloads_and_another_task_is_named(repo, tmp_path, cap
     t2i_dir = tmp_path / "t2i"
     t2i = ["fit", "-c", str(repo / "recipes/lap.yaml"), "-c", str(repo / "recipes/smoke.yaml"), *small, random_vlm, "--trainer.callbacks=[]"]
     run_cli([*t2i, f"--trainer.logger.init_args.save_dir={t2i_dir}"])
-    with pytest.raises(ValueError, match="holds a text_to_image model \\(TextToImage\\); the joint sampler needs a joint_image_text one"):
-        load_joint(next(t2i_dir.glob("**/*.ckpt")))
+    with pytest.raises(ValueError, match="holds a text_to_image model \\(TextToImage\\), which cannot do image_to_text; tasks that can: joint_image_text"):
+        load_checkpoint(next(t2i_dir.glob("**/*.ckpt")), require=Capability.IMAGE_TO_TEXT)
     out = tmp_path / "joint_eval.json"
     capsys.readouterr()
     assert main(["evaluate", "--task", "joint", "--ckpt", str(ckpt), "--per-category", "1", "--num-scenes", "3", "--steps", "2", "--out", str(out)]) == 0
@@ -241,12 +242,12 @@ def test_the_recipe_trains_reloads_and_another_task_is_named(repo, tmp_path, cap
         assert 0.0 <= figures[key] <= 1.0, key
     assert set(figures["cfg"]) == {"free", "none", "scale"} and figures["num_scenes"] == 3 and len(figures["i2t"]["examples"]) == 3
     assert main(["evaluate", "--task", "joint", "--ckpt", str(next(t2i_dir.glob("**/*.ckpt"))), "--out", str(tmp_path / "x.json")]) == 2
-    assert "--task joint needs a joint_image_text checkpoint" in capsys.readouterr().err and not (tmp_path / "x.json").exists()
+    assert "holds a text_to_image model (TextToImage), whose evaluation is t2i" in capsys.readouterr().err and not (tmp_path / "x.json").exists()
 
 
 def test_captions_are_scored_faithful_and_exact_against_their_scenes():
-    from kit.analysis.joint_eval import caption_scores
-    from kit.tasks.data import ShapesDataset
+    from kit.data.shapes import ShapesDataset
+    from kit.joint.evaluate import caption_scores
     from kit.world.captions import describe
 
     data = ShapesDataset(4, split="test", caption_styles=["detailed"])

@@ -6,7 +6,7 @@ text2img, img2text, joint, img and text. Here it runs with the kit's tiny `Joint
 its U-ViT (its image stream is split in two, a VAE part and a CLIP-embedding part: the adapter maps the CLIP part
 onto the kit's image embedding, `image_embed_layer`, or gives it zero width without one; its times are integers up
 to 1000, the kit's are in [0, 1]) and must give what
-`kit.tasks.joint_sampling.denoiser` gives when that function is handed the same marginalising noise.
+`kit.joint.sampling.denoiser` gives when that function is handed the same marginalising noise.
 
 Not mapped: the pipeline's scheduler (DPM-Solver multistep on a discrete VP schedule, against the kit's samplers on
 rectified flow: compared elsewhere, `tests/test_diffusion.py`), its CLIP and VAE encoders and its GPT-2 decoder
@@ -22,9 +22,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from kit.backbones import JointUViT
-from kit.tasks import JointImageText
-from kit.tasks.joint_sampling import denoiser
+from kit.joint import JointImageText, JointUViT
+from kit.joint.sampling import denoiser
 
 pipeline = pytest.importorskip("diffusers.pipelines.deprecated.unidiffuser.pipeline_unidiffuser")
 MAX_T = 1000

@@ -75,7 +75,7 @@ def test_generate_clamps_what_the_sampler_overshoots(module, monkeypatch):
 
 
 def test_ema_tracks_swaps_and_survives_a_checkpoint(encoder, tmp_path):
-    from kit.tasks.ema import EMA
+    from kit.training.ema import EMA
 
     backbone = partial(SingleStreamDiT, patch_size=8, width=32, depth=1, num_heads=2)
     module = TextToImage(encoder, fusion=partial(LAPHead, layer_depth=1, refiner_depth=1), backbone=backbone, image_size=16, ema_decay=0.9)
@@ -99,9 +99,9 @@ def test_ema_tracks_swaps_and_survives_a_checkpoint(encoder, tmp_path):
     other = EMA(module.named_parameters(), 0.9)
     other.load_checkpoint_state(state)
     assert torch.equal(other.shadow["backbone.final.linear.weight"], averaged)
-    assert list(module.state_dict()) == list(TextToImage(encoder, fusion=partial(LAPHead, layer_depth=1, refiner_depth=1), backbone=backbone, image_size=16).state_dict()), (
-        "the EMA's shadows stay out of the module's state dict (they travel under the checkpoint's 'ema' key)"
-    )
+    assert list(module.state_dict()) == list(
+        TextToImage(encoder, fusion=partial(LAPHead, layer_depth=1, refiner_depth=1), backbone=backbone, image_size=16).state_dict()
+    ), "the EMA's shadows stay out of the module's state dict (they travel under the checkpoint's 'ema' key)"
 
 
 def test_ema_follows_the_module_to_another_dtype():

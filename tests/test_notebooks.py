@@ -48,7 +48,7 @@ def test_importing_the_kit_leaves_the_matplotlib_backend_alone():
 
     code = (
         "import matplotlib; matplotlib.use('svg');"
-        "import kit.cli, kit.tasks.callbacks, kit.analysis.compare, kit.analysis.learning_curve;"
+        "import kit.cli, kit.callbacks.monitors, kit.analysis.compare, kit.analysis.learning_curve;"
         "assert matplotlib.get_backend() == 'svg', matplotlib.get_backend()"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -89,7 +89,7 @@ def test_the_oracle_is_checked_at_the_default_training_size():
 def _model_like(scene: Scene, size: int, rng: np.random.Generator, kind: str) -> np.ndarray:
     """A render with the flaws of a generated image that leave its facts intact (or, for the
     negative controls, that change them)."""
-    from kit.world.oracle import _blur
+    from kit.world.perturb import gaussian_blur
     from kit.world.render import BACKGROUND
 
     image = render(scene, size).astype(np.float32)
@@ -100,7 +100,7 @@ def _model_like(scene: Scene, size: int, rng: np.random.Generator, kind: str) ->
         for obj in scene.objects:
             block = (slice(obj.row * cell, (obj.row + 1) * cell), slice(obj.col * cell, (obj.col + 1) * cell))
             image[block][on[block]] += rng.uniform(-20, 20, 3)
-        image = np.stack([_blur(image[..., ch], 0.7) for ch in range(3)], axis=-1)
+        image = np.stack([gaussian_blur(image[..., ch], 0.7, radius=None) for ch in range(3)], axis=-1)
     elif kind == "holes":  # 8 % of each object's pixels lost to background
         holes = on & (rng.random(on.shape) < 0.08)
         image[holes] = background

@@ -136,7 +136,7 @@ def test_kill_9_mid_run_then_resume_from_last_gives_the_uninterrupted_losses(tmp
 
 
 def test_a_setting_added_after_a_checkpoint_was_written_is_not_a_difference():
-    from kit.tasks.checkpoint import config_differences
+    from kit.checkpoint import config_differences
 
     saved = {"encoder": {"class_path": "kit.encoders.FrozenEncoder", "init_args": {"model": "kit:shapes-vlm", "taps": "all"}}}
     recipe = {"encoder": {"class_path": "kit.encoders.FrozenEncoder", "init_args": {"model": "kit:shapes-vlm", "taps": "all", "echo": False}}}
@@ -154,7 +154,7 @@ def test_the_final_step_is_checkpointed_when_the_interval_does_not_divide_the_ru
     overlay = tmp_path / "ckpt.yaml"
     overlay.write_text(
         "trainer:\n  max_steps: 5\n  val_check_interval: 5\n  callbacks:\n"
-        f"    - class_path: kit.tasks.FinalCheckpoint\n      init_args: {{save_last: {str(save_last).lower()}, every_n_train_steps: 3, save_top_k: -1}}\n"
+        f"    - class_path: kit.callbacks.FinalCheckpoint\n      init_args: {{save_last: {str(save_last).lower()}, every_n_train_steps: 3, save_top_k: -1}}\n"
     )
     assert main(smoke_fit(tmp_path, "-c", str(overlay))) == 0
     folder = next(tmp_path.glob("*/version_0/checkpoints"))

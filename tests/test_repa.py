@@ -11,7 +11,7 @@ from PIL import Image
 from kit.backbones import BACKBONES, SingleStreamDiT
 from kit.fusion import LAPHead
 from kit.tasks import TextToImage
-from kit.tasks.repa import RepresentationAlignment, VisionTeacher
+from kit.training.repa import RepresentationAlignment, VisionTeacher
 from kit.types import Batch, Conditioning
 from kit.world.render import render
 from kit.world.scene import Scene, SceneObject, sample_scene
@@ -27,9 +27,9 @@ def _images(scenes, size: int) -> torch.Tensor:
 
 
 def test_teacher_reads_images_as_its_processor_does(teacher):
-    from kit.encoders.frozen import _load_processor, resolve_model_path
+    from kit.encoders.frozen import load_processor, resolve_model_path
 
-    _, processor = _load_processor(resolve_model_path("kit:shapes-vlm"), None, False, {})
+    _, processor = load_processor(resolve_model_path("kit:shapes-vlm"), None, False, {})
     rng = np.random.default_rng(0)
     renders = [render(sample_scene(rng), teacher.image_size) for _ in range(3)]
     expected = processor.image_processor(images=[Image.fromarray(r) for r in renders], return_tensors="pt")["pixel_values"]
@@ -62,12 +62,11 @@ def test_backbones_record_the_block_asked_for(family):
     backbone = BACKBONES.get(family)(3, 8, **kwargs)
     cond = Conditioning(tokens=torch.randn(2, 5, 16), mask=torch.ones(2, 5, dtype=torch.bool), pooled=torch.randn(2, 16))
     x, t = torch.randn(2, 3, 8, 8), torch.rand(2)
-    backbone(x, t, cond)
-    assert backbone.captured is None, "nothing is recorded outside `capturing`"
     blocks = backbone.in_blocks if family == "uvit" else backbone.blocks
-    with backbone.capturing(1):
+    with backbone.capturing(1) as capture:
         backbone(x, t, cond)
-    tokens = backbone.captured
+    backbone(x, t, cond)  # outside the context: nothing more is recorded
+    tokens = capture.tokens
     assert tokens.shape == (2, 4, backbone.token_width), "(B, T, W): the 2x2 grid of image tokens"
     tokens.square().sum().backward()
     touched = [any(p.grad is not None and p.grad.abs().sum() > 0 for p in b.parameters()) for b in blocks]
@@ -98,7 +97,6 @@ def test_module_adds_the_alignment_loss_and_trains_the_projector(module, monkeyp
     torch.testing.assert_close(with_repa, plain - 0.5 * similarity), "loss = diffusion loss - weight x similarity"
     with_repa.backward()
     assert all(p.grad is not None for p in module.repa.projector.parameters()), "the projector trains"
-    assert module.backbone.captured is None, "the recorded tokens are released after the step"
     groups = module.trainable_parameter_groups()
     optimised = {id(p) for g in groups for p in g["params"]}
     assert {id(p) for p in module.repa.projector.parameters()} <= optimised

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from kit.callbacks.monitors import LayerWeightLogger, SampleGrid, SuiteEvaluation
 from kit.runner import ConfigurationError, run_cli
-from kit.tasks.callbacks import LayerWeightLogger, SampleGrid, SuiteEvaluation
 
 
 def test_gpu_recipes_on_a_machine_without_one_fail_in_one_line_before_any_run_folder(repo, tmp_path):
@@ -17,7 +17,10 @@ def test_gpu_recipes_on_a_machine_without_one_fail_in_one_line_before_any_run_fo
         pytest.skip("this machine has a GPU")
     for overlay in ("ddp", "fsdp"):
         args = ["fit", "-c", str(repo / "recipes/lap.yaml"), "-c", str(repo / "recipes/smoke.yaml"), "-c", str(repo / f"recipes/scale/{overlay}.yaml")]
-        with pytest.raises(ConfigurationError, match=r"No supported gpu backend found! \(this recipe asks for a GPU and none is present; on the CPU add --trainer.accelerator=cpu"):
+        with pytest.raises(
+            ConfigurationError,
+            match=r"No supported gpu backend found! \(this recipe asks for a GPU and none is present; on the CPU add --trainer.accelerator=cpu",
+        ):
             run_cli([*args, f"--trainer.logger.init_args.save_dir={tmp_path}"], run=False)
         assert not any(tmp_path.iterdir()), "no run folder"
 
@@ -51,7 +54,9 @@ def test_the_fsdp_recipe_names_classes_that_exist_and_strategy_settings_lightnin
     for path in init["auto_wrap_policy"]:
         module, name = path.rsplit(".", 1)
         assert isinstance(getattr(import_module(module), name), type), path
-    strategy = FSDPStrategy(**{**init, "auto_wrap_policy": {getattr(import_module(p.rsplit(".", 1)[0]), p.rsplit(".", 1)[1]) for p in init["auto_wrap_policy"]}})
+    strategy = FSDPStrategy(
+        **{**init, "auto_wrap_policy": {getattr(import_module(p.rsplit(".", 1)[0]), p.rsplit(".", 1)[1]) for p in init["auto_wrap_policy"]}}
+    )
     assert strategy.sharding_strategy.name == "FULL_SHARD"
 
 
@@ -114,7 +119,22 @@ def test_the_throughput_benchmarks_run_and_record(repo, tmp_path):
     import sys
 
     out = tmp_path / "ts.jsonl"
-    cmd = [sys.executable, "benchmarks/train_step.py", "--presets", "s2", "--modes", "cached", "--batch", "1", "--steps", "1", "--warmup", "1", "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "benchmarks/train_step.py",
+        "--presets",
+        "s2",
+        "--modes",
+        "cached",
+        "--batch",
+        "1",
+        "--steps",
+        "1",
+        "--warmup",
+        "1",
+        "--out",
+        str(out),
+    ]
     proc = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     row = json.loads(out.read_text())

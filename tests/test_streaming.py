@@ -9,8 +9,9 @@ import torch
 
 pytest.importorskip("litdata")
 
-from kit.tasks.streaming import StreamingImageTextData, read_meta, write_streaming  # noqa: E402
-from tests.test_cache import _fit_losses  # noqa: E402
+from parts_for_tests import fit_losses  # noqa: E402
+
+from kit.data.streaming import StreamingImageTextData, read_meta, write_streaming  # noqa: E402
 
 
 def test_items_round_trip_exactly_and_features_in_bfloat16(tmp_path, encoder):
@@ -43,7 +44,7 @@ def test_training_from_chunks_with_stored_features_matches_encoding_on_the_fly(r
     assert main(["cache", *base, "--format=litdata", "--dtype=float32", "--out", str(tmp_path / "feat")]) == 0
 
     def fit(folder):
-        return _fit_losses(repo, tmp_path, "--data=kit.tasks.StreamingImageTextData", f"--data.input_dir={folder}/train", f"--data.val_dir={folder}/val")
+        return fit_losses(repo, tmp_path, "--data=kit.data.StreamingImageTextData", f"--data.input_dir={folder}/train", f"--data.val_dir={folder}/val")
 
     plain, plain_head = fit(tmp_path / "plain")
     stored, stored_head = fit(tmp_path / "feat")

@@ -39,7 +39,9 @@ def noise(n=64):
     return {name: torch.randn(n, len(mu), generator=g, dtype=F64) for name, (mu, _) in LAWS.items()}
 
 
-@pytest.mark.parametrize("objective", [RectifiedFlow(), RectifiedFlow(prediction="x0", input_scaling="signal"), DDPM("cosine", "v")], ids=["flow", "flow-x0-signal", "ddpm-v"])
+@pytest.mark.parametrize(
+    "objective", [RectifiedFlow(), RectifiedFlow(prediction="x0", input_scaling="signal"), DDPM("cosine", "v")], ids=["flow", "flow-x0-signal", "ddpm-v"]
+)
 @pytest.mark.parametrize("sampler_name", list(SAMPLERS))
 def test_two_streams_sample_as_each_alone(objective, sampler_name):
     sampler = SAMPLERS[sampler_name]

@@ -1,7 +1,7 @@
 from collections import Counter
 
 from kit.analysis import anchor_images, score_images, subset
-from kit.tasks.data import ShapesDataset
+from kit.data.shapes import ShapesDataset
 from kit.world.parser import parse_caption
 from kit.world.scene import is_held_out
 from kit.world.suites import CATEGORIES, build_suite, load_suite, suite_path

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kit.tasks.text_latent import TextDecoder, TextLatentCodec
+from kit.joint.codec import TextDecoder, TextLatentCodec
 from kit.types import TokenKind
 
 CAPTIONS = ["a large red circle in the top left", "two blue squares", "a small green triangle on the right", "a purple diamond above a red circle"]
@@ -23,7 +23,7 @@ def test_captions_round_trip_and_bad_captions_are_named(encoder):
 
 
 def test_a_caption_a_word_level_tokenizer_cannot_encode_is_named():
-    from kit.tasks.text_latent import CaptionTokenizer
+    from kit.joint.codec import CaptionTokenizer
 
     captions = CaptionTokenizer(_word_tokenizer(), max_tokens=8)
     assert captions.encode(["a red circle"]).tolist() == [[2, 4, 5, 6, 3]]
@@ -53,7 +53,9 @@ def test_the_token_reducer_gives_one_unit_scale_latent_per_caption_token_and_zer
     lengths = enc.select((TokenKind.PROMPT,)).mask.sum(dim=1)  # the captions' own tokens
     assert z.shape == (4, 10, 8) and lengths.min() < lengths.max() <= 10
     real = torch.arange(10)[None] < lengths[:, None]  # (B, L)
-    assert torch.allclose(z[real].mean(-1), torch.zeros(int(real.sum())), atol=1e-5) and torch.allclose(z[real].var(-1, unbiased=False), torch.ones(int(real.sum())), atol=1e-3)
+    assert torch.allclose(z[real].mean(-1), torch.zeros(int(real.sum())), atol=1e-5) and torch.allclose(
+        z[real].var(-1, unbiased=False), torch.ones(int(real.sum())), atol=1e-3
+    )
     assert z[~real].abs().max() == 0, "zero tokens after the caption"
     with pytest.raises(ValueError, match=r"a caption of \d+ encoder tokens does not fit the text latent's 3 tokens; raise num_latents"):
         TextLatentCodec(encoder, num_latents=3, latent_dim=8, width=32, decoder_depth=1, max_tokens=16).encode(enc)
@@ -85,7 +87,14 @@ def test_the_text_latent_recipe_fits_and_reports_exact_match(repo, tmp_path):
 
     from kit.cli import run_cli
 
-    args = ["fit", "-c", str(repo / "recipes/joint/text_latent.yaml"), "--trainer.max_steps=3", "--trainer.val_check_interval=3", "--trainer.log_every_n_steps=1"]
+    args = [
+        "fit",
+        "-c",
+        str(repo / "recipes/joint/text_latent.yaml"),
+        "--trainer.max_steps=3",
+        "--trainer.val_check_interval=3",
+        "--trainer.log_every_n_steps=1",
+    ]
     args += ["--trainer.limit_val_batches=1", "--data.init_args.batch_size=4", f"--trainer.logger.init_args.save_dir={tmp_path}"]
     args += ["--model.init_args.encoder.init_args.model=kit:shapes-vlm-random"]
     run_cli(args)
@@ -102,13 +111,15 @@ def _word_tokenizer(pad_is_eos: bool = False):
     vocab = {"[PAD]": 0, "[UNK]": 1, "[BOS]": 2, "[EOS]": 3, "a": 4, "red": 5, "circle": 6, "and": 7, "blue": 8, "square": 9}
     words = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     words.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=words, unk_token="[UNK]", pad_token="[EOS]" if pad_is_eos else "[PAD]", bos_token="[BOS]", eos_token="[EOS]")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=words, unk_token="[UNK]", pad_token="[EOS]" if pad_is_eos else "[PAD]", bos_token="[BOS]", eos_token="[EOS]"
+    )
 
 
 def test_padding_after_the_end_token_is_not_a_target(encoder):
     """A batch's loss is the token-weighted mean of each caption's own loss: the short caption's padding adds nothing,
     also with a tokenizer whose padding token is its end token (GPT-2's habit)."""
-    from kit.tasks.text_latent import CaptionTokenizer
+    from kit.joint.codec import CaptionTokenizer
 
     torch.manual_seed(0)
     codec = TextLatentCodec(encoder, num_latents=2, latent_dim=8, width=32, reducer_depth=1, decoder_depth=1, max_tokens=24, reducer="resampler")

@@ -85,4 +85,3 @@ def test_eval_vlm_credits_the_shipped_model(tmp_path):
     assert results["command"].startswith("python -m kit eval-vlm --model kit:shapes-vlm") and results["commit"]
     shipped = json.loads((Path(__file__).resolve().parent.parent / "results" / "vlm.json").read_text())
     assert results["weights"] == shipped["weights"], "results/vlm.json scores the shipped weights"
-

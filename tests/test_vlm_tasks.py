@@ -87,7 +87,7 @@ def test_cell_labels_and_probe():
 
 
 def test_cell_supervision_needs_one_token_per_cell():
-    from kit.vlm.module import ShapesVLMPretraining
+    from kit.pretrain.vlm import ShapesVLMPretraining
 
     with pytest.raises(ValueError, match="one merged token per grid cell"):
         ShapesVLMPretraining(

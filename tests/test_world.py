@@ -51,8 +51,8 @@ def test_captions_mention_true_facts():
 
 
 def test_the_canonical_register_is_a_function_of_the_scene():
-    from kit.analysis.joint_eval import is_complete
-    from kit.tasks.data import ShapesDataset
+    from kit.data.shapes import ShapesDataset
+    from kit.joint.evaluate import is_complete
     from kit.world.captions import describe
     from kit.world.parser import parse_caption
 

@@ -3,8 +3,7 @@
 from kit.backbones.base import BACKBONES, Backbone, IncompatibleHeadError
 from kit.backbones.dit import SingleStreamDiT
 from kit.backbones.dit_xattn import CrossAttnDiT
-from kit.backbones.joint_uvit import JointUViT
 from kit.backbones.mmdit import MMDiT
 from kit.backbones.uvit import UViT
 
-__all__ = ["BACKBONES", "Backbone", "CrossAttnDiT", "IncompatibleHeadError", "JointUViT", "MMDiT", "SingleStreamDiT", "UViT"]
+__all__ = ["BACKBONES", "Backbone", "CrossAttnDiT", "IncompatibleHeadError", "MMDiT", "SingleStreamDiT", "UViT"]

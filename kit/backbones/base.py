@@ -16,6 +16,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
@@ -24,11 +25,19 @@ from torch import Tensor, nn
 
 from kit.layers import PatchEmbed, TimestepEmbedder, sincos_2d
 from kit.registry import Registry
-from kit.types import Conditioning
+from kit.types import Conditioning, PerLayerMode
 
 
 class IncompatibleHeadError(ValueError):
     """A fusion head whose outputs a backbone cannot consume."""
+
+
+@dataclass
+class Capture:
+    """The image tokens a backbone recorded after block `block` (1-based) inside `Backbone.capturing`."""
+
+    block: int
+    tokens: Tensor | None = None
 
 
 class Backbone(nn.Module, ABC):
@@ -55,7 +64,7 @@ class Backbone(nn.Module, ABC):
     a registered backbone is enrolled in those tests with them, so a new one lists its variants here."""
 
     captures: ClassVar[bool] = False
-    """Whether `forward` records image tokens for `capturing` (representation alignment, `kit.tasks.repa`)."""
+    """Whether `forward` records image tokens for `capturing` (representation alignment, `kit.training.repa`)."""
 
     registry_name: ClassVar[str] = ""
 
@@ -83,8 +92,7 @@ class Backbone(nn.Module, ABC):
         self.positions = positions
         self.pixel_stride = 1  # image pixels per input cell: 1 on pixels, the autoencoder's factor on latents
         self.gradient_checkpointing = gradient_checkpointing
-        self._capture_at: int | None = None
-        self.captured: Tensor | None = None
+        self._capture: Capture | None = None  # the open `capturing` context's record, if any
 
     # ------------------------------------------------------------- shared by the patch-token families
     def embed_patches(self, x: Tensor, positions_dtype: torch.dtype | None = None) -> Tensor:
@@ -120,12 +128,12 @@ class Backbone(nn.Module, ABC):
         return block(*args)
 
     @staticmethod
-    def feed_layer(current: Tensor, layer: Tensor, mode: str, fresh: Tensor | None = None) -> Tensor:
+    def feed_layer(current: Tensor, layer: Tensor, mode: PerLayerMode, fresh: Tensor | None = None) -> Tensor:
         """The conditioning tokens block i reads under per-layer conditioning, one meaning in every family:
         'replace' (key-value fusion) reads `layer`, encoder layer i's tokens, in place of `current` (plus
         `fresh`, what a family adds to tokens entering its stream anew, e.g. a type embedding); 'add'
         (hidden-state injection) reads `current + layer`. Shapes `(B, M, W)`."""
-        if mode == "replace":
+        if mode == PerLayerMode.replace:
             return layer if fresh is None else layer + fresh
         return current + layer
 
@@ -156,15 +164,16 @@ class Backbone(nn.Module, ABC):
         return self.num_blocks or 0
 
     @contextmanager
-    def capturing(self, block: int) -> Iterator[Backbone]:
-        """Within this context every forward keeps its image tokens after block `block` (1-based) in
-        `self.captured` `(B, T, W)`, T the token grid in reading order, W `token_width`; they stay in the graph."""
+    def capturing(self, block: int) -> Iterator[Capture]:
+        """Within this context every forward keeps its image tokens after block `block` (1-based) in the yielded
+        `Capture`'s `tokens` `(B, T, W)`, T the token grid in reading order, W `token_width`; they stay in the
+        graph. Outside it nothing is kept."""
         self.check_capture(block)
-        self._capture_at, self.captured = block, None
+        self._capture = capture = Capture(block)
         try:
-            yield self
+            yield capture
         finally:
-            self._capture_at = None
+            self._capture = None
 
     def check_capture(self, block: int) -> None:
         """Raise `ValueError` unless `capturing(block)` can record: a backbone that records, a block it has."""
@@ -175,8 +184,8 @@ class Backbone(nn.Module, ABC):
 
     def record(self, index: int, image_tokens: Tensor) -> None:
         """Called by `forward` after block `index` (0-based) with its image tokens `(B, T, W)`."""
-        if self._capture_at == index + 1:
-            self.captured = image_tokens
+        if self._capture is not None and self._capture.block == index + 1:
+            self._capture.tokens = image_tokens
 
     @property
     def num_blocks(self) -> int | None:
@@ -238,9 +247,7 @@ class TransformerBackbone(Backbone):
         positions: Literal["patch", "pixel"] = "patch",
         out_channels: int | None = None,
     ) -> None:
-        super().__init__(
-            in_channels, input_size, positions, patch_size=patch_size, out_channels=out_channels, gradient_checkpointing=gradient_checkpointing
-        )
+        super().__init__(in_channels, input_size, positions, patch_size=patch_size, out_channels=out_channels, gradient_checkpointing=gradient_checkpointing)
         self.width, self.depth, self.num_heads, self.mlp_ratio = width, depth, num_heads, mlp_ratio
         self.x_embedder = PatchEmbed(in_channels, patch_size, width)
 

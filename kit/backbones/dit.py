@@ -58,7 +58,9 @@ class SingleStreamDiT(TransformerBackbone):
     consumes = frozenset({"tokens", "per_layer"})
     captures = True
 
-    def __init__(self, in_channels: int, input_size: int, *, pool_conditioning: bool = False, decoder_hidden: int = 0, decoder_layers: int = 1, **kwargs) -> None:
+    def __init__(
+        self, in_channels: int, input_size: int, *, pool_conditioning: bool = False, decoder_hidden: int = 0, decoder_layers: int = 1, **kwargs
+    ) -> None:
         super().__init__(in_channels, input_size, **kwargs)
         width, depth, num_heads, mlp_ratio = self.width, self.depth, self.num_heads, self.mlp_ratio
         self.t_embedder = TimestepEmbedder(width)

@@ -78,7 +78,7 @@ def parse_taps(taps: str | list[int], num_layers: int) -> tuple[int, ...]:
     return tuple(resolved)
 
 
-def _load_model(path: str, dtype: torch.dtype, revision: str | None, trust_remote_code: bool) -> nn.Module:
+def load_model(path: str, dtype: torch.dtype, revision: str | None, trust_remote_code: bool) -> nn.Module:
     """The checkpoint's own kind of model: a VLM or causal LM with its head (generation needs it),
     or the bare model for encoders (BERT-style checkpoints name a bare `...Model` architecture)."""
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForImageTextToText
@@ -100,7 +100,7 @@ def _load_model(path: str, dtype: torch.dtype, revision: str | None, trust_remot
     raise ValueError(f"no transformers Auto class can load {path!r}:\n" + "\n".join(errors))
 
 
-def _load_processor(path: str, revision: str | None, trust_remote_code: bool, kwargs: dict):
+def load_processor(path: str, revision: str | None, trust_remote_code: bool, kwargs: dict):
     """`(tokenizer, processor or None)`: a multimodal processor when the checkpoint has one."""
     from transformers import AutoProcessor, AutoTokenizer
 
@@ -134,7 +134,7 @@ def _hub_snapshot(name: str, revision: str | None) -> Path | None:
         return None
 
 
-def _weights_digest(path: str, revision: str | None = None) -> str:
+def weights_digest(path: str, revision: str | None = None) -> str:
     """A digest of a local checkpoint's config and weights (names and sizes; whole contents below 64 MB);
     for a hub name, of its cached snapshot (`hub:<commit>`), so two revisions never share a cache."""
     root = Path(path)
@@ -142,7 +142,7 @@ def _weights_digest(path: str, revision: str | None = None) -> str:
         snapshot = _hub_snapshot(path, revision)
         if snapshot is None:
             return f"hub:{path}@{revision or 'unresolved'}"
-        return f"hub:{snapshot.name[:12]}:" + _weights_digest(str(snapshot))[:8]
+        return f"hub:{snapshot.name[:12]}:" + weights_digest(str(snapshot))[:8]
     h = hashlib.sha256()
     for f in sorted(root.iterdir()):
         if f.suffix in (".json", ".safetensors", ".bin", ".jinja", ".model"):
@@ -210,8 +210,8 @@ class FrozenEncoder(FrozenModel, PromptEncoder):
         self.processor_kwargs = dict(processor_kwargs or {})
         path = resolve_model_path(model)
         try:
-            self.tokenizer, self.processor = _load_processor(path, revision, trust_remote_code, self.processor_kwargs)
-            self.model = _load_model(path, getattr(torch, dtype), revision, trust_remote_code)
+            self.tokenizer, self.processor = load_processor(path, revision, trust_remote_code, self.processor_kwargs)
+            self.model = load_model(path, getattr(torch, dtype), revision, trust_remote_code)
         except OSError as e:  # a hub name that is neither cached nor reachable, or a folder without a model
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise FileNotFoundError(
@@ -230,7 +230,7 @@ class FrozenEncoder(FrozenModel, PromptEncoder):
         self.echo_separator = echo_separator
         self.rewriter: Rewriter | None = None
         self.set_rewriter(rewriter)
-        self._weights = _weights_digest(path, revision)
+        self._weights = weights_digest(path, revision)
         self.freeze()
 
     def set_rewriter(self, rewriter: Rewriter | None) -> None:

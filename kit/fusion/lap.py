@@ -171,11 +171,15 @@ class LAPHead(SingleSequenceHead):
     ) -> None:
         if not 0.0 <= layer_dropout < 1.0:
             raise ValueError(f"lap: layer_dropout must be in [0, 1), got {layer_dropout}")
-        super().__init__(spec, cond_dim, num_blocks, refiner_depth=refiner_depth, taps=taps, width=width, layer_depth=layer_depth, projector=projector, **kwargs)
+        super().__init__(
+            spec, cond_dim, num_blocks, refiner_depth=refiner_depth, taps=taps, width=width, layer_depth=layer_depth, projector=projector, **kwargs
+        )
         self.layer_dropout = layer_dropout
         self.initialize_weights()
 
-    def build_reducer(self, *, num_heads: int, mlp_ratio: float, taps: int | list[int] | None, width: int | None, layer_depth: int, projector: ProjectorName) -> int:
+    def build_reducer(
+        self, *, num_heads: int, mlp_ratio: float, taps: int | list[int] | None, width: int | None, layer_depth: int, projector: ProjectorName
+    ) -> int:
         """The layer-axis stack: input norm and projection, `layer_depth` blocks across layers, the projector."""
         self.positions = tap_positions(self.spec, taps, "lap")
         n = len(self.positions)

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from kit.fusion.base import FUSION_HEADS, Adaptor, FusionHead, InputNorm, KindName
 from kit.layers import init_linear_trunc_normal
-from kit.types import Conditioning, EncoderOutput, EncoderSpec
+from kit.types import Conditioning, EncoderOutput, EncoderSpec, PerLayerMode
 
 
 def block_layers(spec: EncoderSpec, num_blocks: int | None, layers: Sequence[int] | None, head: str) -> tuple[int, ...]:
@@ -122,13 +122,13 @@ class KVFusionHead(PerBlockHead):
     def forward(self, enc: EncoderOutput) -> Conditioning:
         """Hidden states `(B, N, S, D)` -> per_layer `(B, L, M, cond_dim)` ('replace'), mask `(B, M)`."""
         enc = self.select(enc)
-        return Conditioning(mask=enc.mask, per_layer=self.per_layer(enc), per_layer_mode="replace")
+        return Conditioning(mask=enc.mask, per_layer=self.per_layer(enc), per_layer_mode=PerLayerMode.replace)
 
     def null_conditioning(self, batch_size: int) -> Conditioning:
         """The learned null token, fed to every block."""
         per_layer = self.null_tokens[:, None].expand(batch_size, self.num_output_layers, -1, -1)  # (B, L, 1, C)
         mask = torch.ones(batch_size, 1, dtype=torch.bool, device=per_layer.device)
-        return Conditioning(mask=mask, per_layer=per_layer, per_layer_mode="replace")
+        return Conditioning(mask=mask, per_layer=per_layer, per_layer_mode=PerLayerMode.replace)
 
 
 @FUSION_HEADS.register("injection")
@@ -156,11 +156,11 @@ class InjectionHead(PerBlockHead):
         """Hidden states `(B, N, S, D)` -> tokens `(B, M, C)` from the last tap, per_layer `(B, L, M, C)` ('add'), mask `(B, M)`."""
         enc = self.select(enc)
         tokens = self.adaptor(enc.hidden_states[:, -1]) * enc.mask[..., None]  # (B, M, C)
-        return Conditioning(tokens=tokens, mask=enc.mask, per_layer=self.per_layer(enc), per_layer_mode="add")
+        return Conditioning(tokens=tokens, mask=enc.mask, per_layer=self.per_layer(enc), per_layer_mode=PerLayerMode.add)
 
     def null_conditioning(self, batch_size: int) -> Conditioning:
         """The learned null token, with nothing injected."""
         tokens = self.null_tokens.expand(batch_size, -1, -1)  # (B, 1, C)
         per_layer = tokens.new_zeros(batch_size, self.num_output_layers, 1, self.cond_dim)  # (B, L, 1, C)
         mask = torch.ones(batch_size, 1, dtype=torch.bool, device=tokens.device)
-        return Conditioning(tokens=tokens, mask=mask, per_layer=per_layer, per_layer_mode="add")
+        return Conditioning(tokens=tokens, mask=mask, per_layer=per_layer, per_layer_mode=PerLayerMode.add)

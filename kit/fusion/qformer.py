@@ -38,7 +38,8 @@ class QFormerHead(LearnedQueryHead):
         super().__init__(spec, cond_dim, num_blocks, **kwargs)
         self.position = tap_position(spec, tap, "qformer")
         self.blocks = nn.ModuleList(
-            QueryBlock(self.width, spec.hidden_size, self.num_heads, self.mlp_ratio, self_attention=True, cross_attention=i % cross_attention_every == 0) for i in range(depth)
+            QueryBlock(self.width, spec.hidden_size, self.num_heads, self.mlp_ratio, self_attention=True, cross_attention=i % cross_attention_every == 0)
+            for i in range(depth)
         )
         self.initialize_weights()
 

@@ -28,7 +28,9 @@ class ResamplerHead(LearnedQueryHead):
         {"taps": [6], "num_queries": 1, "width": 16, "depth": 1, "num_heads": 2, "input_norm": "standardize"},
     )
 
-    def __init__(self, spec: EncoderSpec, cond_dim: int, num_blocks: int | None = None, *, taps: int | list[int] | None = None, depth: int = 2, **kwargs) -> None:
+    def __init__(
+        self, spec: EncoderSpec, cond_dim: int, num_blocks: int | None = None, *, taps: int | list[int] | None = None, depth: int = 2, **kwargs
+    ) -> None:
         super().__init__(spec, cond_dim, num_blocks, **kwargs)
         width = self.width
         self.positions = tap_positions(spec, taps, "resampler")

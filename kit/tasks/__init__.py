@@ -1,40 +1,25 @@
-"""Tasks (LightningModules on the `DiffusionTask` base), DataModules and callbacks."""
+"""Tasks: the LightningModules on the `DiffusionTask` base, registered in `TASKS` (the joint model's task
+registers from `kit.joint`). DataModules live in `kit.data`, callbacks in `kit.callbacks`, the assets'
+pretraining in `kit.pretrain`; their old paths here fail with one line naming the new one."""
 
-from kit.tasks.autoencoder import AutoencoderPretraining
-from kit.tasks.base import TASKS, DiffusionTask
-from kit.tasks.callbacks import LayerWeightLogger, SampleGrid, SuiteEvaluation
-from kit.tasks.data import ShapesDataModule, ShapesDataset
-from kit.tasks.edit_data import ShapesEditData, ShapesEditDataset
-from kit.tasks.edit_folder import EditFolderData
+from kit.tasks.base import TASKS, Capability, DiffusionTask
 from kit.tasks.editing import ImageEditing
-from kit.tasks.final_checkpoint import FinalCheckpoint
-from kit.tasks.folder import ImageFolderData
-from kit.tasks.joint import JointImageText, JointSample
-from kit.tasks.streaming import StreamingImageTextData
-from kit.tasks.summary import RunSummary
-from kit.tasks.text_latent import TextLatentCodec, TextLatentPretraining
 from kit.tasks.text_to_image import TextToImage
 
-__all__ = [
-    "AutoencoderPretraining",
-    "TASKS",
-    "DiffusionTask",
-    "EditFolderData",
-    "FinalCheckpoint",
-    "ImageEditing",
-    "ImageFolderData",
-    "JointImageText",
-    "JointSample",
-    "LayerWeightLogger",
-    "RunSummary",
-    "SampleGrid",
-    "StreamingImageTextData",
-    "SuiteEvaluation",
-    "ShapesDataModule",
-    "ShapesDataset",
-    "ShapesEditData",
-    "ShapesEditDataset",
-    "TextLatentCodec",
-    "TextLatentPretraining",
-    "TextToImage",
-]
+__all__ = ["TASKS", "Capability", "DiffusionTask", "ImageEditing", "TextToImage"]
+
+MOVED = {
+    **dict.fromkeys(
+        ("ShapesDataModule", "ShapesDataset", "ShapesEditData", "ShapesEditDataset", "EditFolderData", "ImageFolderData", "StreamingImageTextData"), "kit.data"
+    ),
+    **dict.fromkeys(("SampleGrid", "LayerWeightLogger", "SuiteEvaluation", "PredictionWriter", "FinalCheckpoint", "RunSummary"), "kit.callbacks"),
+    **dict.fromkeys(("AutoencoderPretraining", "TextLatentPretraining"), "kit.pretrain"),
+    **dict.fromkeys(("JointImageText", "JointSample", "TextLatentCodec"), "kit.joint"),
+}
+"""Names that `kit.tasks` exported before the package held only tasks -> where they live now."""
+
+
+def __getattr__(name: str):
+    if name in MOVED:
+        raise ImportError(f"kit.tasks.{name} has moved: use {MOVED[name]}.{name} (class_path: {MOVED[name]}.{name})")
+    raise AttributeError(f"module 'kit.tasks' has no attribute {name!r}")

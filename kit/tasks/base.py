@@ -17,9 +17,21 @@ batch means and how to sample. What every such task needs is here, once:
 - `sampling()`: eval mode, no gradients, EMA weights, and the previous mode restored.
 
 A subclass builds its networks in `__init__` after `super().__init__(...)`, then calls
-`finish_building(denoiser)`; it implements `training_step` (and usually `validation_step` and a
-`generate`), and registers itself in `TASKS` so checkpoints of it load by its recorded class path
-(`kit.tasks.checkpoint.load_checkpoint`).
+`finish_building(denoiser)`; it implements `training_step` (and usually `validation_step`), and registers
+itself in `TASKS` so checkpoints of it load by its recorded class path (`kit.loading.load_checkpoint`).
+
+The task contract. A task says what it is here, on its class, and verbs, callbacks and the checkpoint
+reader ask it rather than test its type:
+
+- `object_arguments`, `weight_file_arguments`, `model_arguments`: which constructor arguments are parts,
+  which name weight files (read once when built), which decide what the weights mean (a resume that
+  changes them is refused);
+- `capabilities`: a frozenset of `Capability` (what `generate` and `kit sample` may ask of it);
+- `generate(prompts, *, references, guidance_scale, num_steps, seed)` -> images `(B, 3, H, W)` in [-1, 1];
+- `evaluation` and `evaluate(entries, ...)`: the name of its evaluation and the figures `kit evaluate` writes;
+- `layer_weights()`: per-layer weights to log (`LayerWeightLogger`), or None; `parts()`: its named networks;
+- `tiny_recipe()`: command-line arguments that train a tiny instance of it in seconds, with which
+  `kit.testing.check_task` checks every registered task.
 """
 
 from __future__ import annotations
@@ -27,23 +39,29 @@ from __future__ import annotations
 import inspect
 import os
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from enum import StrEnum
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import lightning as L
 import torch
-from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from kit.analysis.evaluate import generate_suite
+from kit.analysis.scoring import score_images
+from kit.checkpoint import read_checkpoint
+from kit.compat import attached_trainer, ddp_ignore, start_method, under_cli
 from kit.diffusion import EulerSampler, Objective, RectifiedFlow, Sampler
 from kit.encoders.cache import check_fingerprint
 from kit.registry import Registry
-from kit.tasks.ema import EMA
-from kit.types import Batch
+from kit.training.ema import EMA
+from kit.types import Batch, References
+from kit.world.suites import SuiteEntry
 
 OptimizerFactory = Callable[[list], Optimizer]
 SchedulerFactory = Callable[[Optimizer, int], LRScheduler]
@@ -63,6 +81,25 @@ def _check_optimizer(factory: OptimizerFactory) -> None:
         )
     if any(group.get("lr", 1.0) == 0 for group in probe.param_groups):
         warnings.warn("the learning rate is 0: training will not change the weights", stacklevel=3)
+
+
+class Capability(StrEnum):
+    """What a task can be asked to do (`DiffusionTask.capabilities`)."""
+
+    TEXT_TO_IMAGE = "text_to_image"
+    """`generate(prompts)` draws an image per prompt."""
+    REFERENCES = "references"
+    """`generate(prompts, references=...)` reads reference images (editing, multi-reference generation)."""
+    IMAGE_TO_TEXT = "image_to_text"
+    """The task writes captions of images (`sample("i2t", images=...)`)."""
+
+
+class LayerWeights(NamedTuple):
+    """A task's per-layer weights for logging: one weight per encoder layer, named by `source` (the head's class)."""
+
+    layers: tuple[int, ...]
+    weights: Tensor
+    source: str
 
 
 class DiffusionTask(L.LightningModule):
@@ -89,6 +126,19 @@ class DiffusionTask(L.LightningModule):
     no_decay_names: tuple[str, ...] = ("null_tokens", "cond_type")
     """Matrices that are embeddings (parameter names containing these) get no weight decay."""
 
+    weight_file_arguments: tuple[str, ...] = ("init_from",)
+    """Constructor arguments that name weight files: read as data when the task is built, then held in its own
+    state, so a checkpoint never re-reads them (they are None when it is rebuilt) and never runs them as code."""
+
+    model_arguments: tuple[str, ...] = ("encoder", "objective", "autoencoder", "image_size", "in_channels")
+    """Settings that decide what the weights mean: resuming a checkpoint under a recipe that changes one is refused."""
+
+    capabilities: frozenset[Capability] = frozenset()
+    """What the task can be asked to do; verbs and callbacks read this, never the task's type."""
+
+    evaluation: str = "t2i"
+    """The name of what `evaluate` measures (`kit evaluate --task NAME` checks it)."""
+
     def __init__(
         self,
         *,
@@ -104,8 +154,7 @@ class DiffusionTask(L.LightningModule):
         super().__init__()
         # Under the CLI, Lightning hands save_hyperparameters the parsed config (plain data that
         # rebuilds every part on load); built by hand, the parts are objects and stay out.
-        under_cli = _given_hyperparameters.get() is not None
-        self.save_hyperparameters(ignore=None if under_cli else list(self.object_arguments))
+        self.save_hyperparameters(ignore=None if under_cli() else list(self.object_arguments))
         self.objective = objective or RectifiedFlow()
         self.sampler = sampler or EulerSampler()
         if optimizer is not None:
@@ -125,7 +174,7 @@ class DiffusionTask(L.LightningModule):
             self.load_initial_weights(self._init_from)
         self.ema = EMA(self.named_parameters(), self._ema_decay) if self._ema_decay > 0 else None
         if self.ema is not None:  # DDP would broadcast the averages from rank 0 at every forward: each rank keeps its own (equal) ones
-            self._ddp_params_and_buffers_to_ignore = [f"ema.{name}" for name, _ in self.ema.named_buffers()]
+            ddp_ignore(self, [f"ema.{name}" for name, _ in self.ema.named_buffers()])
         if self._compile:
             denoiser.compile()
 
@@ -135,14 +184,14 @@ class DiffusionTask(L.LightningModule):
         statistics; never the frozen encoder), the EMA averages in place of the raw weights when the
         checkpoint kept them (what it sampled with). An entry missing from it, or of a shape
         `adapt_initial_weight` does not accept, is a one-line error naming it."""
-        from kit.tasks.checkpoint import read_checkpoint
-
         checkpoint = read_checkpoint(path)
         saved, averaged = checkpoint["state_dict"], checkpoint.get("ema") or {}
         own = self.state_dict(keep_vars=True)
         missing = [name for name in own if name not in saved]
         if missing:
-            raise ValueError(f"init_from {path}: the checkpoint lacks {len(missing)} of this task's weights ({', '.join(missing[:3])}...); is it a checkpoint of the same parts?")
+            raise ValueError(
+                f"init_from {path}: the checkpoint lacks {len(missing)} of this task's weights ({', '.join(missing[:3])}...); is it a checkpoint of the same parts?"
+            )
         with torch.no_grad():
             for name, target in own.items():
                 value = averaged.get(f"shadow.{name}", saved[name]).to(target.dtype)
@@ -155,6 +204,89 @@ class DiffusionTask(L.LightningModule):
     def adapt_initial_weight(self, name: str, saved: Tensor, target: Tensor) -> Tensor | None:
         """`init_from`'s entry `name`, whose shape differs from `target`'s, made to fit it (None: it cannot)."""
         return None
+
+    # ----------------------------------------------------------------- the contract
+    @classmethod
+    def tiny_recipe(cls) -> list[str]:
+        """Command-line arguments (recipes and overrides) that `fit` a tiny instance of this task in seconds on a CPU,
+        for `kit.testing.check_task`; a registered task must provide them."""
+        raise NotImplementedError(f"{cls.__name__} provides no tiny_recipe(); kit.testing.check_task needs one")
+
+    def parts(self) -> dict[str, nn.Module]:
+        """The task's named networks (the frozen ones included), for parameter counts and reports."""
+        return {}
+
+    def layer_weights(self) -> LayerWeights | None:
+        """Per-layer weights worth logging (a fusion head's over the encoder's layers), or None."""
+        return None
+
+    def check_generate_arguments(self, prompts: Sequence[str], references: References | None, num_steps: int | None) -> None:
+        """Refuse what `generate` cannot honour, with one line: prompts that are not a non-empty list of strings,
+        references for a task without `Capability.REFERENCES` or not one list per prompt, a step count below 1."""
+        if isinstance(prompts, str) or not isinstance(prompts, Sequence) or not all(isinstance(p, str) for p in prompts):
+            raise TypeError(
+                f"prompts must be a list of strings, got {type(prompts).__name__}{' (wrap one prompt in a list)' if isinstance(prompts, str) else ''}"
+            )
+        if not prompts:
+            raise ValueError("no prompts: pass at least one")
+        if references is not None and any(references):
+            if Capability.REFERENCES not in self.capabilities:
+                raise ValueError(f"{type(self).__name__} takes no reference images (its capabilities: {', '.join(sorted(self.capabilities)) or 'none'})")
+            if len(references) != len(prompts):
+                raise ValueError(f"{len(references)} reference lists for {len(prompts)} prompts: pass one list per prompt")
+        if num_steps is not None and num_steps < 1:
+            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+
+    def generate(
+        self,
+        prompts: list[str],
+        *,
+        references: References | None = None,
+        guidance_scale: float | None = None,
+        num_steps: int | None = None,
+        seed: int = 0,
+    ) -> Tensor:
+        """Sample one image per prompt -> `(B, 3, H, W)` in [-1, 1].
+
+        Args:
+            prompts: the text prompts (or instructions).
+            references: per prompt, the images it refers to (tasks with `Capability.REFERENCES`).
+            guidance_scale: guidance scale (the task's default when None).
+            num_steps: sampler steps (the sampler's own when None).
+            seed: seed of the initial noise.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not generate images")
+
+    def evaluate(
+        self,
+        entries: Sequence[SuiteEntry],
+        *,
+        images_per_prompt: int = 1,
+        batch_size: int = 64,
+        seed: int = 0,
+        guidance_scale: float | None = None,
+        num_steps: int | None = None,
+        num_scenes: int = 128,
+        progress: bool = False,
+    ) -> dict[str, Any]:
+        """The figures `kit evaluate` writes for this task on a prompt suite's `entries`: text-to-image scored by the
+        shapes oracle (`kit.analysis.scoring.score_images`) and the sampling settings used. A task that can do more
+        (captioning) scores that too, on `num_scenes` test scenes."""
+        images = generate_suite(
+            self, entries, images_per_prompt, batch_size=batch_size, seed=seed, guidance_scale=guidance_scale, num_steps=num_steps, progress=progress
+        )
+        return {**self.sampling_settings(guidance_scale, num_steps), **score_images(entries, images, progress=progress)}
+
+    def sampling_settings(self, guidance_scale: float | None, num_steps: int | None) -> dict[str, Any]:
+        """What `evaluate` records of how it sampled (a task adds its own settings)."""
+        return {"guidance_scale": guidance_scale, "steps": num_steps or self.sampler.num_steps}
+
+    @staticmethod
+    def summarize(results: dict[str, Any]) -> str:
+        """One line of `evaluate`'s results for the terminal."""
+        cats = "  ".join(f"{k}={v:.3f}" for k, v in results["categories"].items())
+        dpg = "-" if results["dpg"]["score"] is None else f"{results['dpg']['score']:.3f}"
+        return f"overall {results['overall']:.3f}  dpg {dpg}  [{cats}]"
 
     # ----------------------------------------------------------------- EMA
     def averaged(self):
@@ -200,13 +332,13 @@ class DiffusionTask(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         """Refuse `ddp_spawn`, and a feature cache built by another encoder configuration, before any step runs."""
-        strategy = self.trainer.strategy if self._trainer is not None else None
-        if getattr(strategy, "_start_method", None) in ("spawn", "forkserver"):
+        trainer = attached_trainer(self)
+        if trainer is not None and start_method(trainer.strategy) in ("spawn", "forkserver"):
             raise ValueError(
                 "the ddp_spawn strategy is not supported: spawned workers receive the module by pickling, frozen Hugging Face "
                 "encoder included; use --trainer.strategy=ddp, which starts every process from the recipe"
             )
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        datamodule = getattr(trainer, "datamodule", None)
         cache, encoder = getattr(datamodule, "feature_cache", None), self.cache_encoder()
         if cache is not None and encoder is not None and encoder.fingerprint() is not None:
             check_fingerprint(cache.path, cache.fingerprint, encoder.fingerprint())  # CacheMismatchError with both fingerprints
@@ -216,8 +348,9 @@ class DiffusionTask(L.LightningModule):
         so a resumed run draws the same times, noise and dropout as an uninterrupted one, DDP ranks draw
         different ones, and the micro-batches of one accumulated step differ."""
         seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
-        rank = self.trainer.global_rank if self._trainer is not None else 0
-        accumulate = self.trainer.accumulate_grad_batches if self._trainer is not None else 1
+        trainer = attached_trainer(self)
+        rank = trainer.global_rank if trainer is not None else 0
+        accumulate = trainer.accumulate_grad_batches if trainer is not None else 1
         micro = self.global_step * accumulate + batch_idx % accumulate
         key = ((seed * 1_000_003 + micro) * 65_537 + rank) % (2**63)
         return torch.Generator(device=self.device).manual_seed(key)

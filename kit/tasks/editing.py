@@ -16,6 +16,7 @@ before the instruction and the fusion head reads their tokens with the instructi
 from __future__ import annotations
 
 import re
+from functools import partial
 
 import numpy as np
 import torch
@@ -38,7 +39,14 @@ def check_references(instruction: str, num_images: int) -> None:
     names by ordinal ('the second image'); the error gives both counts."""
     named = len({m.group(1).lower() for m in ORDINAL_IMAGES.finditer(instruction)})
     if num_images > max(1, named):
-        raise ValueError(f"{num_images} reference images but the instruction names {named or 1} ({instruction!r}); name each image ('... from the second image') or pass fewer")
+        raise ValueError(
+            f"{num_images} reference images but the instruction names {named or 1} ({instruction!r}); name each image ('... from the second image') or pass fewer"
+        )
+
+
+def doubled_input(factory: BackboneFactory, in_channels: int, image_size: int) -> Backbone:
+    """The backbone `factory` builds for samples of `in_channels` with their source's `in_channels` beside them."""
+    return factory(2 * in_channels, image_size, out_channels=in_channels)
 
 
 class SourceConcat:
@@ -75,16 +83,19 @@ class ImageEditing(TextToImage):
             from a text-to-image checkpoint).
     """
 
+    model_arguments = (*TextToImage.model_arguments, "source_pixels")
+
+    @classmethod
+    def tiny_recipe(cls) -> list[str]:
+        return ["-c", "recipes/lap.yaml", "-c", "recipes/edit.yaml", "-c", "recipes/smoke.yaml"]
+
     def __init__(self, encoder: PromptEncoder, fusion: FusionFactory, backbone: BackboneFactory, *, source_pixels: bool = False, **kwargs) -> None:
         if not encoder.takes_images:
             raise ValueError(f"ImageEditing needs an encoder that reads images (a VLM with an image processor); {encoder.spec.name!r} does not")
-        self.source_pixels = source_pixels  # read by build_backbone, which the base's constructor calls
+        if source_pixels:  # the backbone reads the sample and the source, concatenated along the channels
+            backbone = partial(doubled_input, backbone)
         super().__init__(encoder, fusion, backbone, **kwargs)
-
-    def build_backbone(self, factory: BackboneFactory, in_channels: int, image_size: int) -> Backbone:
-        if not self.source_pixels:
-            return super().build_backbone(factory, in_channels, image_size)
-        return factory(2 * in_channels, image_size, out_channels=in_channels)
+        self.source_pixels = source_pixels
 
     def denoiser(self, references: References | None, batch_size: int):
         if not self.source_pixels:
@@ -95,7 +106,7 @@ class ImageEditing(TextToImage):
         """The first reference of each sample in model space `(B, C, H, W)`; zeros where a sample has none."""
         c, h, w = self.sample_shape
         rows = references if references is not None else [[] for _ in range(batch_size)]
-        pixels = self.hparams.get("image_size", h) if self.autoencoder is not None else h
+        pixels = self.image_size
         out = []
         for refs in rows:
             if not refs:
@@ -112,7 +123,7 @@ class ImageEditing(TextToImage):
     def adapt_initial_weight(self, name: str, saved: Tensor, target: Tensor) -> Tensor | None:
         """A text-to-image patch embedding for the doubled input: its weights on the sample's channels,
         zeros on the source's (so the model starts as the text-to-image one)."""
-        if self.source_pixels and name == "backbone.x_embedder.proj.weight" and saved.shape[1] * 2 == target.shape[1] and saved.shape[2:] == target.shape[2:]:
+        if name == "backbone.x_embedder.proj.weight" and saved.shape[1] * 2 == target.shape[1] and saved.shape[2:] == target.shape[2:]:
             out = torch.zeros_like(target)
             out[:, : saved.shape[1]] = saved
             return out

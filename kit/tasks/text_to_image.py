@@ -14,15 +14,15 @@ from collections.abc import Callable
 from contextlib import nullcontext
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from kit.backbones.base import Backbone
 from kit.diffusion import classifier_free_guidance
 from kit.diffusion.base import Denoiser
 from kit.encoders import LatentAutoencoder, PromptEncoder
 from kit.fusion.base import FusionHead
-from kit.tasks.base import TASKS, DiffusionTask
-from kit.tasks.repa import RepresentationAlignment
+from kit.tasks.base import TASKS, Capability, DiffusionTask, LayerWeights
+from kit.training.repa import RepresentationAlignment
 from kit.types import Batch, Conditioning, EncoderOutput, EncoderSpec, References
 
 FusionFactory = Callable[[EncoderSpec, int, int | None], FusionHead]
@@ -51,7 +51,7 @@ class TextToImage(DiffusionTask):
             positions count image pixels (latent cells x its downsampling factor).
         repa: representation alignment (REPA), built by the module as `repa(backbone.token_width)`: an
             auxiliary loss pulling one backbone block's image tokens towards a frozen vision teacher's
-            features of the clean image (`kit.tasks.repa`; None turns it off).
+            features of the clean image (`kit.training.repa`; None turns it off).
         image_size: side of the training images (linked from the data by the CLI).
         in_channels: channels of the training images (linked from the data by the CLI).
         kwargs: what every diffusion task takes (`DiffusionTask`: objective, sampler, optimizer, learning-rate
@@ -59,6 +59,30 @@ class TextToImage(DiffusionTask):
     """
 
     object_arguments = (*DiffusionTask.object_arguments, "encoder", "fusion", "backbone", "repa")
+    model_arguments = (*DiffusionTask.model_arguments, "fusion", "backbone")
+    capabilities = frozenset({Capability.TEXT_TO_IMAGE, Capability.REFERENCES})
+
+    @classmethod
+    def tiny_recipe(cls) -> list[str]:
+        return ["-c", "recipes/lap.yaml", "-c", "recipes/smoke.yaml"]
+
+    def parts(self) -> dict[str, nn.Module]:
+        return {"encoder": self.encoder, "fusion": self.fusion, "backbone": self.backbone}
+
+    def layer_weights(self) -> LayerWeights | None:
+        """The fusion head's weights over the encoder's layers (`FusionHead.layer_weights`), when it has them."""
+        weights = self.fusion.layer_weights()
+        return None if weights is None else LayerWeights(tuple(self.fusion.weighted_layers), weights, type(self.fusion).__name__)
+
+    def sampling_settings(self, guidance_scale: float | None, num_steps: int | None) -> dict:
+        """What `evaluate` records of how it sampled: guidance, steps, the sampler's time shift, the prompt rewriting."""
+        rewriter = self.encoder.rewriter.fingerprint() if getattr(self.encoder, "rewriting", False) else None
+        return {
+            "guidance_scale": self.guidance_scale if guidance_scale is None else guidance_scale,
+            "steps": num_steps or self.sampler.num_steps,
+            "shift": self.sampler.shift,
+            "rewrite": rewriter,
+        }
 
     def __init__(
         self,
@@ -79,9 +103,10 @@ class TextToImage(DiffusionTask):
         super().__init__(**kwargs)
         self.encoder = encoder
         self.autoencoder = autoencoder
+        self.image_size = image_size  # of the images, in pixels (the backbone's input is latents on an autoencoder)
         if autoencoder is not None:  # diffusion on latents
             in_channels, image_size = autoencoder.latent_channels, autoencoder.latent_size(image_size)
-        self.backbone = self.build_backbone(backbone, in_channels, image_size)
+        self.backbone = backbone(in_channels, image_size)
         if autoencoder is not None:
             self.backbone.pixel_stride = autoencoder.downsample
         self.fusion = fusion(encoder.spec, self.backbone.cond_dim, self.backbone.num_blocks)
@@ -101,11 +126,6 @@ class TextToImage(DiffusionTask):
         self.guidance_interval = tuple(guidance_interval)
         self.sample_shape = (in_channels, image_size, image_size)  # what the sampler draws: pixels or latents
         self.finish_building(self.backbone)
-
-    def build_backbone(self, factory: BackboneFactory, in_channels: int, image_size: int) -> Backbone:
-        """The backbone for samples of `in_channels x image_size x image_size` (a task that feeds it more
-        input channels than it predicts says so here)."""
-        return factory(in_channels, image_size)
 
     # ----------------------------------------------------------------- conditioning
     def condition(self, prompts: list[str], encoded: EncoderOutput | None = None, references: References | None = None) -> Conditioning:
@@ -138,16 +158,16 @@ class TextToImage(DiffusionTask):
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
         if self.count_skipped(batch):
-            return None  # nothing decodable in this batch (kit.tasks.folder): skip the step
+            return None  # nothing decodable in this batch (kit.data.folder): skip the step
         x0 = self.to_model_space(batch.images)  # (B, C, H, W)
         generator = self.step_generator(batch_idx)
         cond = self.drop_conditioning(self.condition(batch.prompts, batch.encoded, batch.references), generator=generator)
         b = x0.shape[0]
         t = torch.ones(b, device=x0.device) if self.global_step < self.terminal_steps else self.objective.sample_time(b, x0.device, generator=generator)  # (B,)
         noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)  # (B, C, H, W)
-        with self.backbone.capturing(self.repa.block) if self.repa is not None else nullcontext():
+        with self.backbone.capturing(self.repa.block) if self.repa is not None else nullcontext() as capture:
             terms = self.objective.loss(self.denoiser(batch.references, b), x0, cond, t=t, noise=noise)
-            tokens, self.backbone.captured = self.backbone.captured, None  # (B, T, W) after the REPA block, or None
+        tokens = capture.tokens if capture is not None else None  # (B, T, W) after the REPA block, or None
         self.log("train/loss", terms["loss"], prog_bar=True)
         if self.repa is None:
             return terms["loss"]
@@ -194,6 +214,7 @@ class TextToImage(DiffusionTask):
             num_steps: sampler steps (the sampler's own when None).
             seed: seed of the initial noise.
         """
+        self.check_generate_arguments(prompts, references, num_steps)
         empty = sum(not p.strip() for p in prompts)
         if empty:
             warnings.warn(f"{empty} empty prompt(s): sampled without a prompt (the learned null conditioning)", stacklevel=2)

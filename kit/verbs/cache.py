@@ -15,6 +15,7 @@ import time
 from tqdm.auto import tqdm
 
 from kit.verbs.parsing import VerbParser
+from kit.verbs.shard import run as write_shards
 
 HELP = "encode a recipe's prompts once with its frozen encoder into a feature cache: --config RECIPE --out DIR"
 
@@ -33,7 +34,7 @@ def main(argv: list[str]) -> int:
         type=str,
         default="safetensors",
         help="safetensors: a cache keyed by prompt, read by --data.init_args.feature_cache; litdata: streaming chunks of "
-        "images, prompts and features under OUT/train and OUT/val, read by kit.tasks.StreamingImageTextData",
+        "images, prompts and features under OUT/train and OUT/val, read by kit.data.StreamingImageTextData",
     )
     p.add_argument("--chunk-bytes", type=str, default="64MB", help="size of each litdata chunk (--format litdata)")
     args = p.parse_args(argv)
@@ -41,9 +42,7 @@ def main(argv: list[str]) -> int:
         print(f"error: unknown --format {args.format!r}; choose safetensors or litdata", file=sys.stderr)
         return 2
     if args.format == "litdata":
-        from kit.verbs import shard
-
-        return shard.run(args, features=True, storage_dtype=args.dtype)
+        return write_shards(args, features=True, storage_dtype=args.dtype)
 
     from kit.encoders.cache import CacheMismatchError, build_cache, parse_item
     from kit.runner import ConfigurationError, run_cli
@@ -61,14 +60,18 @@ def main(argv: list[str]) -> int:
     if not hasattr(data, "cache_keys"):
         print(f"error: {type(data).__name__} cannot list its prompts for a cache (it has no cache_keys)", file=sys.stderr)
         return 2
-    from kit.tasks.data import items_drawn
+    from kit.data.shapes import items_drawn
 
     items = args.train_items or items_drawn(trainer, data.batch_size)
     keys = data.cache_keys(items)
     started = time.perf_counter()
-    print(f"caching {len({parse_item(k)[0] for k in keys})} distinct items of {items} training items + {len(data.val_set)} validation items with {encoder.name} -> {args.out}")
+    print(
+        f"caching {len({parse_item(k)[0] for k in keys})} distinct items of {items} training items + {len(data.val_set)} validation items with {encoder.name} -> {args.out}"
+    )
     try:
-        cache = build_cache(encoder, keys, args.out, shard_size=args.shard_size, batch_size=args.batch_size, storage_dtype=args.dtype, progress=True, log=tqdm.write)
+        cache = build_cache(
+            encoder, keys, args.out, shard_size=args.shard_size, batch_size=args.batch_size, storage_dtype=args.dtype, progress=True, log=tqdm.write
+        )
     except CacheMismatchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -76,9 +76,9 @@ def main(argv: list[str]) -> int:
         suite_scores, _ = evaluate_vlm(model, processor, suite, batch_size=args.batch_size)
         results["rewrite_suite"] = suite_scores["rewrite"]
     from kit.analysis.provenance import command_line, commit
-    from kit.encoders.frozen import _weights_digest
+    from kit.encoders.frozen import weights_digest
 
-    provenance = {"command": command_line("-m kit eval-vlm", argv), "commit": commit(), "weights": _weights_digest(path, None)}
+    provenance = {"command": command_line("-m kit eval-vlm", argv), "commit": commit(), "weights": weights_digest(path, None)}
     results = {"model": args.model, "per_task": args.n, "seed": args.seed, **results, "seconds": round(time.perf_counter() - started, 1), **provenance}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -4,9 +4,10 @@
 world's own renders of the suite's scenes and `--suite noise` uniform random images: the
 two sanity anchors every model score sits between.
 
-`--task joint` evaluates a joint image-text model (`recipes/unidiffuser.yaml`) in every direction:
-text-to-image on the suite per guidance variant, image-to-text, joint pairs, marginals and its text
-decoder (`kit.analysis.joint_eval`).
+The checkpoint's task decides what is measured (`DiffusionTask.evaluate`): a text-to-image task scores the
+suite; the joint image-text model (`recipes/unidiffuser.yaml`) scores every direction: text-to-image per
+guidance variant, image-to-text, joint pairs, marginals and its text decoder (`kit.joint.evaluate`).
+`--task NAME` states which evaluation you expect and refuses a checkpoint whose task runs another.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from pathlib import Path
 from jsonargparse import ArgumentParser
 from jsonargparse.typing import PositiveInt
 
-from kit.analysis import anchor_images, generate_suite, score_images, subset
+from kit.analysis import anchor_images, score_images, subset
 from kit.analysis.evaluate import SOURCES
+from kit.tasks import DiffusionTask
 from kit.verbs.parsing import VerbParser, add_model_arguments, load_task
 from kit.world.suites import PromptFileError, load_prompt_file, load_suite
 
@@ -38,8 +40,13 @@ def parser() -> ArgumentParser:
         help="a shipped prompt suite by name, or a prompt file: one prompt a line (.txt) or JSON lines with 'prompt' and optional 'category' (.jsonl)",
     )
     p.add_argument("--version", type=int, default=1, help="suite version")
-    p.add_argument("--task", type=str, default="t2i", help="t2i (text-to-image on the suite) or joint (a joint image-text model in every direction)")
-    p.add_argument("--num-scenes", type=PositiveInt, default=128, help="--task joint: test scenes captioned, and joint / marginal samples drawn")
+    p.add_argument(
+        "--task",
+        type=str | None,
+        default=None,
+        help="the evaluation you expect the checkpoint's task to run: t2i (text-to-image on the suite) or joint (every direction)",
+    )
+    p.add_argument("--num-scenes", type=PositiveInt, default=128, help="a joint model: test scenes captioned, and joint / marginal samples drawn")
     p.add_argument("--images-per-prompt", type=PositiveInt, default=1, help="images generated per prompt")
     p.add_argument("--per-category", type=PositiveInt | None, default=None, help="only the first N prompts of each category")
     p.add_argument("--image-size", type=PositiveInt | None, default=None, help="anchor image size (the checkpoint's, else 32)")
@@ -51,7 +58,7 @@ def parser() -> ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    if args.task not in ("t2i", "joint"):
+    if args.task not in (None, "t2i", "joint"):
         print(f"error: unknown --task {args.task!r}; choose t2i or joint", file=sys.stderr)
         return 2
     if args.suite not in SOURCES:
@@ -78,8 +85,6 @@ def main(argv: list[str]) -> int:
     meta = {"source": args.suite, "suite": suite_name, "images_per_prompt": args.images_per_prompt, "seed": args.seed}
     if problems:
         meta["skipped_prompts"] = problems
-    if args.task == "joint":
-        return evaluate_joint_task(args, entries, meta, started)
     if args.suite == "t2i":
         if args.ckpt is None:
             print("error: --suite t2i needs --ckpt (or use --suite gt / --suite noise for the anchors)", file=sys.stderr)
@@ -87,74 +92,41 @@ def main(argv: list[str]) -> int:
         module = load_task(args)
         if module is None:
             return 2
-        images = generate_suite(
-            module,
+        if args.task is not None and args.task != module.evaluation:
+            name = getattr(type(module), "registry_name", type(module).__name__)
+            print(
+                f"error: --task {args.task}: {args.ckpt} holds a {name} model ({type(module).__name__}), whose evaluation is {module.evaluation}",
+                file=sys.stderr,
+            )
+            return 2
+        meta.update(checkpoint=str(args.ckpt))
+        results = module.evaluate(
             entries,
-            args.images_per_prompt,
+            images_per_prompt=args.images_per_prompt,
             batch_size=args.batch_size,
             seed=args.seed,
             guidance_scale=args.guidance,
             num_steps=args.steps,
+            num_scenes=args.num_scenes,
             progress=True,
         )
-        meta.update(
-            checkpoint=str(args.ckpt),
-            guidance_scale=module.guidance_scale if args.guidance is None else args.guidance,
-            steps=args.steps or module.sampler.num_steps,
-            shift=module.sampler.shift,
+        return write_results(
+            {**meta, **results, "seconds": round(time.perf_counter() - started, 1)}, args.out, f"{module.evaluation}: {module.summarize(results)}"
         )
-        meta.update(rewrite=module.encoder.rewriter.fingerprint() if module.encoder.rewriting else None)
-    else:
-        size = args.image_size or 32
-        images = anchor_images(entries, args.suite, size, args.images_per_prompt, args.seed)
-        meta.update(image_size=size)
-    results = {**meta, **score_images(entries, images, progress=True), "seconds": round(time.perf_counter() - started, 1)}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    cats = "  ".join(f"{k}={v:.3f}" for k, v in results["categories"].items())
-    dpg = "-" if results["dpg"]["score"] is None else f"{results['dpg']['score']:.3f}"
-    print(f"{args.suite}: overall {results['overall']:.3f}  dpg {dpg}  [{cats}] -> {out}")
-    return 0
-
-
-def evaluate_joint_task(args, entries, meta: dict, started: float) -> int:
-    """`--task joint`: every figure of `kit.analysis.joint_eval.evaluate_joint` into `--out`."""
-    from kit.analysis.joint_eval import evaluate_joint
-    from kit.tasks.joint import JointImageText
-
-    if args.ckpt is None or args.suite != "t2i":
+    if args.task == "joint":
         print("error: --task joint evaluates a checkpoint: pass --ckpt CKPT (the anchors --suite gt / noise are text-to-image only)", file=sys.stderr)
         return 2
-    module = load_task(args)
-    if module is None:
-        return 2
-    if not isinstance(module, JointImageText):
-        name = getattr(type(module), "registry_name", type(module).__name__)
-        print(
-            f"error: --task joint needs a joint_image_text checkpoint; {args.ckpt} holds a {name} model ({type(module).__name__}): evaluate it with --task t2i",
-            file=sys.stderr,
-        )
-        return 2
-    results = evaluate_joint(
-        module,
-        entries,
-        images_per_prompt=args.images_per_prompt,
-        num_scenes=args.num_scenes,
-        guidance_scale=args.guidance,
-        num_steps=args.steps,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        progress=True,
-    )
-    meta.update(checkpoint=str(args.ckpt), task="joint", steps=args.steps or module.sampler.num_steps, sampler=type(module.sampler).__name__)
-    results = {**meta, **results, "seconds": round(time.perf_counter() - started, 1)}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    cfg = "  ".join(f"{k}={v:.3f}" for k, v in results["cfg"].items() if k != "scale")
-    print(
-        f"joint: t2i overall {results['t2i_overall']:.3f} [cfg {cfg}]  i2t exact {results['i2t_exact']:.3f} (faithful {results['i2t']['faithful']:.3f})  "
-        f"joint consistency {results['joint_consistency']:.3f}  decoder exact {results['decoder_exact']:.3f} -> {out}"
-    )
+    size = args.image_size or 32
+    images = anchor_images(entries, args.suite, size, args.images_per_prompt, args.seed)
+    meta.update(image_size=size)
+    results = {**meta, **score_images(entries, images, progress=True), "seconds": round(time.perf_counter() - started, 1)}
+    return write_results(results, args.out, f"{args.suite}: {DiffusionTask.summarize(results)}")
+
+
+def write_results(results: dict, out: str, line: str) -> int:
+    """Write `results` as JSON to `out` and print `line -> out`."""
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"{line} -> {path}")
     return 0

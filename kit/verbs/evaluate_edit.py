@@ -57,7 +57,15 @@ def main(argv: list[str]) -> int:
             return 2
         size = args.image_size or int(module.hparams.get("image_size", 48))
         results = evaluate_edits(
-            module, cases, size, args.images_per_case, batch_size=args.batch_size, seed=args.seed, guidance_scale=args.guidance, num_steps=args.steps, progress=True
+            module,
+            cases,
+            size,
+            args.images_per_case,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            guidance_scale=args.guidance,
+            num_steps=args.steps,
+            progress=True,
         )
         meta.update(source="model", checkpoint=str(args.ckpt), image_size=size, seed=args.seed, steps=args.steps or module.sampler.num_steps)
         meta.update(guidance_scale=module.guidance_scale if args.guidance is None else args.guidance)

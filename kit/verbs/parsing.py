@@ -62,7 +62,7 @@ def load_task(args):
     """The task in `args.ckpt` with the verb's inference settings (`--rewrite`, `--system-prompt`, `--shift`),
     or None after a one-line error on stderr (a missing, unreadable or unsafe checkpoint)."""
     from kit.encoders.verifi import configure_rewriting
-    from kit.tasks.checkpoint import load_checkpoint
+    from kit.loading import load_checkpoint
 
     try:
         module = load_checkpoint(args.ckpt, map_location=args.device, encoder_model=args.encoder_model, trust=args.trust_checkpoint)

@@ -1,6 +1,6 @@
 """`python -m kit pretrain-autoencoder --config recipes/autoencoder/shapes_ae.yaml`: train the shapes world's autoencoder.
 
-A Lightning `fit` of `kit.tasks.AutoencoderPretraining` on the shapes world's renders; every Lightning and
+A Lightning `fit` of `kit.pretrain.AutoencoderPretraining` on the shapes world's renders; every Lightning and
 recipe option works as with `fit`. The data's render size is recorded in the model's config. The trained
 model is written to the recipe's `model.export_to`; the kit ships it as `kit/assets/shapes-ae` (`kit:shapes-ae`).
 """

@@ -1,6 +1,6 @@
 """`python -m kit pretrain-vlm --config recipes/vlm/shapes_vlm.yaml`: train the shapes VLM from scratch.
 
-A Lightning `fit` of `kit.vlm.ShapesVLMPretraining` on `kit.vlm.VLMTaskData`; every
+A Lightning `fit` of `kit.pretrain.ShapesVLMPretraining` on `kit.vlm.VLMTaskData`; every
 Lightning and recipe option works as with `fit` (`--trainer.max_steps=...`, `-c overlay.yaml`).
 The data's render size is the model's image size. The trained model and its processor are saved
 to the recipe's `model.export_to`.

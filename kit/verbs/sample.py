@@ -17,6 +17,8 @@ from PIL import Image
 from torchvision.utils import make_grid
 
 from kit.images import image_to_tensor, read_image, tensor_to_image
+from kit.tasks import Capability
+from kit.tasks.editing import check_references
 from kit.verbs.parsing import VerbParser, add_model_arguments, load_task
 
 HELP = "draw images from a checkpoint into a PNG grid: --ckpt CKPT --prompt TEXT [--num N] --out grid.png"
@@ -26,7 +28,13 @@ def parser() -> ArgumentParser:
     p = VerbParser(prog="python -m kit sample", description="Sample images from a trained checkpoint into a PNG grid (one row per prompt).")
     p.add_argument("--ckpt", type=str, required=True, help="checkpoint written by `python -m kit fit`")
     p.add_argument("--prompt", type=str, action="append", required=True, help="text prompt; repeat for several prompts")
-    p.add_argument("--image", type=str, action="append", default=None, help="a reference image for every prompt (editing); repeat for several, named in the prompt as 'the first image', ...")
+    p.add_argument(
+        "--image",
+        type=str,
+        action="append",
+        default=None,
+        help="a reference image for every prompt (editing); repeat for several, named in the prompt as 'the first image', ...",
+    )
     p.add_argument("--num", type=PositiveInt, default=4, help="images per prompt")
     p.add_argument("--out", type=str, default="grid.png", help="output PNG path")
     p.add_argument("--scale", type=PositiveInt, default=4, help="nearest-neighbour upscaling of the saved grid")
@@ -35,8 +43,6 @@ def parser() -> ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    from kit.tasks.editing import check_references
-
     args = parser().parse_args(argv)
     references = []
     try:
@@ -48,6 +54,9 @@ def main(argv: list[str]) -> int:
         return 2
     module = load_task(args)
     if module is None:
+        return 2
+    if references and Capability.REFERENCES not in module.capabilities:
+        print(f"error: --image: the checkpoint's task ({type(module).__name__}) takes no reference images", file=sys.stderr)
         return 2
     if references and not module.encoder.takes_images:
         print(f"error: the checkpoint's encoder ({module.encoder.spec.name}) takes no images; --image needs a VLM encoder", file=sys.stderr)

@@ -1,12 +1,12 @@
 """`python -m kit shard --config RECIPE --out DIR`: write a recipe's training data as litdata streaming chunks.
 
 Writes the training items a run of the recipe draws (max_steps x batch size x ranks, or `--train-items`)
-to `DIR/train` and its validation items to `DIR/val`, as `kit.tasks.streaming` describes: the shapes
+to `DIR/train` and its validation items to `DIR/val`, as `kit.data.streaming` describes: the shapes
 world's renders, or an image folder's decoded and resized images (undecodable ones skipped and
 counted). `python -m kit cache --format litdata` writes the same with the recipe's frozen-encoder
 features in every item. Train from it with
 
-    python -m kit fit -c RECIPE --data=kit.tasks.StreamingImageTextData --data.input_dir=DIR/train --data.val_dir=DIR/val
+    python -m kit fit -c RECIPE --data=kit.data.StreamingImageTextData --data.input_dir=DIR/train --data.val_dir=DIR/val
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def _counted(items: Iterator[dict], bar) -> Iterator[dict]:
 
 def write_recipe_data(cli, out: str, train_items: int | None, *, features: bool, storage_dtype: str = "bfloat16", chunk_bytes: str = "64MB") -> int:
     """Write `cli`'s datamodule's training and validation items under `out/train` and `out/val`; 0 on success, 2 with a printed error."""
-    from kit.tasks.streaming import write_streaming
+    from kit.data.streaming import write_streaming
 
     data, trainer = cli.datamodule, cli.trainer
     encoder = cli.model.encoder if features else None
@@ -67,7 +67,7 @@ def write_recipe_data(cli, out: str, train_items: int | None, *, features: bool,
         if not hasattr(getattr(data, name, None), "__getitem__"):
             print(f"error: {type(data).__name__} has no indexable {name} to write", file=sys.stderr)
             return 2
-    from kit.tasks.data import items_drawn
+    from kit.data.shapes import items_drawn
 
     count = min(train_items or items_drawn(trainer, data.batch_size), len(data.train_set))
     fingerprint = encoder.fingerprint() if encoder is not None else None
@@ -75,10 +75,18 @@ def write_recipe_data(cli, out: str, train_items: int | None, *, features: bool,
     for split, dataset, n in (("train", data.train_set, count), ("val", data.val_set, len(data.val_set))):
         skipped: list[int] = []
         with tqdm(total=n, desc=f"writing {split}", unit="item") as bar:
-            written = write_streaming(_counted(items_of(dataset, n, encoder, skipped=skipped), bar), Path(out) / split, fingerprint=fingerprint, storage_dtype=storage_dtype, chunk_bytes=chunk_bytes)
+            written = write_streaming(
+                _counted(items_of(dataset, n, encoder, skipped=skipped), bar),
+                Path(out) / split,
+                fingerprint=fingerprint,
+                storage_dtype=storage_dtype,
+                chunk_bytes=chunk_bytes,
+            )
         note = f" ({len(skipped)} undecodable items skipped)" if skipped else ""
         print(f"{split}: {written} items{' with features' if features else ''} -> {Path(out) / split}{note}")
-    print(f"done in {time.perf_counter() - started:.1f} s; train with --data=kit.tasks.StreamingImageTextData --data.input_dir={out}/train --data.val_dir={out}/val")
+    print(
+        f"done in {time.perf_counter() - started:.1f} s; train with --data=kit.data.StreamingImageTextData --data.input_dir={out}/train --data.val_dir={out}/val"
+    )
     return 0
 
 

@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from kit.images import tensor_to_image
+from kit.world.perturb import gaussian_blur
 from kit.world.render import SIZE_FRACTION, shape_coverage
 from kit.world.scene import COLOURS, GRID, SHAPES, SIZES, Scene, SceneObject
 
@@ -40,19 +41,6 @@ def _hue(rgb: np.ndarray) -> np.ndarray:
 _PALETTE_HUES = _hue(_PALETTE)  # (K,)
 # centroid of each shape's coverage relative to its centre, in units of its radius
 _CENTROID_OFFSET = {"circle": 0.0, "square": 0.0, "diamond": 0.0, "triangle": 0.2}
-
-
-def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
-    """Separable Gaussian blur of a 2D map (radius 3 sigma, edges replicated): a template as a soft image shows it."""
-    radius = max(1, int(np.ceil(3 * sigma)))
-    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    taps /= taps.sum()
-    for axis in (0, 1):
-        pad = [(0, 0), (0, 0)]
-        pad[axis] = (radius, radius)
-        p = np.pad(x, pad, mode="edge")
-        x = sum(w * np.take(p, np.arange(i, i + x.shape[axis]), axis=axis) for i, w in enumerate(taps))
-    return x
 
 
 class ImageFormatError(ValueError):
@@ -185,7 +173,9 @@ class Oracle:
             return None
         return SceneObject(shape=best[0], colour=_NAMES[k], size=best[1], row=row, col=col)
 
-    def _match(self, coverage: np.ndarray, cx: float, cy: float, cell: float, window: tuple[int, int, int, int], blurs: tuple[float, ...], scale: float) -> tuple[tuple[str, str], float]:
+    def _match(
+        self, coverage: np.ndarray, cx: float, cy: float, cell: float, window: tuple[int, int, int, int], blurs: tuple[float, ...], scale: float
+    ) -> tuple[tuple[str, str], float]:
         """The `(shape, size)` whose template, at `scale` times its radius and centred on the coverage's
         centroid, has the highest soft IoU with the coverage map `(h, w)`, and that IoU."""
         best, best_iou = ("circle", "small"), -1.0
@@ -193,7 +183,7 @@ class Oracle:
             for size in SIZES:
                 radius = SIZE_FRACTION[size] * cell * scale / 2
                 sharp = shape_coverage(shape, size, cx, cy - _CENTROID_OFFSET[shape] * radius, cell * scale, window)
-                for template in (sharp, *(_blur(sharp, b) for b in blurs)):  # a soft image matches a blurred template
+                for template in (sharp, *(gaussian_blur(sharp, b, radius=None) for b in blurs)):  # a soft image matches a blurred template
                     iou = np.minimum(coverage, template).sum() / np.maximum(coverage, template).sum()
                     if iou > best_iou:
                         best, best_iou = (shape, size), iou

@@ -14,13 +14,15 @@ from kit.world.scene import COLOURS, GRID, Scene
 PERTURBATIONS = ("noise", "blur", "colour_jitter", "all", "strong_blur", "resample", "jpeg")
 
 
-def gaussian_blur(x: np.ndarray, sigma: float) -> np.ndarray:
-    """Separable Gaussian blur (5 taps) over the two spatial axes of `(H, W, C)`, edges replicated."""
-    taps = np.exp(-0.5 * (np.arange(-2, 3) / sigma) ** 2)
+def gaussian_blur(x: np.ndarray, sigma: float, radius: int | None = 2) -> np.ndarray:
+    """Separable Gaussian blur over the first two (spatial) axes of `(H, W)` or `(H, W, C)`, edges replicated;
+    `radius` taps each side (5 taps by default; None: 3 sigma, at least 1)."""
+    radius = max(1, int(np.ceil(3 * sigma))) if radius is None else radius
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
     taps /= taps.sum()
     for axis in (0, 1):
         pad = [(0, 0)] * x.ndim
-        pad[axis] = (2, 2)
+        pad[axis] = (radius, radius)
         p = np.pad(x, pad, mode="edge")
         x = sum(w * np.take(p, np.arange(i, i + x.shape[axis]), axis=axis) for i, w in enumerate(taps))
     return x

@@ -1,6 +1,6 @@
 import sys, torch, numpy as np
 from collections import Counter
-from kit.tasks.checkpoint import load_checkpoint
+from kit.loading import load_checkpoint
 from kit.analysis.evaluate import generate_suite
 from kit.world.suites import SuiteEntry
 from kit.world.oracle import Oracle

@@ -1,6 +1,6 @@
 """Sampler settings on one checkpoint, per category (scratch)."""
 import sys, json
-from kit.tasks.checkpoint import load_checkpoint
+from kit.loading import load_checkpoint
 from kit.analysis.evaluate import generate_suite, subset
 from kit.analysis.scoring import score_images
 from kit.world.suites import load_suite

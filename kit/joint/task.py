@@ -2,7 +2,7 @@
 
 An image (pixels, or a frozen autoencoder's latents) and its caption's text latent (the frozen VLM's features
 reduced by a trained, frozen `TextLatentCodec`) are diffused together, each under its own time: the network
-(`kit.backbones.JointUViT`) predicts both streams' noise at `(x_{t_x}, y_{t_y}, t_x, t_y)`. Conditioning is a
+(`kit.joint.JointUViT`) predicts both streams' noise at `(x_{t_x}, y_{t_y}, t_x, t_y)`. Conditioning is a
 stream at time 0, marginalising is a stream at time 1 (pure noise), so one set of weights samples
 
     t2i              images given captions          image at t, text at 0
@@ -34,39 +34,24 @@ over streams of each stream's mean over the samples that predict it, weighted by
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from kit.backbones.joint_uvit import IMAGE, IMAGE_EMBED, TEXT, JointUViT
+from kit.checkpoint import read_checkpoint
 from kit.encoders import LatentAutoencoder, PromptEncoder
-from kit.tasks.base import TASKS, DiffusionTask
-from kit.tasks.checkpoint import read_checkpoint
-from kit.tasks.text_latent import TextLatentCodec
+from kit.joint.backbone import IMAGE, IMAGE_EMBED, TEXT, JointUViT
+from kit.joint.codec import TextLatentCodec
+from kit.joint.evaluate import evaluate_joint
+from kit.joint.sampling import Guidance, JointSample, Mode, sample
+from kit.tasks.base import TASKS, Capability, DiffusionTask
 from kit.types import Batch, EncoderOutput, TokenKind
+from kit.world.suites import SuiteEntry
 
 JointBackboneFactory = Callable[[int, int, int, int], JointUViT]
-
-MODALITY = {IMAGE: IMAGE, IMAGE_EMBED: IMAGE, TEXT: TEXT}
-"""The modality each stream belongs to: the streams of one modality share its time."""
-
-MODES = ("t2i", "i2t", "joint", "image", "text", "image_variation", "text_variation", "gibbs")
-"""The sampling modes of `JointImageText.sample`."""
-
-GUIDANCE = ("free", "null")
-
-
-@dataclass
-class JointSample:
-    """What a sampling mode returns: images `(B, 3, H, W)` in [-1, 1], captions, and the text latents `(B, L, d)`
-    they were decoded from; a mode that produces no images (or no captions) leaves that field None."""
-
-    images: Tensor | None = None
-    captions: list[str] | None = None
-    text_latents: Tensor | None = None
 
 
 @TASKS.register("joint_image_text")
@@ -99,6 +84,14 @@ class JointImageText(DiffusionTask):
     """
 
     object_arguments = (*DiffusionTask.object_arguments, "encoder", "backbone", "autoencoder")
+    weight_file_arguments = (*DiffusionTask.weight_file_arguments, "text_codec")
+    model_arguments = (*DiffusionTask.model_arguments, "backbone", "codec", "image_embed_layer")
+    capabilities = frozenset({Capability.TEXT_TO_IMAGE, Capability.IMAGE_TO_TEXT})
+    evaluation = "joint"
+
+    @classmethod
+    def tiny_recipe(cls) -> list[str]:
+        return ["-c", "recipes/unidiffuser.yaml", "-c", "recipes/smoke.yaml", "--model.init_args.text_codec=null"]
 
     def __init__(
         self,
@@ -110,7 +103,7 @@ class JointImageText(DiffusionTask):
         noise_prob: float = 0.1,
         null_text_prob: float = 0.0,
         guidance_scale: float = 1.0,
-        guidance: str = "free",
+        guidance: Guidance = Guidance.free,
         gibbs_steps: int = 2,
         image_embed_layer: int | None = None,
         autoencoder: LatentAutoencoder | None = None,
@@ -124,7 +117,7 @@ class JointImageText(DiffusionTask):
                 raise ValueError(f"{name} must be in [0, 1], got {p}")
         if clean_prob + noise_prob > 1.0:
             raise ValueError(f"clean_prob + noise_prob is {clean_prob + noise_prob}; they share the samples and must sum to at most 1")
-        self.check_guidance(guidance)
+        guidance = Guidance(guidance)
         self.encoder = encoder
         self.codec = TextLatentCodec(encoder, **(codec or {}))
         if text_codec is not None:
@@ -132,7 +125,7 @@ class JointImageText(DiffusionTask):
         self.codec.requires_grad_(False).eval()
         self.autoencoder = autoencoder
         self.image_embed_layer = image_embed_layer
-        pixels = image_size
+        self.image_size = pixels = image_size  # of the images, in pixels (the image stream is latents on an autoencoder)
         if autoencoder is not None:
             in_channels, image_size = autoencoder.latent_channels, autoencoder.latent_size(image_size)
         embed = {}
@@ -154,7 +147,7 @@ class JointImageText(DiffusionTask):
         checkpoint = read_checkpoint(path)
         if "codec" not in (checkpoint.get("hyper_parameters") or {}):
             raise ValueError(
-                f"text_codec {path} records no codec settings: pass a checkpoint of kit.tasks.TextLatentPretraining written by `python -m kit fit`"
+                f"text_codec {path} records no codec settings: pass a checkpoint of kit.pretrain.TextLatentPretraining written by `python -m kit fit`"
             )
         saved = checkpoint["hyper_parameters"]["codec"] or {}
         differ = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
@@ -163,18 +156,13 @@ class JointImageText(DiffusionTask):
             raise ValueError(f"text_codec {path}: its codec settings differ from this task's codec ({shown}); copy them into model.init_args.codec")
         state = {k[len("codec.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("codec.")}
         if not state:
-            raise ValueError(f"text_codec {path} holds no text codec (no codec.* weights): pass a checkpoint of kit.tasks.TextLatentPretraining")
+            raise ValueError(f"text_codec {path} holds no text codec (no codec.* weights): pass a checkpoint of kit.pretrain.TextLatentPretraining")
         self.codec.load_state_dict(state)
 
     def train(self, mode: bool = True):
         super().train(mode)
         self.codec.eval()  # frozen: never in training mode
         return self
-
-    @staticmethod
-    def check_guidance(guidance: str) -> None:
-        if guidance not in GUIDANCE:
-            raise ValueError(f"unknown guidance {guidance!r}; known: free (the other stream at time 1), null (a learned null text)")
 
     @staticmethod
     def check_embed_layer(encoder: PromptEncoder, layer: int) -> None:
@@ -282,15 +270,53 @@ class JointImageText(DiffusionTask):
         for n in clean:
             self.log(f"val/loss/{n}", terms[f"loss/{n}"], batch_size=b, sync_dist=True)
 
-    # ----------------------------------------------------------------- sampling (kit.tasks.joint_sampling)
-    def sample(self, mode: str, **kwargs) -> JointSample:
-        """Sample in one of `MODES` (see `kit.tasks.joint_sampling.sample` for the arguments)."""
-        from kit.tasks.joint_sampling import sample
-
+    # ----------------------------------------------------------------- sampling (kit.joint.sampling)
+    def sample(self, mode: Mode | str, **kwargs) -> JointSample:
+        """Sample in one of the `Mode`s (see `kit.joint.sampling.sample` for the arguments)."""
         return sample(self, mode, **kwargs)
 
     def generate(self, prompts: list[str], *, references=None, guidance_scale: float | None = None, num_steps: int | None = None, seed: int = 0) -> Tensor:
         """Text-to-image, as `TextToImage.generate` (what `kit evaluate` and the callbacks call) -> `(B, 3, H, W)`."""
-        if references:
+        if references and any(references):
             raise ValueError("the joint image-text model takes no reference images; sample mode 'image_variation' varies an image")
-        return self.sample("t2i", prompts=prompts, guidance_scale=guidance_scale, num_steps=num_steps, seed=seed).images
+        self.check_generate_arguments(prompts, None, num_steps)
+        return self.sample(Mode.t2i, prompts=prompts, guidance_scale=guidance_scale, num_steps=num_steps, seed=seed).images
+
+    # ----------------------------------------------------------------- the contract
+    def parts(self) -> dict[str, nn.Module]:
+        return {"encoder": self.encoder, "codec": self.codec, "backbone": self.backbone}
+
+    def evaluate(
+        self,
+        entries: Sequence[SuiteEntry],
+        *,
+        images_per_prompt: int = 1,
+        batch_size: int = 64,
+        seed: int = 0,
+        guidance_scale: float | None = None,
+        num_steps: int | None = None,
+        num_scenes: int = 128,
+        progress: bool = False,
+    ) -> dict[str, Any]:
+        """Every direction (`kit.joint.evaluate.evaluate_joint`): text-to-image per guidance variant, captions of
+        `num_scenes` held-out scenes, joint pairs, marginals and the text decoder."""
+        results = evaluate_joint(
+            self,
+            entries,
+            images_per_prompt=images_per_prompt,
+            num_scenes=num_scenes,
+            guidance_scale=guidance_scale,
+            num_steps=num_steps,
+            batch_size=batch_size,
+            seed=seed,
+            progress=progress,
+        )
+        return {"task": "joint", "steps": num_steps or self.sampler.num_steps, "sampler": type(self.sampler).__name__, **results}
+
+    @staticmethod
+    def summarize(results: dict[str, Any]) -> str:
+        cfg = "  ".join(f"{k}={v:.3f}" for k, v in results["cfg"].items() if k != "scale")
+        return (
+            f"t2i overall {results['t2i_overall']:.3f} [cfg {cfg}]  i2t exact {results['i2t_exact']:.3f} (faithful {results['i2t']['faithful']:.3f})  "
+            f"joint consistency {results['joint_consistency']:.3f}  decoder exact {results['decoder_exact']:.3f}"
+        )

@@ -25,8 +25,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from kit.data.shapes import ImageTextData, check_loader_sizes, collate_items
 from kit.images import image_to_tensor
-from kit.tasks.data import ImageTextData, check_loader_sizes, collate_items
 from kit.types import Batch
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -36,7 +36,7 @@ CAPTION_COLUMNS = ("caption", "text", "prompt")
 """Caption columns looked for, in order, in a Hugging Face `metadata.jsonl` when none is named."""
 
 
-def _jsonl(path: Path):
+def read_jsonl(path: Path):
     """`(line number, object)` for each non-empty line; a line that is not a JSON object is an error naming it."""
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if line.strip():
@@ -52,7 +52,7 @@ def _jsonl(path: Path):
 def read_metadata(path: Path, caption_column: str | None = None) -> list[tuple[Path, str]]:
     """`(image path, caption)` pairs of a Hugging Face imagefolder `metadata.jsonl` (`file_name` relative to its folder)."""
     pairs = []
-    for n, entry in _jsonl(path):
+    for n, entry in read_jsonl(path):
         column = caption_column or next((c for c in CAPTION_COLUMNS if c in entry), None)
         if "file_name" not in entry or column is None or column not in entry:
             wanted = repr(caption_column) if caption_column else " or ".join(repr(c) for c in CAPTION_COLUMNS)
@@ -66,7 +66,7 @@ def read_captions(root: Path, caption_column: str | None = None) -> list[tuple[P
     index = root / "captions.jsonl"
     if index.is_file():
         pairs = []
-        for n, entry in _jsonl(index):
+        for n, entry in read_jsonl(index):
             if "file" not in entry or "caption" not in entry:
                 raise ValueError(f"{index}:{n}: expected a JSON object with 'file' and 'caption', got the keys {sorted(entry)}")
             pairs.append((root / entry["file"], str(entry["caption"])))

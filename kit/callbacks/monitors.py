@@ -147,9 +147,8 @@ class SampleGrid(L.Callback):
 
 
 class LayerWeightLogger(L.Callback):
-    """Log a fusion head's per-layer weights (`fusion.layer_weights()`) as scalars, a histogram and a bar plot.
-
-    Heads without a notion of layer weights are skipped silently.
+    """Log the task's per-layer weights (`DiffusionTask.layer_weights()`: a fusion head's) as scalars, a histogram
+    and a bar plot. Tasks and heads without a notion of layer weights are skipped silently.
 
     Args:
         every_n_steps: optimizer steps between logs.
@@ -161,14 +160,14 @@ class LayerWeightLogger(L.Callback):
     def log_weights(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if skip_when_sharded(self, trainer):  # a rank holds a shard of the weights, not the weights
             return
-        weights = module.fusion.layer_weights()
+        found = module.layer_weights()
         writer = _tensorboard(trainer)
-        if weights is None or writer is None or not trainer.is_global_zero:
+        if found is None or writer is None or not trainer.is_global_zero:
             return
-        weights = weights.float().cpu()
+        weights = found.weights.float().cpu()
         if not torch.isfinite(weights).all():  # a diverged run: nothing meaningful to plot (and TensorBoard's histogram would fail)
             return
-        taps = module.fusion.weighted_layers
+        taps = found.layers
         step = trainer.global_step
         for layer, w in zip(taps, weights.tolist(), strict=False):
             writer.add_scalar(f"fusion/layer_weight/L{layer:02d}", w, step)
@@ -179,7 +178,7 @@ class LayerWeightLogger(L.Callback):
         ax.axhline(0, color="black", lw=0.5)
         ax.set_xlabel("encoder layer")
         ax.set_ylabel("weight")
-        ax.set_title(f"{type(module.fusion).__name__} layer weights, step {step}", fontsize=8)
+        ax.set_title(f"{found.source} layer weights, step {step}", fontsize=8)
         fig.tight_layout()
         writer.add_figure("fusion/layer_weights_plot", fig, step)
 

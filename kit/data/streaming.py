@@ -11,7 +11,7 @@ Items are read chunk by chunk as the loader reaches them (never the whole datase
 DDP litdata gives every rank its own share, and `StreamingDataLoader` resumes mid-epoch from a
 checkpoint. Write one with `write_streaming` (or `python -m kit shard` for an image folder, `python -m
 kit cache --format litdata` for a recipe's data with its encoder's features) and train from it with
-`--data=kit.tasks.StreamingImageTextData --data.input_dir=DIR`.
+`--data=kit.data.StreamingImageTextData --data.input_dir=DIR`.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from kit.data.shapes import ImageTextData, check_loader_sizes, collate_items
 from kit.encoders.cache import collate_entries
 from kit.images import image_to_tensor
-from kit.tasks.data import ImageTextData, check_loader_sizes, collate_items
 from kit.types import Batch
 
 FORMAT = 1

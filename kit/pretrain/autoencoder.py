@@ -80,7 +80,7 @@ class AutoencoderPretraining(L.LightningModule):
         self.model = ConvAutoencoder(config)
         self.teacher = self.align = None
         if align_to is not None:
-            from kit.tasks.repa import VisionTeacher
+            from kit.training.repa import VisionTeacher
 
             self.teacher = VisionTeacher(align_to)
             side = image_size // config.downsample  # latent grid side

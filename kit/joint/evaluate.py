@@ -1,4 +1,4 @@
-"""Evaluating the joint image-text model (`kit.tasks.joint`) with the shapes world's parser and oracle.
+"""Evaluating the joint image-text model (`kit.joint.task`) with the shapes world's parser and oracle.
 
 - `t2i`: the prompt suite scored as for any text-to-image model, once per guidance variant: CFG for free at
   the model's scale, no guidance (scale 1), and the learned null text when the model was trained with one;
@@ -22,8 +22,9 @@ from tqdm.auto import tqdm
 
 from kit.analysis.evaluate import generate_suite
 from kit.analysis.scoring import score_images
-from kit.tasks.data import ShapesDataset
-from kit.tasks.joint import JointImageText
+from kit.data.shapes import ShapesDataset
+from kit.joint.sampling import Guidance, Mode
+from kit.tasks.base import DiffusionTask
 from kit.world.oracle import Oracle
 from kit.world.parser import CaptionParseError, parse_caption
 from kit.world.scene import Scene
@@ -55,11 +56,11 @@ def caption_scores(captions: Sequence[str], scenes: Sequence[Scene]) -> dict[str
 class _Guided:
     """`module.generate` with a fixed guidance branch ('free' or 'null'), for `generate_suite`."""
 
-    def __init__(self, module: JointImageText, guidance: str) -> None:
+    def __init__(self, module: DiffusionTask, guidance: Guidance) -> None:
         self.module, self.guidance = module, guidance
 
     def generate(self, prompts, *, guidance_scale=None, num_steps=None, seed=0):
-        return self.module.sample("t2i", prompts=prompts, guidance=self.guidance, guidance_scale=guidance_scale, num_steps=num_steps, seed=seed).images
+        return self.module.sample(Mode.t2i, prompts=prompts, guidance=self.guidance, guidance_scale=guidance_scale, num_steps=num_steps, seed=seed).images
 
 
 def _batched(n: int, batch_size: int) -> list[tuple[int, int]]:
@@ -68,7 +69,7 @@ def _batched(n: int, batch_size: int) -> list[tuple[int, int]]:
 
 @torch.no_grad()
 def evaluate_joint(
-    module: JointImageText,
+    module: DiffusionTask,
     entries: Sequence[SuiteEntry],
     *,
     images_per_prompt: int = 1,
@@ -84,10 +85,10 @@ def evaluate_joint(
     `joint`, `marginals`, `decoder` and `cfg` (t2i overall per guidance variant)."""
     scale = module.guidance_scale if guidance_scale is None else guidance_scale
     oracle = Oracle()
-    size = int(module.hparams.get("image_size", 32))
-    variants = {"free": ("free", scale), "none": ("free", 1.0)}
+    size = module.image_size
+    variants = {"free": (Guidance.free, scale), "none": (Guidance.free, 1.0)}
     if module.null_text is not None:
-        variants["null"] = ("null", scale)
+        variants["null"] = (Guidance.null, scale)
     t2i = {}
     for name, (guidance, s) in variants.items():
         images = generate_suite(
@@ -99,12 +100,12 @@ def evaluate_joint(
     captions, joint_captions, joint_scenes, marginal_scenes, marginal_captions = [], [], [], [], []
     for k, (lo, hi) in enumerate(tqdm(_batched(num_scenes, batch_size), desc="i2t, joint, marginals", disable=not progress)):
         images = torch.stack([test[i]["image"] for i in range(lo, hi)])
-        captions += module.sample("i2t", images=images, guidance_scale=scale, num_steps=num_steps, seed=seed + k).captions
-        pair = module.sample("joint", num_samples=hi - lo, guidance_scale=scale, num_steps=num_steps, seed=seed + k)
+        captions += module.sample(Mode.i2t, images=images, guidance_scale=scale, num_steps=num_steps, seed=seed + k).captions
+        pair = module.sample(Mode.joint, num_samples=hi - lo, guidance_scale=scale, num_steps=num_steps, seed=seed + k)
         joint_captions += pair.captions
         joint_scenes += [oracle.read(image) for image in pair.images]
-        marginal_scenes += [oracle.read(image) for image in module.sample("image", num_samples=hi - lo, num_steps=num_steps, seed=seed + k).images]
-        marginal_captions += module.sample("text", num_samples=hi - lo, num_steps=num_steps, seed=seed + k).captions
+        marginal_scenes += [oracle.read(image) for image in module.sample(Mode.image, num_samples=hi - lo, num_steps=num_steps, seed=seed + k).images]
+        marginal_captions += module.sample(Mode.text, num_samples=hi - lo, num_steps=num_steps, seed=seed + k).captions
     with module.sampling():
         latents = module.text_latents(list(truth))
         decoded = module.codec.decode(latents)

@@ -6,7 +6,7 @@ and every token attends to every other, so each stream is denoised in the light 
 noise level the other is. The network predicts both streams at once: `model(xs, ts, cond) -> {"image", "text"}`
 (the multi-stream form of `kit.diffusion.streams`). With the text at its maximal time (pure noise) the image
 prediction is the image marginal's, with the text at time 0 it is the text-conditional one: one network for
-every distribution UniDiffuser samples (`kit.tasks.joint`).
+every distribution UniDiffuser samples (`kit.joint.task`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,10 @@ from kit.layers import init_linear_trunc_normal, zero_
 from kit.types import Conditioning
 
 IMAGE, TEXT, IMAGE_EMBED = "image", "text", "image_embed"
+"""The streams: the image (pixels or latents), the caption's text latent, the image's VLM embedding."""
+
+MODALITY = {IMAGE: IMAGE, IMAGE_EMBED: IMAGE, TEXT: TEXT}
+"""The modality each stream belongs to: the streams of one modality share its time."""
 
 
 class JointUViT(UViT):

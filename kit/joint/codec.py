@@ -13,17 +13,14 @@ frozen encoder (the shapes VLM by default) reads the caption and a trained reduc
 A small prefix decoder reads the latent tokens and writes the caption in the encoder's own tokenizer, greedily at
 inference.
 
-`TextLatentPretraining` trains the reducer and the decoder together on a DataModule's captions (teacher-forced
-cross-entropy) and reports, on the validation captions, the exact-match rate of greedy reconstruction:
-
-    python -m kit fit -c recipes/joint/text_latent.yaml
+`kit.pretrain.TextLatentPretraining` trains the reducer and the decoder (`python -m kit fit -c recipes/joint/text_latent.yaml`).
 """
 
 from __future__ import annotations
 
-import lightning as L
+from enum import StrEnum
+
 import torch
-from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -165,6 +162,15 @@ class TokenReducer(nn.Module):
         return F.pad(z, (0, 0, 0, self.num_latents - z.shape[1]))  # (B, L, d)
 
 
+class Reducer(StrEnum):
+    """How `TextLatentCodec` turns the encoder's states into latent tokens."""
+
+    tokens = "tokens"
+    """one latent per caption token, a linear map of one tap's normalised state (UniDiffuser's design)"""
+    resampler = "resampler"
+    """learned queries cross-attending to every tapped layer: a fixed number of tokens"""
+
+
 class TextLatentCodec(nn.Module):
     """Caption features -> latent tokens `(B, L, d)` (unit scale per token) -> caption.
 
@@ -190,7 +196,7 @@ class TextLatentCodec(nn.Module):
         reducer_depth: int = 2,
         decoder_depth: int = 3,
         max_tokens: int = 48,
-        reducer: str = "tokens",
+        reducer: Reducer = Reducer.tokens,
         layer: int = -1,
     ) -> None:
         super().__init__()
@@ -198,12 +204,12 @@ class TextLatentCodec(nn.Module):
         if tokenizer is None:
             raise ValueError(f"TextLatentCodec needs an encoder with a tokenizer for its decoder; {type(encoder).__name__} has none")
         self.captions = CaptionTokenizer(tokenizer, max_tokens)
-        if reducer == "tokens":
+        if reducer not in tuple(Reducer):
+            raise ValueError(f"unknown reducer {reducer!r}; known: {', '.join(Reducer)}")
+        if reducer == Reducer.tokens:
             self.reducer = TokenReducer(encoder.spec, latent_dim, num_latents, layer)
-        elif reducer == "resampler":
-            self.reducer = ResamplerHead(encoder.spec, latent_dim, num_queries=num_latents, width=width, depth=reducer_depth, num_heads=4)
         else:
-            raise ValueError(f"unknown reducer {reducer!r}; known: tokens, resampler")
+            self.reducer = ResamplerHead(encoder.spec, latent_dim, num_queries=num_latents, width=width, depth=reducer_depth, num_heads=4)
         self.num_latents, self.latent_dim = num_latents, latent_dim
         self.decoder = TextDecoder(latent_dim, num_latents, self.captions.vocab_size, max_tokens, width=width, depth=decoder_depth)
 
@@ -224,48 +230,3 @@ class TextLatentCodec(nn.Module):
     def decode(self, z: Tensor) -> list[str]:
         """Latents `(B, L, d)` -> greedy captions."""
         return self.captions.decode(self.decoder.generate(z, self.captions.bos, self.captions.eos))
-
-
-class TextLatentPretraining(L.LightningModule):
-    """Trains a `TextLatentCodec` on a DataModule's captions; logs `val/exact` (greedy reconstruction exact-match).
-
-    Args:
-        encoder: the frozen prompt encoder.
-        codec: settings of `TextLatentCodec` (besides the encoder).
-        lr: AdamW learning rate.
-        weight_decay: AdamW weight decay.
-        image_size: linked from the data by the CLI; unused (captions only).
-        in_channels: linked from the data by the CLI; unused.
-    """
-
-    def __init__(self, encoder: nn.Module, codec: dict[str, int | str] | None = None, lr: float = 1e-3, weight_decay: float = 0.01, image_size: int = 0, in_channels: int = 3) -> None:
-        super().__init__()
-        under_cli = _given_hyperparameters.get() is not None  # the CLI records the parsed recipe; by hand, the plain settings
-        self.save_hyperparameters(ignore=None if under_cli else ["encoder"])
-        self.encoder = encoder
-        self.codec = TextLatentCodec(encoder, **(codec or {}))
-        self.lr, self.weight_decay = lr, weight_decay
-        self._exact: list[float] = []
-
-    def latents(self, prompts: list[str]) -> Tensor:
-        with torch.no_grad():
-            enc = self.encoder(prompts)
-        return self.codec.encode(enc)
-
-    def training_step(self, batch, batch_idx: int) -> Tensor:
-        loss = self.codec.loss(self.latents(batch.prompts), batch.prompts)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch.prompts))
-        return loss
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        z = self.latents(batch.prompts)
-        self.log("val/loss", self.codec.loss(z, batch.prompts), batch_size=len(batch.prompts))
-        self._exact += [float(a == b) for a, b in zip(self.codec.decode(z), batch.prompts)]
-
-    def on_validation_epoch_end(self) -> None:
-        if self._exact:
-            self.log("val/exact", sum(self._exact) / len(self._exact), prog_bar=True)
-        self._exact = []
-
-    def configure_optimizers(self):
-        return torch.optim.AdamW(self.codec.parameters(), lr=self.lr, weight_decay=self.weight_decay)

@@ -37,11 +37,11 @@ class VisionTeacher(FrozenModel):
 
     def __init__(self, model: str = "kit:shapes-vlm", image_size: int | None = None) -> None:
         super().__init__()
-        from kit.encoders.frozen import _load_model, _load_processor, resolve_model_path
+        from kit.encoders.frozen import load_model, load_processor, resolve_model_path
 
         path = resolve_model_path(model)
-        _, processor = _load_processor(path, None, False, {})
-        vlm = _load_model(path, torch.float32, None, False)
+        _, processor = load_processor(path, None, False, {})
+        vlm = load_model(path, torch.float32, None, False)
         visual = getattr(getattr(vlm, "model", vlm), "visual", None)
         config = getattr(vlm.config, "vision_config", None)
         if visual is None or not str(getattr(config, "model_type", "")).startswith("qwen2"):

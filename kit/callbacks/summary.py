@@ -10,6 +10,7 @@ import lightning as L
 import torch
 
 from kit.layers import count_parameters
+from kit.tasks.base import DiffusionTask
 
 HPARAM_PARTS = ("encoder", "fusion", "backbone", "objective", "optimizer", "lr_scheduler")
 
@@ -49,9 +50,11 @@ class RunSummary(L.Callback):
 
     def on_fit_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         counts = {"params/trainable": count_parameters(module, trainable_only=True)}
-        for part in ("fusion", "backbone"):
-            if hasattr(module, part):
-                counts[f"params/{part}"] = count_parameters(getattr(module, part), trainable_only=True)
+        parts = module.parts() if isinstance(module, DiffusionTask) else {}  # a pretraining module has no named parts
+        for name, part in parts.items():
+            trainable = count_parameters(part, trainable_only=True)
+            if trainable:  # frozen parts (the encoder, the codec) train nothing
+                counts[f"params/{name}"] = trainable
         for logger in trainer.loggers:
             logger.log_metrics(counts, step=0)
 

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from kit.data.shapes import SceneSplit, ShapesData
 from kit.images import image_to_tensor
-from kit.tasks.data import SceneSplit, ShapesData
 from kit.world import REGISTERS, caption, render
 from kit.world.edits import EDIT_KINDS, sample_composition, sample_edit
 from kit.world.scene import Scene, is_held_out, sample_training_scene

@@ -13,9 +13,8 @@ folder with `trust_remote_code` runs that folder's Python). So before anything i
 
 `trust=True` (the verbs' `--trust-checkpoint`) lifts the last two for a checkpoint the user vouches for.
 
-The task is rebuilt as the class the checkpoint records (`_class_path`, written by the CLI), which
-must be a task registered in `kit.tasks.base.TASKS`: the class is looked up there, never imported
-from the checkpoint's text.
+This module reads checkpoints as data and checks them; it knows no task. `kit.loading.load_checkpoint`
+rebuilds the task a checkpoint records, looked up in `kit.tasks.TASKS`, never imported from its text.
 """
 
 from __future__ import annotations
@@ -23,14 +22,10 @@ from __future__ import annotations
 import io
 import pickle
 import re
-import sys
 import zipfile
 from pathlib import Path
 
 import torch
-
-from kit.tasks.base import TASKS, DiffusionTask
-from kit.tasks.text_to_image import TextToImage
 
 ALLOWED_CLASS_PREFIXES = ("kit.", "torch.optim.", "lightning.")
 """Modules whose classes a checkpoint's recorded config may name."""
@@ -55,10 +50,6 @@ def _class_paths(node, where: str = "") -> list[tuple[str, str]]:
             found.extend(_class_paths(value, f"{where}[{i}]"))
     return found
 
-
-FILE_ARGUMENTS = ("init_from", "text_codec")
-"""Task arguments that name weight files (read as data when the task was built, then held in its own state):
-never code, and left out (None) when a checkpoint is rebuilt."""
 
 PART_KEYS = ("encoder", "fusion", "backbone", "objective", "sampler", "optimizer", "lr_scheduler", "autoencoder")
 """The module's swappable parts: in a checkpoint each must be None or a `{class_path, init_args}` block."""
@@ -85,8 +76,11 @@ def _safe_encoder_name(name: str) -> bool:
     return name.startswith("pkg:") and name[4:] in SAFE_PACKAGES
 
 
-def check_recorded_config(hparams: dict, path: str, *, encoder_model: str | None = None, trust: bool = False) -> dict:
+def check_recorded_config(hparams: dict, path: str, *, file_arguments: tuple[str, ...] = (), encoder_model: str | None = None, trust: bool = False) -> dict:
     """Refuse a recorded config that would run code or load a model the user did not choose.
+
+    `file_arguments` are the task's settings that name weight files (`DiffusionTask.weight_file_arguments`):
+    paths, read as data when the task was built, never as code.
 
     Returns the hyperparameters to build from (the encoder replaced by `encoder_model` when given).
     Raises `UnsafeCheckpointError` with one line naming the setting and the way to accept it.
@@ -101,7 +95,7 @@ def check_recorded_config(hparams: dict, path: str, *, encoder_model: str | None
                 f"checkpoint {path!r} names the class {class_path!r} at {where}; only classes of {', '.join(p.rstrip('.') for p in ALLOWED_CLASS_PREFIXES)} are built from a checkpoint"
             )
     for where, text in _strings(hparams):  # jsonargparse would read these as parts or import paths
-        if where.endswith("class_path") or where in FILE_ARGUMENTS:  # weight files, never built from
+        if where.endswith("class_path") or where in file_arguments:  # weight files, never built from
             continue
         inline = "class_path" in text or text.lstrip().startswith(("{", "["))
         if inline or (_DOTTED.match(text) and not text.startswith(ALLOWED_CLASS_PREFIXES)):
@@ -157,8 +151,23 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     return checkpoint
 
 
-MODEL_KEYS = ("_class_path", "encoder", "fusion", "backbone", "objective", "autoencoder", "image_size", "in_channels", "source_pixels")
-"""The recorded settings that decide what the weights mean: a resumed run must not change them."""
+MOVED_CLASS_PATHS = {
+    "kit.tasks.JointImageText": "kit.joint.JointImageText",
+    "kit.tasks.joint.JointImageText": "kit.joint.JointImageText",
+    "kit.backbones.JointUViT": "kit.joint.JointUViT",
+    "kit.backbones.joint_uvit.JointUViT": "kit.joint.JointUViT",
+    "kit.tasks.repa.RepresentationAlignment": "kit.training.RepresentationAlignment",
+}
+"""Class paths that checkpoints written before the task layer was reorganised record -> the class now."""
+
+
+def upgrade_class_paths(node):
+    """A copy of a recorded config with every moved class path (`MOVED_CLASS_PATHS`) replaced by its new one."""
+    if isinstance(node, dict):
+        return {k: (MOVED_CLASS_PATHS.get(v, v) if k in ("class_path", "_class_path") else upgrade_class_paths(v)) for k, v in node.items()}
+    if isinstance(node, list | tuple):
+        return type(node)(upgrade_class_paths(v) for v in node)
+    return node
 
 
 def config_differences(saved, current, where: str = "") -> list[str]:
@@ -174,56 +183,17 @@ def config_differences(saved, current, where: str = "") -> list[str]:
     return [] if saved == current else [f"{where}: {saved!r} -> {current!r}"]
 
 
-def check_resume(path: str | Path, recipe_hparams: dict) -> list[str]:
+def check_resume(path: str | Path, recipe_hparams: dict, model_keys: tuple[str, ...]) -> list[str]:
     """Refuse to resume `path` under a recipe whose model differs from the checkpoint's (one line naming
-    the differences); return the other differences (optimizer, schedule, sampling...), which follow the recipe."""
+    the differences in `model_keys`, the task's `model_arguments` and its class); return the other
+    differences (optimizer, schedule, sampling...), which follow the recipe."""
     checkpoint = read_checkpoint(path)
-    saved = checkpoint.get("hyper_parameters") or {}
-    keys = [k for k in MODEL_KEYS if k != "_class_path" or saved.get(k) is not None]  # a module saved by hand records no class
+    saved = upgrade_class_paths(checkpoint.get("hyper_parameters") or {})
+    model_keys = ("_class_path", *model_keys)
+    keys = [k for k in model_keys if k != "_class_path" or saved.get(k) is not None]  # a module saved by hand records no class
     model = [d for key in keys for d in config_differences(saved.get(key), recipe_hparams.get(key), key)]
     if model:
         shown = "; ".join(model[:4]) + (f"; and {len(model) - 4} more" if len(model) > 4 else "")
         raise ValueError(f"checkpoint {str(path)!r} holds another model than this recipe ({shown}); resume with the recipe it was trained with")
-    rest = [k for k in sorted(set(saved) | set(recipe_hparams), key=str) if k not in MODEL_KEYS and not str(k).startswith("_")]
+    rest = [k for k in sorted(set(saved) | set(recipe_hparams), key=str) if k not in model_keys and not str(k).startswith("_")]
     return [d for key in rest for d in config_differences(saved.get(key), recipe_hparams.get(key), key)]
-
-
-def task_class(hparams: dict, path: str) -> type[DiffusionTask]:
-    """The registered task a checkpoint's config records as `_class_path` (`TextToImage` when it records
-    none: a module built by hand). One line naming the known tasks when it is not one of them."""
-    class_path = hparams.get("_class_path")
-    if class_path is None:
-        return TextToImage
-    package, _, name = str(class_path).rpartition(".")
-    for _, cls in TASKS.items():  # kit.tasks.TextToImage or kit.tasks.text_to_image.TextToImage, never imported from the text
-        if package and cls.__name__ == name and f"{cls.__module__}.".startswith(f"{package}.") and getattr(sys.modules.get(package), name, None) is cls:
-            return cls
-    raise UnsafeCheckpointError(f"checkpoint {path!r} holds a {class_path!r}, which is not a diffusion task of the kit; known tasks: {TASKS.describe()}")
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", *, encoder_model: str | None = None, trust: bool = False) -> DiffusionTask:
-    """Rebuild the module saved in a checkpoint written by `python -m kit fit`, refusing configs that would run code.
-
-    Args:
-        path: the `.ckpt` file.
-        map_location: device to load onto.
-        encoder_model: load the frozen encoder from this name or path instead of the recorded one
-            (also how to accept a recorded encoder that is not shipped with the kit).
-        trust: accept the checkpoint's recorded encoder and `trust_remote_code` as they are.
-    """
-    raw = io.BytesIO(Path(path).read_bytes()) if Path(path).is_file() else None  # read once: checked, then built from
-    checkpoint = read_checkpoint(path, map_location, raw)
-    hparams = checkpoint.get("hyper_parameters")
-    legacy = [k for k in ("hparams", "module_arguments") if k in checkpoint]  # Lightning would merge these too
-    if legacy:
-        raise UnsafeCheckpointError(f"checkpoint {str(path)!r} carries legacy hyperparameter keys {legacy}, which the kit never writes; refused")
-    if not isinstance(hparams, dict) or "encoder" not in hparams:
-        raise ValueError(f"checkpoint {str(path)!r} records no model config (was it written by `python -m kit fit`?)")
-    safe = check_recorded_config(hparams, str(path), encoder_model=encoder_model, trust=trust)
-    overrides = {"encoder": safe["encoder"]} if safe["encoder"] != hparams["encoder"] else {}
-    for name in FILE_ARGUMENTS:
-        if hparams.get(name):
-            overrides[name] = None  # the weights read from that file are in the checkpoint's own state
-    raw.seek(0)
-    module = task_class(hparams, str(path)).load_from_checkpoint(raw, map_location=map_location, weights_only=True, **overrides)
-    return module.eval()

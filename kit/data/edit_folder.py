@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from kit.tasks.folder import ImageFolderData, ImageFolderDataset, _jsonl
+from kit.data.folder import ImageFolderData, ImageFolderDataset, read_jsonl
 
 INDEX = "edits.jsonl"
 SOURCE_KEYS, INSTRUCTION_KEYS = ("source", "sources"), ("instruction", "prompt")
@@ -38,11 +38,17 @@ def read_edits(root: Path) -> list[EditRecord]:
     if not index.is_file():
         raise FileNotFoundError(f"no {INDEX} in {root}: one JSON object per line with 'source' (a file or a list of files), 'instruction' and 'target'")
     records = []
-    for n, entry in _jsonl(index):
+    for n, entry in read_jsonl(index):
         source = next((entry[k] for k in SOURCE_KEYS if k in entry), None)
         instruction = next((entry[k] for k in INSTRUCTION_KEYS if k in entry), None)
         sources = [source] if isinstance(source, str) else source
-        if not sources or not isinstance(sources, list) or not all(isinstance(s, str) for s in sources) or instruction is None or not isinstance(entry.get("target"), str):
+        if (
+            not sources
+            or not isinstance(sources, list)
+            or not all(isinstance(s, str) for s in sources)
+            or instruction is None
+            or not isinstance(entry.get("target"), str)
+        ):
             raise ValueError(f"{index}:{n}: expected 'source' (a file or a non-empty list of files), 'instruction' and 'target', got {entry}")
         records.append(EditRecord(tuple(root / s for s in sources), str(instruction), root / entry["target"]))
     if not records:

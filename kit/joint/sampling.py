@@ -1,4 +1,4 @@
-"""The sampling modes of the joint image-text model (`kit.tasks.joint`), all from one network.
+"""The sampling modes of the joint image-text model (`kit.joint.task`), all from one network.
 
 Every mode integrates the streams it samples with the task's sampler (DPM-Solver++ in `recipes/unidiffuser.yaml`)
 while the other stream is held fixed: clean at time 0 when it is the condition, pure noise at time 1 when it is
@@ -10,21 +10,85 @@ its marginal, `marginal + scale * (joint - marginal)` (UniDiffuser's `(1 + s) jo
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from kit.backbones.joint_uvit import IMAGE, IMAGE_EMBED, TEXT
 from kit.diffusion.base import DenoiserFn
-from kit.tasks.joint import MODALITY, MODES, JointImageText, JointSample
+from kit.joint.backbone import IMAGE, IMAGE_EMBED, MODALITY, TEXT
 
 OTHER = {IMAGE: TEXT, TEXT: IMAGE}
 """The other modality."""
 
 
+class Mode(StrEnum):
+    """The sampling modes of the joint model (`JointImageText.sample`); a plain string of the same name works too."""
+
+    t2i = "t2i"
+    """images given captions: image at t, text at 0"""
+    i2t = "i2t"
+    """captions given images: text at t, image at 0"""
+    joint = "joint"
+    """image-caption pairs: both at t"""
+    image = "image"
+    """the image marginal: text at 1"""
+    text = "text"
+    """the text marginal: image at 1"""
+    image_variation = "image_variation"
+    """i2t, then t2i of that caption"""
+    text_variation = "text_variation"
+    """t2i, then i2t of that image"""
+    gibbs = "gibbs"
+    """a joint pair, then rounds of (i2t, t2i)"""
+
+    @classmethod
+    def of(cls, mode: str) -> Mode:
+        """`mode` as a `Mode`, or a one-line error listing the modes."""
+        try:
+            return cls(mode)
+        except ValueError:
+            raise ValueError(f"unknown sampling mode {mode!r}; modes: {', '.join(cls)}") from None
+
+
+class Guidance(StrEnum):
+    """The unconditional branch of guidance: the other stream marginalised at time 1 (UniDiffuser's CFG for free)
+    or a learned null text at time 0 (the baseline; text-to-image only)."""
+
+    free = "free"
+    null = "null"
+
+    @classmethod
+    def of(cls, guidance: str) -> Guidance:
+        """`guidance` as a `Guidance`, or a one-line error naming both."""
+        try:
+            return cls(guidance)
+        except ValueError:
+            raise ValueError(f"unknown guidance {guidance!r}; known: free (the other stream at time 1), null (a learned null text)") from None
+
+
+TEXT_TO_IMAGE_MODES = (Mode.t2i, Mode.text_variation)
+"""The modes that start from captions (and may guide with the learned null text)."""
+IMAGE_TO_TEXT_MODES = (Mode.i2t, Mode.image_variation)
+"""The modes that start from images."""
+UNCONDITIONAL_MODES = (Mode.joint, Mode.image, Mode.text, Mode.gibbs)
+"""The modes that draw `num_samples` from nothing."""
+
+
+@dataclass
+class JointSample:
+    """What a sampling mode returns: images `(B, 3, H, W)` in [-1, 1], captions, and the text latents `(B, L, d)`
+    they were decoded from; a mode that produces no images (or no captions) leaves that field None."""
+
+    images: Tensor | None = None
+    captions: list[str] | None = None
+    text_latents: Tensor | None = None
+
+
 def denoiser(
-    task: JointImageText, sampled: tuple[str, ...], given: dict[str, tuple[Tensor, float]], scale: float, guidance: str, free_noise: dict[str, Tensor]
+    task: Any, sampled: tuple[str, ...], given: dict[str, tuple[Tensor, float]], scale: float, guidance: Guidance, free_noise: dict[str, Tensor]
 ) -> DenoiserFn:
     """The function the sampler integrates: `fn(xs, t) -> predictions` of the `sampled` streams at time t, the
     `given` streams held at their `(value, time)`; guided by `scale` against the `guidance` branch, whose
@@ -45,7 +109,7 @@ def denoiser(
             for modality in modalities:  # one unconditional branch per sampled modality: the other one marginalised (or null)
                 bx, bt = dict(xs), dict(ts)
                 for other in task.streams_of(OTHER[modality]):
-                    if guidance == "free":
+                    if guidance == Guidance.free:
                         bx[other], bt[other] = objective.model_input(free_noise[other], ones), ones
                     else:
                         bx[other], bt[other] = task.null_text.expand(b, *task.null_text.shape), zeros
@@ -62,7 +126,7 @@ def denoiser(
     return fn
 
 
-def _noise(task: JointImageText, n: int, generator: torch.Generator) -> dict[str, Tensor]:
+def _noise(task: Any, n: int, generator: torch.Generator) -> dict[str, Tensor]:
     """Fresh noise for every stream, `n` samples."""
     out = {
         IMAGE: torch.randn(n, *task.sample_shape, device=task.device, generator=generator),
@@ -81,9 +145,9 @@ def _integrate(task, sampled, given, scale, guidance, num_steps, generator, n) -
     return task.sampler.sample(fn, {s: start[s] for s in streams}, task.objective, num_steps)
 
 
-def _images_in(task: JointImageText, images) -> dict[str, Tensor]:
+def _images_in(task: Any, images) -> dict[str, Tensor]:
     """Check user images `(B, 3, H, W)` in [-1, 1] at the task's size and return them as the image modality's streams."""
-    size = task.hparams.get("image_size", 32)
+    size = task.image_size
     if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[1] != 3 or images.shape[-2:] != (size, size):
         shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
         raise ValueError(f"images must be a (B, 3, {size}, {size}) tensor in [-1, 1], the size this model was trained at; got {shape}")
@@ -91,19 +155,19 @@ def _images_in(task: JointImageText, images) -> dict[str, Tensor]:
 
 
 def sample(
-    task: JointImageText,
-    mode: str,
+    task: Any,
+    mode: Mode | str,
     *,
     prompts: list[str] | None = None,
     images: Tensor | None = None,
     num_samples: int | None = None,
     guidance_scale: float | None = None,
-    guidance: str | None = None,
+    guidance: Guidance | str | None = None,
     num_steps: int | None = None,
     gibbs_steps: int | None = None,
     seed: int = 0,
 ) -> JointSample:
-    """Sample from the joint model in `mode` (one of `MODES`, see `kit.tasks.joint`).
+    """Sample from the joint model in `mode` (a `Mode` or its name; see `kit.joint.task`).
 
     Args:
         task: the trained joint model.
@@ -118,23 +182,21 @@ def sample(
         gibbs_steps: (i2t, t2i) rounds of `gibbs` (the task's default when None).
         seed: seed of every noise draw.
     """
-    if mode not in MODES:
-        raise ValueError(f"unknown sampling mode {mode!r}; modes: {', '.join(MODES)}")
+    mode = Mode.of(mode)
     scale = task.guidance_scale if guidance_scale is None else guidance_scale
-    text_to_image = mode in ("t2i", "text_variation")
-    guidance = (task.guidance if text_to_image else "free") if guidance is None else guidance  # a null default guides t2i only
-    task.check_guidance(guidance)
-    if guidance == "null" and scale != 1.0:
+    text_to_image = mode in TEXT_TO_IMAGE_MODES
+    guidance = Guidance.of((task.guidance if text_to_image else Guidance.free) if guidance is None else guidance)  # a null default guides t2i only
+    if guidance == Guidance.null and scale != 1.0:
         if task.null_text is None:
             raise ValueError("guidance='null' needs a model trained with a learned null text (null_text_prob > 0); this one guides for free")
         if not text_to_image:
             raise ValueError(f"guidance='null' guides text-to-image only (a learned null text); mode {mode!r} guides for free")
-    needs = {"prompts": ("t2i", "text_variation"), "images": ("i2t", "image_variation")}
+    needs = {"prompts": TEXT_TO_IMAGE_MODES, "images": IMAGE_TO_TEXT_MODES}
     given = {"prompts": prompts, "images": images}
     for what, modes in needs.items():
         if mode in modes and not (given[what] is not None and len(given[what])):
             raise ValueError(f"mode {mode!r} samples from {what}: pass {what}=...")
-    if mode in ("joint", "image", "text", "gibbs") and not (num_samples and num_samples > 0):
+    if mode in UNCONDITIONAL_MODES and not (num_samples and num_samples > 0):
         raise ValueError(f"mode {mode!r} draws unconditional samples: pass num_samples >= 1")
     generator = torch.Generator(device=task.device).manual_seed(seed)
 
@@ -143,26 +205,26 @@ def sample(
 
     def i2t(x: dict[str, Tensor]) -> Tensor:
         given = {n: (v, 0.0) for n, v in x.items()}
-        return _integrate(task, (TEXT,), given, scale, "free", num_steps, generator, x[IMAGE].shape[0])[TEXT]
+        return _integrate(task, (TEXT,), given, scale, Guidance.free, num_steps, generator, x[IMAGE].shape[0])[TEXT]
 
     with task.sampling():
         x = y = None
-        if mode in ("t2i", "text_variation"):
+        if mode in TEXT_TO_IMAGE_MODES:
             task.codec.captions.encode(list(prompts))  # a caption the text decoder cannot write is a clear error here
             x = t2i(task.text_latents(list(prompts)))
-            y = i2t(x) if mode == "text_variation" else None
-        elif mode in ("i2t", "image_variation"):
+            y = i2t(x) if mode == Mode.text_variation else None
+        elif mode in IMAGE_TO_TEXT_MODES:
             y = i2t(_images_in(task, images))
-            x = t2i(y) if mode == "image_variation" else None
-        elif mode in ("image", "text"):
+            x = t2i(y) if mode == Mode.image_variation else None
+        elif mode in (Mode.image, Mode.text):
             noise = _noise(task, num_samples, generator)
             given = {n: (noise[n], 1.0) for n in task.streams_of(OTHER[mode])}
-            out = _integrate(task, (mode,), given, 1.0, "free", num_steps, generator, num_samples)
+            out = _integrate(task, (mode,), given, 1.0, Guidance.free, num_steps, generator, num_samples)
             x, y = (out, None) if mode == IMAGE else (None, out[TEXT])
         else:  # joint, gibbs
-            out = _integrate(task, (IMAGE, TEXT), {}, scale, "free", num_steps, generator, num_samples)
+            out = _integrate(task, (IMAGE, TEXT), {}, scale, Guidance.free, num_steps, generator, num_samples)
             x, y = {n: out[n] for n in task.image_streams}, out[TEXT]
-            for _ in range(task.gibbs_steps if gibbs_steps is None else gibbs_steps) if mode == "gibbs" else ():
+            for _ in range(task.gibbs_steps if gibbs_steps is None else gibbs_steps) if mode == Mode.gibbs else ():
                 y = i2t(x)
                 x = t2i(y)
         return JointSample(
@@ -170,17 +232,3 @@ def sample(
             captions=None if y is None else task.codec.decode(y),
             text_latents=y,
         )
-
-
-def load_joint(path: str | Path, **kwargs) -> JointImageText:
-    """A joint model from its checkpoint (`kit.tasks.checkpoint.load_checkpoint`); another task's checkpoint is a
-    one-line error naming both tasks."""
-    from kit.tasks.checkpoint import load_checkpoint
-
-    module = load_checkpoint(path, **kwargs)
-    if not isinstance(module, JointImageText):
-        name = getattr(type(module), "registry_name", type(module).__name__)
-        raise ValueError(
-            f"checkpoint {str(path)!r} holds a {name} model ({type(module).__name__}); the joint sampler needs a joint_image_text one (kit.tasks.JointImageText)"
-        )
-    return module
