@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from enum import IntEnum, StrEnum
+from enum import IntEnum, StrEnum, nonmember
 
 import torch
 from torch import Tensor
@@ -89,9 +89,22 @@ class EncoderOutput:
         return EncoderOutput(self.hidden_states.to(device), self.mask.to(device), self.kinds.to(device))
 
 
-class PerLayerMode(StrEnum):
+class Choice(StrEnum):
+    """A setting with a few named values (a string of the same name is the same value). `of` turns a string into
+    the member or a one-line error naming the `label` and every value."""
+
+    @classmethod
+    def of(cls, value: str):
+        try:
+            return cls(value)
+        except ValueError:
+            raise ValueError(f"unknown {cls.label} {value!r}; known: {', '.join(cls)}") from None
+
+
+class PerLayerMode(Choice):
     """How a backbone uses per-layer conditioning `per_layer[:, i]` at block i (`Backbone.feed_layer`)."""
 
+    label = nonmember("per_layer_mode")
     add = "add"
     """hidden-state injection: the block reads its conditioning tokens plus encoder layer i's"""
     replace = "replace"
@@ -120,9 +133,7 @@ class Conditioning:
     FIELDS = ("tokens", "pooled", "per_layer")
 
     def __post_init__(self) -> None:
-        if self.per_layer_mode not in tuple(PerLayerMode):
-            raise ValueError(f"unknown per_layer_mode {self.per_layer_mode!r}; known: add (injection), replace (key-value fusion)")
-        self.per_layer_mode = PerLayerMode(self.per_layer_mode)
+        self.per_layer_mode = PerLayerMode.of(self.per_layer_mode)
 
     def provided(self) -> frozenset[str]:
         """The names of the fields that are set."""

@@ -159,7 +159,7 @@ def test_every_mode_samples_and_the_learned_null_baseline_guides_text_to_image(e
 
 def test_sampling_mistakes_are_one_clear_line(encoder):
     task = _task(encoder)
-    with pytest.raises(ValueError, match="unknown sampling mode 'img2txt'; modes: t2i, i2t, joint, image, text, image_variation, text_variation, gibbs"):
+    with pytest.raises(ValueError, match="unknown sampling mode 'img2txt'; known: t2i, i2t, joint, image, text, image_variation, text_variation, gibbs"):
         task.sample("img2txt", images=torch.zeros(1, 3, 8, 8))
     with pytest.raises(ValueError, match=r"mode 'i2t' samples from images: pass images=\.\.\."):
         task.sample("i2t", prompts=PROMPTS)

@@ -105,6 +105,7 @@ class ShapesDataset(SceneSplit):
         self,
         length: int,
         split: str = "train",
+        *,
         seed: int = 0,
         image_size: int = 32,
         caption_styles: Sequence[str] = STYLES,
@@ -251,6 +252,7 @@ class ShapesData(ImageTextData):
     def __init__(
         self,
         image_size: int = 32,
+        *,
         batch_size: int = 32,
         train_size: int = 1_000_000,
         val_size: int = 256,
@@ -321,8 +323,17 @@ class ShapesDataModule(ShapesData):
             raise ValueError(f"caption_curriculum must be >= 0 items, got {caption_curriculum}")
         super().__init__(**kwargs)
         seed, image_size, train_size = self.seed, self.image_size, self.train_size
-        self.train_set = ShapesDataset(train_size, "train", seed, image_size, caption_styles, caption_weights, caption_curriculum, count_curriculum or ())
-        self.val_set = ShapesDataset(self.val_size, "val", seed, image_size, [val_caption_style])
+        self.train_set = ShapesDataset(
+            train_size,
+            "train",
+            seed=seed,
+            image_size=image_size,
+            caption_styles=caption_styles,
+            caption_weights=caption_weights,
+            curriculum_items=caption_curriculum,
+            count_stages=count_curriculum or (),
+        )
+        self.val_set = ShapesDataset(self.val_size, "val", seed=seed, image_size=image_size, caption_styles=[val_caption_style])
 
     def preview_prompts(self, n: int) -> list[str]:
         """The first `n` validation prompts: fixed prompts for sample grids."""

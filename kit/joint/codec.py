@@ -18,7 +18,7 @@ inference.
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import nonmember
 
 import torch
 from torch import Tensor, nn
@@ -26,7 +26,7 @@ from torch.nn import functional as F
 
 from kit.fusion.resampler import ResamplerHead
 from kit.layers import TransformerBlock, init_linear_trunc_normal
-from kit.types import EncoderOutput, EncoderSpec, TokenKind
+from kit.types import Choice, EncoderOutput, EncoderSpec, TokenKind
 
 
 class CaptionTokenizer:
@@ -162,9 +162,10 @@ class TokenReducer(nn.Module):
         return F.pad(z, (0, 0, 0, self.num_latents - z.shape[1]))  # (B, L, d)
 
 
-class Reducer(StrEnum):
+class Reducer(Choice):
     """How `TextLatentCodec` turns the encoder's states into latent tokens."""
 
+    label = nonmember("reducer")
     tokens = "tokens"
     """one latent per caption token, a linear map of one tap's normalised state (UniDiffuser's design)"""
     resampler = "resampler"
@@ -190,23 +191,22 @@ class TextLatentCodec(nn.Module):
     def __init__(
         self,
         encoder: nn.Module,
+        *,
         num_latents: int = 48,
         latent_dim: int = 16,
+        reducer: Reducer = Reducer.tokens,
+        layer: int = -1,
         width: int = 128,
         reducer_depth: int = 2,
         decoder_depth: int = 3,
         max_tokens: int = 48,
-        reducer: Reducer = Reducer.tokens,
-        layer: int = -1,
     ) -> None:
         super().__init__()
         tokenizer = getattr(getattr(encoder, "processor", None), "tokenizer", None) or getattr(encoder, "tokenizer", None)
         if tokenizer is None:
             raise ValueError(f"TextLatentCodec needs an encoder with a tokenizer for its decoder; {type(encoder).__name__} has none")
         self.captions = CaptionTokenizer(tokenizer, max_tokens)
-        if reducer not in tuple(Reducer):
-            raise ValueError(f"unknown reducer {reducer!r}; known: {', '.join(Reducer)}")
-        if reducer == Reducer.tokens:
+        if Reducer.of(reducer) == Reducer.tokens:
             self.reducer = TokenReducer(encoder.spec, latent_dim, num_latents, layer)
         else:
             self.reducer = ResamplerHead(encoder.spec, latent_dim, num_queries=num_latents, width=width, depth=reducer_depth, num_heads=4)

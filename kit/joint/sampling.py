@@ -11,7 +11,7 @@ its marginal, `marginal + scale * (joint - marginal)` (UniDiffuser's `(1 + s) jo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import nonmember
 from typing import Any
 
 import torch
@@ -19,14 +19,16 @@ from torch import Tensor
 
 from kit.diffusion.base import DenoiserFn
 from kit.joint.backbone import IMAGE, IMAGE_EMBED, MODALITY, TEXT
+from kit.types import Choice
 
 OTHER = {IMAGE: TEXT, TEXT: IMAGE}
 """The other modality."""
 
 
-class Mode(StrEnum):
+class Mode(Choice):
     """The sampling modes of the joint model (`JointImageText.sample`); a plain string of the same name works too."""
 
+    label = nonmember("sampling mode")
     t2i = "t2i"
     """images given captions: image at t, text at 0"""
     i2t = "i2t"
@@ -44,29 +46,14 @@ class Mode(StrEnum):
     gibbs = "gibbs"
     """a joint pair, then rounds of (i2t, t2i)"""
 
-    @classmethod
-    def of(cls, mode: str) -> Mode:
-        """`mode` as a `Mode`, or a one-line error listing the modes."""
-        try:
-            return cls(mode)
-        except ValueError:
-            raise ValueError(f"unknown sampling mode {mode!r}; modes: {', '.join(cls)}") from None
 
+class Guidance(Choice):
+    """The unconditional branch of guidance: `free`, the other stream marginalised at time 1 (UniDiffuser's CFG
+    for free), or `null`, a learned null text at time 0 (the baseline; text-to-image only)."""
 
-class Guidance(StrEnum):
-    """The unconditional branch of guidance: the other stream marginalised at time 1 (UniDiffuser's CFG for free)
-    or a learned null text at time 0 (the baseline; text-to-image only)."""
-
+    label = nonmember("guidance")
     free = "free"
     null = "null"
-
-    @classmethod
-    def of(cls, guidance: str) -> Guidance:
-        """`guidance` as a `Guidance`, or a one-line error naming both."""
-        try:
-            return cls(guidance)
-        except ValueError:
-            raise ValueError(f"unknown guidance {guidance!r}; known: free (the other stream at time 1), null (a learned null text)") from None
 
 
 TEXT_TO_IMAGE_MODES = (Mode.t2i, Mode.text_variation)

@@ -47,7 +47,7 @@ from kit.joint.backbone import IMAGE, IMAGE_EMBED, TEXT, JointUViT
 from kit.joint.codec import TextLatentCodec
 from kit.joint.evaluate import evaluate_joint
 from kit.joint.sampling import Guidance, JointSample, Mode, sample
-from kit.tasks.base import TASKS, Capability, DiffusionTask
+from kit.tasks.base import TASKS, Capability, DiffusionTask, EvaluationSettings
 from kit.types import Batch, EncoderOutput, TokenKind
 from kit.world.suites import SuiteEntry
 
@@ -117,7 +117,7 @@ class JointImageText(DiffusionTask):
                 raise ValueError(f"{name} must be in [0, 1], got {p}")
         if clean_prob + noise_prob > 1.0:
             raise ValueError(f"clean_prob + noise_prob is {clean_prob + noise_prob}; they share the samples and must sum to at most 1")
-        guidance = Guidance(guidance)
+        guidance = Guidance.of(guidance)
         self.encoder = encoder
         self.codec = TextLatentCodec(encoder, **(codec or {}))
         if text_codec is not None:
@@ -275,43 +275,30 @@ class JointImageText(DiffusionTask):
         """Sample in one of the `Mode`s (see `kit.joint.sampling.sample` for the arguments)."""
         return sample(self, mode, **kwargs)
 
-    def generate(self, prompts: list[str], *, references=None, guidance_scale: float | None = None, num_steps: int | None = None, seed: int = 0) -> Tensor:
-        """Text-to-image, as `TextToImage.generate` (what `kit evaluate` and the callbacks call) -> `(B, 3, H, W)`."""
-        if references and any(references):
-            raise ValueError("the joint image-text model takes no reference images; sample mode 'image_variation' varies an image")
-        self.check_generate_arguments(prompts, None, num_steps)
+    def draw(self, prompts: list[str], references, guidance_scale: float | None, num_steps: int | None, seed: int) -> Tensor:
+        """Text-to-image (`generate`, what `kit evaluate` and the callbacks call) -> `(B, 3, H, W)`."""
         return self.sample(Mode.t2i, prompts=prompts, guidance_scale=guidance_scale, num_steps=num_steps, seed=seed).images
 
     # ----------------------------------------------------------------- the contract
     def parts(self) -> dict[str, nn.Module]:
         return {"encoder": self.encoder, "codec": self.codec, "backbone": self.backbone}
 
-    def evaluate(
-        self,
-        entries: Sequence[SuiteEntry],
-        *,
-        images_per_prompt: int = 1,
-        batch_size: int = 64,
-        seed: int = 0,
-        guidance_scale: float | None = None,
-        num_steps: int | None = None,
-        num_scenes: int = 128,
-        progress: bool = False,
-    ) -> dict[str, Any]:
+    def evaluate(self, entries: Sequence[SuiteEntry], settings: EvaluationSettings | None = None) -> dict[str, Any]:
         """Every direction (`kit.joint.evaluate.evaluate_joint`): text-to-image per guidance variant, captions of
-        `num_scenes` held-out scenes, joint pairs, marginals and the text decoder."""
+        `settings.num_scenes` held-out scenes, joint pairs, marginals and the text decoder."""
+        s = settings or EvaluationSettings()
         results = evaluate_joint(
             self,
             entries,
-            images_per_prompt=images_per_prompt,
-            num_scenes=num_scenes,
-            guidance_scale=guidance_scale,
-            num_steps=num_steps,
-            batch_size=batch_size,
-            seed=seed,
-            progress=progress,
+            images_per_prompt=s.images_per_prompt,
+            num_scenes=s.num_scenes,
+            guidance_scale=s.guidance_scale,
+            num_steps=s.num_steps,
+            batch_size=s.batch_size,
+            seed=s.seed,
+            progress=s.progress,
         )
-        return {"task": "joint", "steps": num_steps or self.sampler.num_steps, "sampler": type(self.sampler).__name__, **results}
+        return {"task": "joint", "steps": s.num_steps or self.sampler.num_steps, "sampler": type(self.sampler).__name__, **results}
 
     @staticmethod
     def summarize(results: dict[str, Any]) -> str:

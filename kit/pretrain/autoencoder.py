@@ -56,6 +56,7 @@ class AutoencoderPretraining(L.LightningModule):
         self,
         channels: tuple[int, ...] = (16, 32, 64),
         latent_channels: int = 4,
+        *,
         groups: int = 8,
         latent_noise: float = 0.4,
         l1_weight: float = 0.5,

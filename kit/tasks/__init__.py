@@ -2,11 +2,11 @@
 registers from `kit.joint`). DataModules live in `kit.data`, callbacks in `kit.callbacks`, the assets'
 pretraining in `kit.pretrain`; their old paths here fail with one line naming the new one."""
 
-from kit.tasks.base import TASKS, Capability, DiffusionTask
+from kit.tasks.base import TASKS, Capability, DiffusionTask, EvaluationSettings, LayerWeights
 from kit.tasks.editing import ImageEditing
 from kit.tasks.text_to_image import TextToImage
 
-__all__ = ["TASKS", "Capability", "DiffusionTask", "ImageEditing", "TextToImage"]
+__all__ = ["TASKS", "Capability", "DiffusionTask", "EvaluationSettings", "ImageEditing", "LayerWeights", "TextToImage"]
 
 MOVED = {
     **dict.fromkeys(

@@ -27,8 +27,10 @@ reader ask it rather than test its type:
   which name weight files (read once when built), which decide what the weights mean (a resume that
   changes them is refused);
 - `capabilities`: a frozenset of `Capability` (what `generate` and `kit sample` may ask of it);
-- `generate(prompts, *, references, guidance_scale, num_steps, seed)` -> images `(B, 3, H, W)` in [-1, 1];
-- `evaluation` and `evaluate(entries, ...)`: the name of its evaluation and the figures `kit evaluate` writes;
+- `generate(prompts, *, references, guidance_scale, num_steps, seed)` -> images `(B, 3, H, W)` in [-1, 1]: the
+  base checks the arguments and calls the task's `draw`;
+- `evaluation` and `evaluate(entries, EvaluationSettings)`: the name of its evaluation and the figures `kit
+  evaluate` writes;
 - `layer_weights()`: per-layer weights to log (`LayerWeightLogger`), or None; `parts()`: its named networks;
 - `tiny_recipe()`: command-line arguments that train a tiny instance of it in seconds, with which
   `kit.testing.check_task` checks every registered task.
@@ -41,6 +43,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -92,6 +95,29 @@ class Capability(StrEnum):
     """`generate(prompts, references=...)` reads reference images (editing, multi-reference generation)."""
     IMAGE_TO_TEXT = "image_to_text"
     """The task writes captions of images (`sample("i2t", images=...)`)."""
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """How `DiffusionTask.evaluate` samples and scores.
+
+    Args:
+        images_per_prompt: images generated per prompt.
+        batch_size: prompts per generation batch.
+        seed: seed of the first batch's noise.
+        guidance_scale: guidance scale (the task's default when None).
+        num_steps: sampler steps (the sampler's own when None).
+        num_scenes: test scenes for what starts from an image (captions, joint pairs); tasks without it ignore it.
+        progress: progress bars on stderr.
+    """
+
+    images_per_prompt: int = 1
+    batch_size: int = 64
+    seed: int = 0
+    guidance_scale: float | None = None
+    num_steps: int | None = None
+    num_scenes: int = 128
+    progress: bool = False
 
 
 class LayerWeights(NamedTuple):
@@ -246,7 +272,8 @@ class DiffusionTask(L.LightningModule):
         num_steps: int | None = None,
         seed: int = 0,
     ) -> Tensor:
-        """Sample one image per prompt -> `(B, 3, H, W)` in [-1, 1].
+        """Sample one image per prompt -> `(B, 3, H, W)` in [-1, 1] (refusing, with one line, what `check_generate_arguments`
+        refuses), drawn by the task's `draw`.
 
         Args:
             prompts: the text prompts (or instructions).
@@ -255,27 +282,21 @@ class DiffusionTask(L.LightningModule):
             num_steps: sampler steps (the sampler's own when None).
             seed: seed of the initial noise.
         """
+        self.check_generate_arguments(prompts, references, num_steps)
+        return self.draw(list(prompts), references, guidance_scale, num_steps, seed)
+
+    def draw(self, prompts: list[str], references: References | None, guidance_scale: float | None, num_steps: int | None, seed: int) -> Tensor:
+        """`generate`'s images, its arguments checked: what a task that generates implements."""
         raise NotImplementedError(f"{type(self).__name__} does not generate images")
 
-    def evaluate(
-        self,
-        entries: Sequence[SuiteEntry],
-        *,
-        images_per_prompt: int = 1,
-        batch_size: int = 64,
-        seed: int = 0,
-        guidance_scale: float | None = None,
-        num_steps: int | None = None,
-        num_scenes: int = 128,
-        progress: bool = False,
-    ) -> dict[str, Any]:
+    def evaluate(self, entries: Sequence[SuiteEntry], settings: EvaluationSettings | None = None) -> dict[str, Any]:
         """The figures `kit evaluate` writes for this task on a prompt suite's `entries`: text-to-image scored by the
         shapes oracle (`kit.analysis.scoring.score_images`) and the sampling settings used. A task that can do more
-        (captioning) scores that too, on `num_scenes` test scenes."""
-        images = generate_suite(
-            self, entries, images_per_prompt, batch_size=batch_size, seed=seed, guidance_scale=guidance_scale, num_steps=num_steps, progress=progress
-        )
-        return {**self.sampling_settings(guidance_scale, num_steps), **score_images(entries, images, progress=progress)}
+        (captioning) scores that too."""
+        s = settings or EvaluationSettings()
+        sampling = {"guidance_scale": s.guidance_scale, "num_steps": s.num_steps}
+        images = generate_suite(self, entries, s.images_per_prompt, batch_size=s.batch_size, seed=s.seed, progress=s.progress, **sampling)
+        return {**self.sampling_settings(s.guidance_scale, s.num_steps), **score_images(entries, images, progress=s.progress)}
 
     def sampling_settings(self, guidance_scale: float | None, num_steps: int | None) -> dict[str, Any]:
         """What `evaluate` records of how it sampled (a task adds its own settings)."""

@@ -195,29 +195,12 @@ class TextToImage(DiffusionTask):
         return self.generate(batch.prompts, references=batch.references, seed=batch_idx)
 
     # ----------------------------------------------------------------- sampling
-    def generate(
-        self,
-        prompts: list[str],
-        *,
-        references: References | None = None,
-        guidance_scale: float | None = None,
-        num_steps: int | None = None,
-        seed: int = 0,
-    ) -> Tensor:
-        """Sample one image per prompt -> `(B, C, H, W)` in [-1, 1], under the EMA weights when kept.
-
-        Args:
-            prompts: the text prompts (or editing instructions).
-            references: per prompt, the images it refers to (`(3, H, W)` tensors in [-1, 1] or PIL
-                images), shown to the frozen VLM before the prompt; None for text-to-image.
-            guidance_scale: CFG scale (the module's default when None).
-            num_steps: sampler steps (the sampler's own when None).
-            seed: seed of the initial noise.
-        """
-        self.check_generate_arguments(prompts, references, num_steps)
+    def draw(self, prompts: list[str], references: References | None, guidance_scale: float | None, num_steps: int | None, seed: int) -> Tensor:
+        """`generate` (see `DiffusionTask.generate`): references are `(3, H, W)` tensors in [-1, 1] or PIL images,
+        shown to the frozen VLM before the prompt; sampled under the EMA weights when kept."""
         empty = sum(not p.strip() for p in prompts)
         if empty:
-            warnings.warn(f"{empty} empty prompt(s): sampled without a prompt (the learned null conditioning)", stacklevel=2)
+            warnings.warn(f"{empty} empty prompt(s): sampled without a prompt (the learned null conditioning)", stacklevel=3)
         scale = self.guidance_scale if guidance_scale is None else guidance_scale
         with self.sampling():
             cond = self.condition(prompts, references=references)

@@ -27,7 +27,7 @@ import kit
 from kit.analysis import subset
 from kit.loading import load_checkpoint
 from kit.runner import accepted_arguments, run_cli
-from kit.tasks.base import Capability, DiffusionTask, LayerWeights
+from kit.tasks.base import Capability, DiffusionTask, EvaluationSettings, LayerWeights
 from kit.world.suites import load_suite
 
 REPO = Path(kit.__file__).resolve().parent.parent
@@ -55,7 +55,9 @@ def check_declarations(cls: type[DiffusionTask]) -> None:
     """The class-level contract: what a task declares names its own constructor arguments and capabilities."""
     assert issubclass(cls, DiffusionTask), f"{cls.__name__} does not subclass DiffusionTask"
     assert isinstance(cls.capabilities, frozenset) and all(isinstance(c, Capability) for c in cls.capabilities), "capabilities: a frozenset of Capability"
-    assert Capability.TEXT_TO_IMAGE in cls.capabilities or cls.generate is DiffusionTask.generate, "a task that generates declares TEXT_TO_IMAGE"
+    assert (Capability.TEXT_TO_IMAGE in cls.capabilities) == (cls.draw is not DiffusionTask.draw), (
+        "a task that draws images declares TEXT_TO_IMAGE, and only one"
+    )
     arguments = set(accepted_arguments(cls))
     for name in ("object_arguments", "weight_file_arguments", "model_arguments"):
         unknown = set(getattr(cls, name)) - arguments
@@ -117,7 +119,7 @@ def check_task(cls: type[DiffusionTask], workdir: str | Path, *, extra_args: tup
     assert type(loaded) is cls, f"the checkpoint loads as {type(loaded).__name__}"
     torch.testing.assert_close(loaded.generate(PROMPTS, num_steps=2, seed=3), images, msg="save -> load: the loaded task draws other samples")
     entries = subset(load_suite("t2i"), 1)[:3]
-    results = loaded.evaluate(entries, num_steps=1, num_scenes=2, batch_size=8)
+    results = loaded.evaluate(entries, EvaluationSettings(batch_size=8, num_steps=1, num_scenes=2))
     assert isinstance(results, dict) and results, "evaluate: a dict of figures"
     assert isinstance(loaded.summarize(results), str), "summarize: one line of evaluate's figures"
     return loaded

@@ -22,7 +22,7 @@ from jsonargparse.typing import PositiveInt
 
 from kit.analysis import anchor_images, score_images, subset
 from kit.analysis.evaluate import SOURCES
-from kit.tasks import DiffusionTask
+from kit.tasks import DiffusionTask, EvaluationSettings
 from kit.verbs.parsing import VerbParser, add_model_arguments, load_task
 from kit.world.suites import PromptFileError, load_prompt_file, load_suite
 
@@ -40,12 +40,7 @@ def parser() -> ArgumentParser:
         help="a shipped prompt suite by name, or a prompt file: one prompt a line (.txt) or JSON lines with 'prompt' and optional 'category' (.jsonl)",
     )
     p.add_argument("--version", type=int, default=1, help="suite version")
-    p.add_argument(
-        "--task",
-        type=str | None,
-        default=None,
-        help="the evaluation you expect the checkpoint's task to run: t2i (text-to-image on the suite) or joint (every direction)",
-    )
+    p.add_argument("--task", type=str | None, default=None, help="the evaluation you expect the checkpoint's task to run: t2i or joint (every direction)")
     p.add_argument("--num-scenes", type=PositiveInt, default=128, help="a joint model: test scenes captioned, and joint / marginal samples drawn")
     p.add_argument("--images-per-prompt", type=PositiveInt, default=1, help="images generated per prompt")
     p.add_argument("--per-category", type=PositiveInt | None, default=None, help="only the first N prompts of each category")
@@ -100,16 +95,8 @@ def main(argv: list[str]) -> int:
             )
             return 2
         meta.update(checkpoint=str(args.ckpt))
-        results = module.evaluate(
-            entries,
-            images_per_prompt=args.images_per_prompt,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            guidance_scale=args.guidance,
-            num_steps=args.steps,
-            num_scenes=args.num_scenes,
-            progress=True,
-        )
+        settings = EvaluationSettings(args.images_per_prompt, args.batch_size, args.seed, args.guidance, args.steps, args.num_scenes, progress=True)
+        results = module.evaluate(entries, settings)
         return write_results(
             {**meta, **results, "seconds": round(time.perf_counter() - started, 1)}, args.out, f"{module.evaluation}: {module.summarize(results)}"
         )

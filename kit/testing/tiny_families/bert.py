@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kit.testing.tiny_families.common import (
-    Dims,
-    family_tokenizer,
-)
+from kit.testing.tiny_families.common import Dims, family_tokenizer
 
 
 def bert(seed: int, d: Dims) -> tuple[Any, Any]:

@@ -4,17 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kit.testing.tiny_families.common import (
-    PATCH,
-    TILE,
-    VISION_WIDTH,
-    Dims,
-    chat_template,
-    family_tokenizer,
-    text_config,
-    token_ids,
-    vit_config,
-)
+from kit.testing.tiny_families.common import PATCH, TILE, VISION_WIDTH, Dims, chat_template, family_tokenizer, text_config, token_ids, vit_config
 
 
 def llava(seed: int, d: Dims) -> tuple[Any, Any]:
