@@ -11,7 +11,7 @@
 - `ddp_ignore(module, names)`: parameters and buffers torch's DDP must not broadcast (EMA averages).
 - `parser_destinations(parser)`: every destination an argparse/jsonargparse parser fills.
 
-`tests/test_compat.py` pins both against the installed Lightning, so an upgrade that moves them fails there,
+`tests/test_architecture.py` pins it against the installed Lightning, so an upgrade that moves them fails there,
 in one place, rather than silently changing what a checkpoint records or resumes.
 """
 

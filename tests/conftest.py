@@ -19,6 +19,8 @@ if not torch.cuda.is_available():
 
 REPO = Path(__file__).resolve().parent.parent
 
+from tests.parts_for_tests import TINY_HIDDEN, TINY_LAYERS  # noqa: E402
+
 
 @pytest.fixture(autouse=True)
 def _seed():
@@ -31,10 +33,6 @@ def encoder():
     from kit.encoders import FrozenEncoder
 
     return FrozenEncoder("kit:shapes-vlm-random", taps="all", max_length=64)
-
-
-TINY_LAYERS, TINY_HIDDEN = 3, 48
-"""Size of the tiny family models built by `tiny_family` (not the defaults, so sizes are really read)."""
 
 
 @pytest.fixture(scope="session")

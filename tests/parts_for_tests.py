@@ -6,6 +6,9 @@ import torch
 
 from kit.fusion.base import FusionHead
 
+TINY_LAYERS, TINY_HIDDEN = 3, 48
+"""Size of the tiny family models built by the `tiny_family` fixture (not the defaults, so sizes are really read)."""
+
 
 class PooledOnlyHead(FusionHead):
     """A head that provides only a pooled vector (no tokens)."""

@@ -28,7 +28,7 @@ def fit(*extra: str) -> list[str]:
 ROWS = [
     ("unknown-head", fit(f"{M}fusion=PerceiverHead"), "known fusion heads: "),
     ("unknown-backbone", fit(f"{M}backbone=kit.backbones.HourglassDiT"), "known backbones: "),
-    ("incompatible-parts", fit(f"{M}fusion=parts_for_tests.PooledOnlyHead"), "provides ['pooled'] but backbone SingleStreamDiT consumes"),
+    ("incompatible-parts", fit(f"{M}fusion=tests.parts_for_tests.PooledOnlyHead"), "provides ['pooled'] but backbone SingleStreamDiT consumes"),
     ("typo-key", fit(f"{M}fusion.init_args.layer_deph=2"), "unknown setting 'layer_deph' of kit.fusion.LAPHead; it takes: taps, width, layer_depth"),
     ("taps-beyond-depth", fit(f"{M}encoder.init_args.taps=[4,12]"), "has 8 layers"),
     ("lap-taps-not-returned", fit(f"{M}encoder.init_args.taps=last", f"{M}fusion.init_args.taps=[2]"), "are not all returned by the encoder"),
@@ -86,33 +86,33 @@ FILE_ROWS = [  # a file on disk that is not what it claims: made per test
 ]
 
 OTHER_TESTS = {  # table rows that are behaviours, each with its own test
-    "crafted-ckpt-remote-code": "tests/test_checkpoint_safety.py::test_a_checkpoint_that_points_at_remote_code_is_refused_and_nothing_runs",
-    "crafted-ckpt-encoder-path": "tests/test_checkpoint_safety.py::test_a_recorded_encoder_path_needs_the_users_word",
-    "crafted-ckpt-class": "tests/test_checkpoint_safety.py::test_a_class_outside_the_kit_torch_optim_and_lightning_is_refused",
-    "crafted-ckpt-string-parts": "tests/test_checkpoint_safety.py::test_parts_written_as_strings_and_unlisted_packages_are_refused",
-    "crafted-ckpt-legacy-keys": "tests/test_checkpoint_safety.py::test_legacy_hyperparameter_keys_are_refused",
+    "crafted-ckpt-remote-code": "tests/test_checkpoint.py::test_a_checkpoint_that_points_at_remote_code_is_refused_and_nothing_runs",
+    "crafted-ckpt-encoder-path": "tests/test_checkpoint.py::test_a_recorded_encoder_path_needs_the_users_word",
+    "crafted-ckpt-class": "tests/test_checkpoint.py::test_a_class_outside_the_kit_torch_optim_and_lightning_is_refused",
+    "crafted-ckpt-string-parts": "tests/test_checkpoint.py::test_parts_written_as_strings_and_unlisted_packages_are_refused",
+    "crafted-ckpt-legacy-keys": "tests/test_checkpoint.py::test_legacy_hyperparameter_keys_are_refused",
     "resume-other-model": "tests/test_reliability.py::test_resuming_another_model_is_refused_before_any_run_folder",
     "nan-loss": "tests/test_reliability.py::test_a_diverging_run_stops_at_its_first_nonfinite_step_and_keeps_its_weights",
     "ddp-spawn": "tests/test_ddp.py::test_ddp_spawn_is_refused_with_the_reason",
     "zero-lr": "tests/test_bad_inputs.py::test_a_zero_learning_rate_warns",
     "empty-prompt": "tests/test_bad_inputs.py::test_an_empty_prompt_is_an_unconditional_sample",
-    "cache-of-another-encoder": "tests/test_cache.py::test_a_cache_of_another_encoder_is_refused_with_both_fingerprints",
-    "unreadable-prompt-line": "tests/test_evaluate.py::test_evaluate_a_prompt_file_reports_bad_lines_and_scores_the_rest",
+    "cache-of-another-encoder": "tests/encoders/test_cache.py::test_a_cache_of_another_encoder_is_refused_with_both_fingerprints",
+    "unreadable-prompt-line": "tests/analysis/test_evaluate.py::test_evaluate_a_prompt_file_reports_bad_lines_and_scores_the_rest",
     "kernels-mode": "tests/test_bad_inputs.py::test_an_unknown_kernels_mode_names_the_modes",
-    "cache-too-small": "tests/test_cache.py::test_the_cache_is_sized_for_every_rank_and_a_short_one_warns",
-    "batch-of-undecodable-images": "tests/test_folder.py::test_a_batch_with_no_decodable_image_is_skipped_under_every_callback",
-    "init-from-other-parts": "tests/test_editing.py::test_init_from_refuses_a_checkpoint_of_other_parts",
-    "undecodable-reference-image": "tests/test_editing.py::test_sample_with_images_names_a_missing_or_undecodable_file",
-    "more-references-than-named": "tests/test_editing.py::test_more_images_than_the_instruction_names_is_refused",
-    "references-beyond-context": "tests/test_editing.py::test_the_encoder_refuses_more_image_tokens_than_its_context",
-    "editing-without-a-vlm": "tests/test_editing.py::test_an_encoder_that_reads_no_images_is_refused",
-    "reference-of-another-size": "tests/test_editing.py::test_edit_fine_tuning_runs_from_the_cli_and_is_scored",
+    "cache-too-small": "tests/encoders/test_cache.py::test_the_cache_is_sized_for_every_rank_and_a_short_one_warns",
+    "batch-of-undecodable-images": "tests/data/test_folder.py::test_a_batch_with_no_decodable_image_is_skipped_under_every_callback",
+    "init-from-other-parts": "tests/tasks/test_editing.py::test_init_from_refuses_a_checkpoint_of_other_parts",
+    "undecodable-reference-image": "tests/tasks/test_editing.py::test_sample_with_images_names_a_missing_or_undecodable_file",
+    "more-references-than-named": "tests/tasks/test_editing.py::test_more_images_than_the_instruction_names_is_refused",
+    "references-beyond-context": "tests/tasks/test_editing.py::test_the_encoder_refuses_more_image_tokens_than_its_context",
+    "editing-without-a-vlm": "tests/tasks/test_editing.py::test_an_encoder_that_reads_no_images_is_refused",
+    "reference-of-another-size": "tests/tasks/test_editing.py::test_edit_fine_tuning_runs_from_the_cli_and_is_scored",
     "gpu-recipe-without-gpu": "tests/test_scale.py::test_gpu_recipes_on_a_machine_without_one_fail_in_one_line_before_any_run_folder",
     "fsdp-on-the-cpu": "tests/test_scale.py::test_fsdp_on_the_cpu_is_refused_by_lightning_and_by_torch",
-    "streaming-over-a-dataset": "tests/test_streaming.py::test_what_is_not_a_streaming_dataset_is_refused_clearly",
-    "hf-metadata-without-caption": "tests/test_folder.py::test_hugging_face_imagefolder_metadata_is_read",
-    "edit-folder-malformed": "tests/test_edit_folder.py::test_a_malformed_index_names_the_line",
-    "joint-image-embedding": "tests/test_joint.py::test_image_embedding_mistakes_are_one_clear_line",
+    "streaming-over-a-dataset": "tests/data/test_streaming.py::test_what_is_not_a_streaming_dataset_is_refused_clearly",
+    "hf-metadata-without-caption": "tests/data/test_folder.py::test_hugging_face_imagefolder_metadata_is_read",
+    "edit-folder-malformed": "tests/data/test_edit_folder.py::test_a_malformed_index_names_the_line",
+    "joint-image-embedding": "tests/joint/test_task.py::test_image_embedding_mistakes_are_one_clear_line",
 }
 
 
@@ -144,6 +144,7 @@ def smoke_checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize(("row", "message"), FILE_ROWS, ids=[r[0] for r in FILE_ROWS])
+@pytest.mark.slow
 def test_a_bad_checkpoint_file_is_one_clear_line(row, message, smoke_checkpoint, tmp_path, capsys):
     path = tmp_path / "x.ckpt"
     if row == "ckpt-directory":

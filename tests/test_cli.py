@@ -38,6 +38,7 @@ def fit_args(recipe: str, tmp_path: Path, *extra: str) -> list[str]:
     return ["fit", "-c", str(REPO / recipe), "-c", str(REPO / SMOKE), f"--trainer.logger.init_args.save_dir={tmp_path}", *extra]
 
 
+@pytest.mark.slow
 def test_help_lists_every_verb():
     out = subprocess.run([sys.executable, "-m", "kit", "--help"], capture_output=True, text=True, cwd=REPO, check=True).stdout
     for verb in [*LIGHTNING_VERBS, *KIT_VERBS]:
@@ -103,6 +104,7 @@ def test_the_last_layer_baseline_is_lap_with_another_head(capsys):
 
 
 @pytest.mark.parametrize("recipe", FULL_RECIPES)
+@pytest.mark.slow
 def test_every_recipe_fits_and_samples(recipe, tmp_path, capsys):
     cli = run_cli(fit_args(recipe, tmp_path, *(["--trainer.max_steps=21"] if recipe == "recipes/lap.yaml" else [])))  # past the throughput window
     runs = list(tmp_path.glob("*/version_0"))
@@ -143,6 +145,7 @@ def test_every_recipe_fits_and_samples(recipe, tmp_path, capsys):
     assert grid.size == (3 * (side + 1) + 1, 2 * (side + 1) + 1)  # the recipe's image size with 1-px padding
 
 
+@pytest.mark.slow
 def test_sampling_with_rewriting_switched_at_inference(tmp_path, capsys):
     run_cli(fit_args("recipes/lap.yaml", tmp_path))
     ckpt = str(next(tmp_path.glob("*/version_0/checkpoints/last.ckpt")))
@@ -155,6 +158,7 @@ def test_sampling_with_rewriting_switched_at_inference(tmp_path, capsys):
     assert main([*args, "--rewrite", "maybe"]) == 2
 
 
+@pytest.mark.slow
 def test_checkpoint_round_trip_reproduces_samples(tmp_path):
     from kit.loading import load_checkpoint
 
@@ -189,7 +193,7 @@ def test_incompatible_pair_fails_before_training(tmp_path):
     with pytest.raises(
         ConfigurationError, match=r"PooledOnlyHead provides \['pooled'\] but backbone SingleStreamDiT consumes \['per_layer', 'tokens'\]"
     ) as info:
-        run_cli(fit_args("recipes/lap.yaml", tmp_path, "--model.init_args.fusion=parts_for_tests.PooledOnlyHead"))
+        run_cli(fit_args("recipes/lap.yaml", tmp_path, "--model.init_args.fusion=tests.parts_for_tests.PooledOnlyHead"))
     assert isinstance(info.value.__cause__, IncompatibleHeadError)
     assert not list(tmp_path.glob("**/*.ckpt")), "nothing was trained"
 
@@ -205,6 +209,7 @@ def test_unknown_verb(capsys):
 
 
 @pytest.mark.parametrize("overlay", sorted(str(p.relative_to(REPO)) for p in (REPO / "recipes" / "objectives").glob("*.yaml")))
+@pytest.mark.slow
 def test_objective_overlays_fit_and_sample(overlay, tmp_path):
     cli = run_cli(
         ["fit", "-c", str(REPO / "recipes/lap.yaml"), "-c", str(REPO / overlay), "-c", str(REPO / SMOKE), f"--trainer.logger.init_args.save_dir={tmp_path}"]
@@ -215,6 +220,7 @@ def test_objective_overlays_fit_and_sample(overlay, tmp_path):
 
 
 @pytest.mark.parametrize("overlay", sorted(str(p.relative_to(REPO)) for p in (REPO / "recipes" / "backbones").glob("*_shapes.yaml")))
+@pytest.mark.slow
 def test_backbone_recipes_fit_on_the_shapes_world(overlay, tmp_path):
     # the preset's own sizes, shortened to a few steps (smoke.yaml would shrink the backbone too)
     args = ["fit", "-c", str(REPO / "recipes/lap.yaml"), "-c", str(REPO / overlay), "--trainer.max_steps=2", "--trainer.limit_val_batches=1"]
@@ -224,6 +230,7 @@ def test_backbone_recipes_fit_on_the_shapes_world(overlay, tmp_path):
     assert (next(tmp_path.glob("*/version_0")) / "checkpoints" / "last.ckpt").is_file()
 
 
+@pytest.mark.slow
 def test_verifi_overlay_trains_with_rewrites_and_caches_them(tmp_path):
     from kit.types import TokenKind
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from kit.cli import main
@@ -15,12 +16,14 @@ from kit.cli import main
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_a_verbs_usage_line_names_the_command_users_type():
     out = subprocess.run([sys.executable, "-m", "kit", "fit", "--help"], capture_output=True, text=True, cwd=REPO, check=True).stdout
     assert out.startswith("usage: python -m kit [options] fit"), out[:80]
     assert "__main__.py" not in out
 
 
+@pytest.mark.slow
 def test_predict_writes_one_png_per_prompt_and_their_index(tmp_path, capsys):
     recipe = ["-c", str(REPO / "recipes/lap.yaml"), "-c", str(REPO / "recipes/smoke.yaml"), f"--trainer.logger.init_args.save_dir={tmp_path}"]
     assert main(["fit", *recipe]) == 0
@@ -43,6 +46,7 @@ def test_caching_shows_its_progress(encoder, tmp_path, capsys):
     assert "encoding" in err and "2/2" in err, err[-200:]
 
 
+@pytest.mark.slow
 def test_the_verbs_do_not_import_the_dispatcher():
     """`kit.verbs` is registered by real imports and builds recipes through `kit.runner`: importing every
     verb leaves `kit.cli` (which imports the verbs) unimported, so there is no import loop."""

@@ -26,6 +26,7 @@ def val_loss(run: Path) -> float:
     return events.Scalars("val/loss")[-1].value
 
 
+@pytest.mark.slow
 def test_ddp_on_two_cpu_processes_finishes_checkpoints_and_matches_one_process(tmp_path):
     two = fit(
         tmp_path / "ddp",
@@ -78,6 +79,7 @@ def test_ranks_draw_different_noise_and_resumes_draw_the_same(encoder, monkeypat
     )
 
 
+@pytest.mark.slow
 def test_ddp_spawn_is_refused_with_the_reason(tmp_path):
     proc = fit(tmp_path, "--trainer.devices=2", "--trainer.strategy=ddp_spawn")
     assert proc.returncode != 0

@@ -40,6 +40,7 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
         assert re.search(r"t2i overall \d\.\d{3}  i2t exact \d\.\d{3}  joint consistency \d\.\d{3}  decoder exact \d\.\d{3}", text), text[-500:]
 
 
+@pytest.mark.slow
 def test_importing_the_kit_leaves_the_matplotlib_backend_alone():
     """The kit draws with `matplotlib.figure.Figure` (no pyplot), so importing it in a notebook keeps
     the inline backend and the notebook's own figures keep showing (a forced Agg hid them)."""

@@ -15,6 +15,7 @@ def smoke_fit(tmp_path: Path, *extra: str) -> list[str]:
     return ["fit", "-c", str(REPO / "recipes/lap.yaml"), "-c", str(REPO / "recipes/smoke.yaml"), f"--trainer.logger.init_args.save_dir={tmp_path}", *extra]
 
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_at_its_first_nonfinite_step_and_keeps_its_weights(tmp_path, capsys):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -45,6 +46,7 @@ def losses(run: Path) -> dict[int, float]:
 
 
 @pytest.mark.parametrize("curriculum", [11200, 0], ids=["ordered", "shuffled"])
+@pytest.mark.slow
 def test_resume_from_a_mid_run_checkpoint_is_bit_identical(tmp_path, curriculum):
     """Resume a 20-step run from its step-10 checkpoint: every later loss, the final weights and the EMA match bit for bit."""
     overlay = tmp_path / "every10.yaml"
@@ -69,6 +71,7 @@ def test_resume_from_a_mid_run_checkpoint_is_bit_identical(tmp_path, curriculum)
     assert all(torch.equal(end_a["ema"][k], end_b["ema"][k]) for k in end_a["ema"] if k != "updates"), "the EMA too"
 
 
+@pytest.mark.slow
 def test_resuming_another_model_is_refused_before_any_run_folder(tmp_path, capsys):
     assert main(smoke_fit(tmp_path / "a")) == 0
     ckpt = next((tmp_path / "a").glob("*/version_0/checkpoints/last.ckpt"))
@@ -98,6 +101,7 @@ def test_a_longer_run_on_resume_stretches_the_schedule_and_says_so():
     assert opt2.param_groups[0]["lr"] == pytest.approx(long.factor(5)) and long.factor(5) > short.factor(5), "the rate follows the longer cosine"
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_then_resume_from_last_gives_the_uninterrupted_losses(tmp_path):
     """A run killed with SIGKILL at whatever step it reached resumes from `last.ckpt` (written every
     step, atomically by Lightning) and every later loss equals the uninterrupted run's."""
@@ -146,6 +150,7 @@ def test_a_setting_added_after_a_checkpoint_was_written_is_not_a_difference():
 
 
 @pytest.mark.parametrize("save_last", [True, False])
+@pytest.mark.slow
 def test_the_final_step_is_checkpointed_when_the_interval_does_not_divide_the_run(tmp_path, save_last):
     """Lightning's `save_last` copies the last *triggered* checkpoint (step 3 of a 5-step run saving every 3 steps);
     `FinalCheckpoint` also writes the end of training, which is what `last.ckpt` is read as."""

@@ -171,7 +171,7 @@ class DPMSolverPP2M(GridSampler):
     Its grid defaults to `spacing='auto'`: evenly in log-SNR on DDPM schedules (at 10 steps on the
     scaled-linear schedule, with the exact denoiser of a Gaussian, the covariance error is 0.034 on the
     log-SNR grid against 0.218 on the time grid and 0.077 for diffusers' `DPMSolverMultistepScheduler`:
-    `tests/test_diffusion.py`), in time on flows.
+    `tests/diffusion/test_diffusion.py`), in time on flows.
     """
 
     def __init__(self, num_steps: int = 50, shift: float = 1.0, spacing: Literal["auto", "time", "log_snr"] = "auto") -> None:

@@ -177,14 +177,14 @@ def sample(
         if task.null_text is None:
             raise ValueError("guidance='null' needs a model trained with a learned null text (null_text_prob > 0); this one guides for free")
         if not text_to_image:
-            raise ValueError(f"guidance='null' guides text-to-image only (a learned null text); mode {mode!r} guides for free")
+            raise ValueError(f"guidance='null' guides text-to-image only (a learned null text); mode {str(mode)!r} guides for free")
     needs = {"prompts": TEXT_TO_IMAGE_MODES, "images": IMAGE_TO_TEXT_MODES}
     given = {"prompts": prompts, "images": images}
     for what, modes in needs.items():
         if mode in modes and not (given[what] is not None and len(given[what])):
-            raise ValueError(f"mode {mode!r} samples from {what}: pass {what}=...")
+            raise ValueError(f"mode {str(mode)!r} samples from {what}: pass {what}=...")
     if mode in UNCONDITIONAL_MODES and not (num_samples and num_samples > 0):
-        raise ValueError(f"mode {mode!r} draws unconditional samples: pass num_samples >= 1")
+        raise ValueError(f"mode {str(mode)!r} draws unconditional samples: pass num_samples >= 1")
     generator = torch.Generator(device=task.device).manual_seed(seed)
 
     def t2i(y: Tensor) -> dict[str, Tensor]:
