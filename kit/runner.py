@@ -28,7 +28,7 @@ from kit.checkpoint import check_resume
 from kit.compat import RecipeDecidesModel, parser_destinations
 from kit.fusion import FUSION_HEADS
 from kit.registry import UnknownNameError
-from kit.tasks import TASKS, DiffusionTask
+from kit.tasks import TASKS, DiffusionTask, moved
 
 LIGHTNING_VERBS = {
     "fit": "train a model from a recipe: python -m kit fit --config recipes/lap.yaml",
@@ -49,8 +49,8 @@ class KitArgumentParser(LightningArgumentParser):
             hints.append(f"known fusion heads: {FUSION_HEADS.describe()}")
         if "backbone" in keys:
             hints.append(f"known backbones: {BACKBONES.describe()}")
-        moved = re.search(r"\S+ has moved: use [^\n]+", text)  # an old class path (kit.tasks.MOVED)
-        first = moved.group(0) if moved else _unknown_option(text) or "; ".join([summarize_parser_error(text), *hints])
+        old = next(filter(None, map(moved, re.findall(r"kit\.tasks\.[\w.]+", text))), None)  # a class path from before the move
+        first = old or _unknown_option(text) or "; ".join([summarize_parser_error(text), *hints])
         return super().error(f"{first}\n(details)\n{text}", ex)
 
 

@@ -143,6 +143,13 @@ def test_an_old_class_path_names_its_new_home():
         cwd=REPO,
     )
     assert run.returncode != 0 and "error: kit.tasks.ShapesDataModule has moved: use kit.data.ShapesDataModule" in run.stderr, run.stderr[-400:]
+    run = subprocess.run(
+        [sys.executable, "-m", "kit", "fit", "-c", "recipes/lap.yaml", "--data.class_path=kit.tasks.data.ShapesDataModule", "--print_config"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert "error: kit.tasks.data.ShapesDataModule has moved: use kit.data.shapes.ShapesDataModule" in run.stderr, run.stderr[-400:]
 
 
 def test_the_private_api_adapter_matches_the_installed_lightning():

@@ -69,6 +69,7 @@ class FusionHead(nn.Module, ABC):
         self.spec = spec
         self.cond_dim = cond_dim
         self.num_blocks = num_blocks
+        self.positions: tuple[int, ...] = tuple(range(spec.num_taps))  # the taps the head reads, as indices into spec.taps
         self.keep_kinds = tuple(TokenKind[k.upper()] for k in keep_kinds)
         self.null_tokens = nn.Parameter(torch.empty(1, 1, cond_dim))
         nn.init.normal_(self.null_tokens, std=0.02)
@@ -90,8 +91,9 @@ class FusionHead(nn.Module, ABC):
 
     @property
     def weighted_layers(self) -> tuple[int, ...]:
-        """The encoder hidden-state indices that `layer_weights()` refers to, in order."""
-        return self.spec.taps
+        """The encoder hidden-state indices that `layer_weights()` refers to, in order: the layers of the taps the head
+        reads (`positions`, every tap unless a head narrows them)."""
+        return tuple(self.spec.taps[p] for p in self.positions)
 
     def select(self, enc: EncoderOutput) -> EncoderOutput:
         """Keep only the token kinds this head conditions on; standardise their features under `input_norm=standardize`."""

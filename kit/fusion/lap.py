@@ -212,10 +212,6 @@ class LAPHead(SingleSequenceHead):
         else:
             nn.init.zeros_(self.projector.query)
 
-    @property
-    def weighted_layers(self) -> tuple[int, ...]:
-        return tuple(self.spec.taps[p] for p in self.positions)
-
     def layer_weights(self) -> Tensor:
         """`(N,)` each read layer's weight in the pooling: learned weights, block norms (flatten) or
         the mean attention of the last forward pass (attention)."""

@@ -36,10 +36,6 @@ class LayerMixHead(SingleSequenceHead):
         """Linear layers trunc-normal(0.02), zero bias."""
         init_linear_trunc_normal(self)
 
-    @property
-    def weighted_layers(self) -> tuple[int, ...]:
-        return tuple(self.spec.taps[p] for p in self.positions)
-
     def mix_weights(self) -> Tensor:
         """`(N',)` the weight of each read tap."""
         raise NotImplementedError

@@ -103,10 +103,6 @@ class PerBlockHead(FusionHead):
         self.num_output_layers = len(self.positions)
         self.project = PerLayerProjection(len(self.positions), spec.hidden_size, cond_dim)
 
-    @property
-    def weighted_layers(self) -> tuple[int, ...]:
-        return tuple(self.spec.taps[p] for p in self.positions)
-
     def per_layer(self, enc: EncoderOutput) -> Tensor:
         """Selected encoder output -> `(B, L, M, C)` the projected layer of each block, zero behind the mask."""
         return self.project(enc.hidden_states[:, list(self.positions)]) * enc.mask[:, None, :, None]

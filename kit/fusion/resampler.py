@@ -45,10 +45,6 @@ class ResamplerHead(LearnedQueryHead):
         super().initialize_weights()
         nn.init.normal_(self.layer_embed, std=0.02)
 
-    @property
-    def weighted_layers(self) -> tuple[int, ...]:
-        return tuple(self.spec.taps[p] for p in self.positions)
-
     def forward(self, enc: EncoderOutput) -> Conditioning:
         """Hidden states `(B, N, S, D)` -> tokens `(B, Q, cond_dim)`, all real."""
         enc = self.select(enc)

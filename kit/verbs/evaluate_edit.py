@@ -55,7 +55,7 @@ def main(argv: list[str]) -> int:
         module = load_task(args)
         if module is None:
             return 2
-        size = args.image_size or int(module.hparams.get("image_size", 48))
+        size = args.image_size or module.image_size
         results = evaluate_edits(
             module,
             cases,
