@@ -11,6 +11,7 @@ import yaml
 from PIL import Image
 
 from kit.cli import KIT_VERBS, LIGHTNING_VERBS, main, run_cli
+from kit.tasks import Capability
 
 REPO = Path(__file__).resolve().parent.parent
 BASES = {
@@ -85,7 +86,7 @@ def test_recipes_build(recipe, tmp_path):
     if cli.model.autoencoder is None:  # pixel space: the data's geometry is the model's
         assert cli.model.sample_shape == (data.channels, data.image_size, data.image_size), "data geometry is linked into the model"
     assert cli.model.backbone.in_channels == 3 or cli.model.autoencoder is not None
-    if hasattr(cli.model, "codec"):  # the joint model: the text stream is the codec's latent
+    if Capability.IMAGE_TO_TEXT in cli.model.capabilities:  # the joint model: the text stream is the codec's latent
         assert (cli.model.backbone.text_tokens, cli.model.backbone.text_dim) == (cli.model.codec.num_latents, cli.model.codec.latent_dim)
     else:
         assert cli.model.fusion.cond_dim == cli.model.backbone.cond_dim
