@@ -24,11 +24,11 @@ import kit.fusion  # noqa: F401  (registers fusion heads)
 import kit.joint  # noqa: F401  (registers the joint task and its backbone)
 from kit.backbones import BACKBONES
 from kit.callbacks import PredictionWriter
-from kit.checkpoint import check_resume
+from kit.checkpoint import UnsafeCheckpointError, check_resume
 from kit.compat import RecipeDecidesModel, parser_destinations
 from kit.fusion import FUSION_HEADS
-from kit.registry import UnknownNameError
-from kit.tasks import TASKS, DiffusionTask, moved
+from kit.loading import task_class
+from kit.tasks import TASKS, moved
 
 LIGHTNING_VERBS = {
     "fit": "train a model from a recipe: python -m kit fit --config recipes/lap.yaml",
@@ -101,12 +101,12 @@ def _unknown_option(text: str) -> str | None:
 
 
 def model_arguments(class_path: str | None) -> tuple[str, ...]:
-    """The settings that decide what the weights of the recipe's model mean: its task's `model_arguments`, the
-    base task's for a module that is not a registered task (a pretraining module)."""
+    """The settings that decide what the weights of the recipe's model mean: its task's `model_arguments`; for a
+    module that is not a registered task (a pretraining module), those of every task together."""
     try:
-        return TASKS.get(class_path).model_arguments if class_path else DiffusionTask.model_arguments
-    except UnknownNameError:
-        return DiffusionTask.model_arguments
+        return task_class({"_class_path": class_path}, "the recipe").model_arguments
+    except UnsafeCheckpointError:
+        return tuple(dict.fromkeys(name for _, task in TASKS.items() for name in task.model_arguments))
 
 
 class ConfigurationError(Exception):
