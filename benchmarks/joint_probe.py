@@ -1,6 +1,6 @@
 """Does a joint model's text stream read the image? Image-to-text needs it to; this measures it directly.
 
-For test-split scenes and their captions (detailed, or `--register` another), the caption's text latent is noised to a text time t and the
+For held-out scenes (never drawn in training) and their captions (detailed, or `--register` another), the caption's text latent is noised to a text time t and the
 network predicts it back once, with the image given clean (time 0, as image-to-text gives it) and with the image
 marginalised (pure noise at time 1). If the text prediction reads the image, its error is lower with the image
 given, the more so the noisier the text. Reported per text time: the mean squared error of the predicted latent
@@ -34,7 +34,7 @@ def probe(path: str, num_scenes: int = 128, times: tuple[float, ...] = TIMES, se
     """The image reliance of the text prediction of the joint checkpoint `path` (see the module docstring)."""
     module = load_checkpoint(path, require=Capability.IMAGE_TO_TEXT).eval()
     size = module.image_size
-    data = ShapesDataset(num_scenes, split="test", seed=seed, image_size=size, caption_styles=[register])
+    data = ShapesDataset(num_scenes, split="held_out", seed=seed, image_size=size, caption_styles=[register])
     truth = [data.scene_and_prompt(i)[1] for i in range(num_scenes)]
     images = torch.stack([data[i]["image"] for i in range(num_scenes)])
     objective, generator = module.objective, torch.Generator().manual_seed(seed)

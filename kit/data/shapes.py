@@ -21,9 +21,11 @@ from kit.encoders.cache import FeatureCache, cache_key, collate_entries
 from kit.images import image_to_tensor
 from kit.types import Batch, EncoderOutput
 from kit.world import REGISTERS, STYLES, caption, render, scene_rng
-from kit.world.scene import MAX_OBJECTS, Scene, sample_training_scene
+from kit.world.scene import MAX_OBJECTS, Scene, sample_held_out_scene, sample_training_scene
 
-SPLITS = {"train": 0, "val": 1, "test": 2}
+SPLITS = {"train": 0, "val": 1, "test": 2, "held_out": 3}
+"""The splits' random streams. `train`, `val` and `test` draw training-distribution scenes (never a held-out
+one); `held_out` draws only held-out scenes (`kit.world.scene.is_held_out`), which no training split contains."""
 
 
 def batch_size(batch: Batch) -> int:
@@ -62,7 +64,7 @@ class SceneSplit(Dataset):
 
     Args:
         length: number of items.
-        split: `train`, `val` or `test`.
+        split: `train`, `val`, `test` or `held_out` (see `SPLITS`).
         seed: world seed.
         image_size: render side in pixels.
     """
@@ -73,7 +75,7 @@ class SceneSplit(Dataset):
     def __init__(self, length: int, split: str = "train", seed: int = 0, image_size: int = 32) -> None:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
-        self.length, self.seed, self.image_size = length, seed, image_size
+        self.length, self.split, self.seed, self.image_size = length, split, seed, image_size
         self.split_id = self.split_offset + SPLITS[split]
 
     def __len__(self) -> int:
@@ -89,7 +91,8 @@ class ShapesDataset(SceneSplit):
 
     Args:
         length: number of items.
-        split: 'train', 'val' or 'test'; splits draw from disjoint random streams.
+        split: 'train', 'val', 'test' (training-distribution scenes) or 'held_out' (only scenes that training never
+            draws); splits draw from disjoint random streams.
         seed: world seed.
         image_size: render size in pixels.
         caption_styles: caption registers to draw from.
@@ -135,7 +138,8 @@ class ShapesDataset(SceneSplit):
         rng = self.rng(index)
         stage = next((most for end, most in self.count_stages if index < end), None)
         num_objects = None if stage is None else int(rng.integers(1, stage + 1))
-        scene = sample_training_scene(rng, num_objects)  # never a held-out (evaluation) scene
+        draw = sample_held_out_scene if self.split == "held_out" else sample_training_scene
+        scene = draw(rng, num_objects)  # a training split never holds a held-out (evaluation) scene
         style = self.styles[int(rng.choice(len(self.styles), p=self.weights))]
         if index < self.curriculum_items:
             style = self.styles[0]

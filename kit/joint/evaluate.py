@@ -2,14 +2,17 @@
 
 - `t2i`: the prompt suite scored as for any text-to-image model, once per guidance variant: CFG for free at
   the model's scale, no guidance (scale 1), and the learned null text when the model was trained with one;
-- `i2t`: renders of test-split scenes captioned by the model; a caption is *faithful* when it parses and all it
-  says is true of the scene, *exact* when it is also a complete description (every object, each with shape,
-  colour, size and place, and no other objects): the exact scene, read back from the text;
-- `joint`: pairs sampled together; *consistent* when the caption parses and all it says is true of the scene the
-  oracle reads in the image;
+- `i2t`: renders of held-out scenes (never drawn in training) captioned by the model; a caption is *faithful* when
+  it parses and all it says is true of the scene, *exact* when it is also a complete description (every object,
+  each with shape, colour, size and place, and no other objects): the exact scene, read back from the text;
+- `joint`: pairs sampled together; *consistent* (exact) when the caption is a complete description of the scene the
+  oracle reads in the image, *faithful* when all it says is true of that scene;
+- `anchors`: what trivial captioners score on the same metrics, so a partial figure can be read: one constant
+  caption (the first held-out scene's) for every image, and the true captions paired with other scenes (rolled by
+  one), both for captioning and for joint consistency. The exact metrics of both are about 0;
 - `marginals`: diversity of unconditional samples, the share of distinct scenes (images, read by the oracle) and
   of distinct captions, and the share of captions that parse;
-- `decoder`: the text codec alone, exact reconstruction `decode(encode(caption)) == caption` of test-split captions.
+- `decoder`: the text codec alone, exact reconstruction `decode(encode(caption)) == caption` of held-out captions.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from kit.joint.sampling import Guidance, Mode
 from kit.tasks.base import DiffusionTask
 from kit.world.oracle import Oracle
 from kit.world.parser import CaptionParseError, parse_caption
+from kit.world.render import render
 from kit.world.scene import Scene
 from kit.world.spec import SceneSpec
 from kit.world.suites import SuiteEntry
@@ -51,6 +55,18 @@ def caption_scores(captions: Sequence[str], scenes: Sequence[Scene]) -> dict[str
     faithful = [s is not None and s.satisfied_by(scene) for s, scene in zip(specs, scenes)]
     exact = [f and is_complete(s) for f, s in zip(faithful, specs)]
     return {"parsed": float(np.mean([s is not None for s in specs])), "faithful": float(np.mean(faithful)), "exact": float(np.mean(exact))}
+
+
+def anchor_scores(scenes: Sequence[Scene], truth: Sequence[str], image_size: int, oracle: Oracle) -> dict[str, dict[str, dict[str, float]]]:
+    """What trivial captioners score (see the module docstring): `constant_caption` and `shuffled_pairs`, each with
+    `i2t` and `joint` caption scores (`parsed`, `faithful`, `exact`)."""
+    read = [oracle.read(render(scene, image_size)) for scene in scenes]  # what joint consistency compares with
+    constant = [truth[0]] * len(truth)
+    rolled = list(truth[1:]) + list(truth[:1])
+    return {
+        "constant_caption": {"i2t": caption_scores(constant, scenes), "joint": caption_scores(constant, read)},
+        "shuffled_pairs": {"i2t": caption_scores(rolled, scenes), "joint": caption_scores(rolled, read)},
+    }
 
 
 class _Guided:
@@ -95,7 +111,7 @@ def evaluate_joint(
             _Guided(module, guidance), entries, images_per_prompt, batch_size=batch_size, seed=seed, progress=progress, guidance_scale=s, num_steps=num_steps
         )
         t2i[name] = score_images(entries, images, oracle=oracle, progress=progress)
-    test = ShapesDataset(num_scenes, split="test", seed=seed, image_size=size, caption_styles=["detailed"])
+    test = ShapesDataset(num_scenes, split="held_out", seed=seed, image_size=size, caption_styles=["detailed"])
     scenes, truth = zip(*(test.scene_and_prompt(i) for i in range(num_scenes)))
     captions, joint_captions, joint_scenes, marginal_scenes, marginal_captions = [], [], [], [], []
     for k, (lo, hi) in enumerate(tqdm(_batched(num_scenes, batch_size), desc="i2t, joint, marginals", disable=not progress)):
@@ -115,7 +131,9 @@ def evaluate_joint(
     return {
         "t2i_overall": t2i["free"]["overall"],
         "i2t_exact": i2t["exact"],
-        "joint_consistency": joint["faithful"],
+        "joint_consistency": joint["exact"],
+        "held_out": True,
+        "anchors": anchor_scores(list(scenes), list(truth), size, oracle),
         "decoder_exact": decoder_exact,
         "cfg": {name: result["overall"] for name, result in t2i.items()} | {"scale": scale},
         "t2i": t2i,

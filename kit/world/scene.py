@@ -160,6 +160,15 @@ def sample_training_scene(rng: np.random.Generator, num_objects: int | None = No
             return scene
 
 
+def sample_held_out_scene(rng: np.random.Generator, num_objects: int | None = None) -> Scene:
+    """`sample_scene`, redrawing until the scene is held out (about one draw in `HELD_OUT_MODULUS`): the scenes
+    that evaluation reads and training never draws."""
+    while True:
+        scene = sample_scene(rng, num_objects)
+        if is_held_out(scene):
+            return scene
+
+
 def scene_rng(seed: int, split: int, index: int) -> np.random.Generator:
     """The generator for scene `index` of a split: deterministic, and disjoint across splits.
 

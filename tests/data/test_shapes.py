@@ -1,4 +1,4 @@
-"""The caption curriculum: the first items are detailed captions, read in order; then the recipe's mix."""
+"""`ShapesDataModule` and `ShapesDataset`: the caption and count curricula, read in order, and the held-out split."""
 
 import pytest
 
@@ -33,3 +33,16 @@ def test_count_curriculum_stages_limit_objects_then_the_whole_world():
     for bad, match in [([[10, 0]], "max_objects"), ([[10, 1], [5, 2]], "increase"), ([[10]], "end_item"), ([3200, 1], "end_item")]:
         with pytest.raises(ValueError, match=match):
             ShapesDataModule(count_curriculum=bad)
+
+
+def test_the_held_out_split_holds_only_scenes_that_training_never_draws():
+    from kit.data import ShapesDataset
+    from kit.world.scene import is_held_out
+
+    held_out = ShapesDataset(40, "held_out", caption_styles=["detailed"])
+    assert all(is_held_out(held_out.scene_and_prompt(i)[0]) for i in range(40))
+    for split in ("train", "val", "test"):
+        data = ShapesDataset(200, split)
+        assert not any(is_held_out(data.scene_and_prompt(i)[0]) for i in range(200)), f"the {split} split draws a held-out scene"
+    with pytest.raises(ValueError, match="unknown split 'heldout'; known: train, val, test, held_out"):
+        ShapesDataset(4, "heldout")
