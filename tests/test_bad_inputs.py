@@ -113,6 +113,9 @@ OTHER_TESTS = {  # table rows that are behaviours, each with its own test
     "hf-metadata-without-caption": "tests/data/test_folder.py::test_hugging_face_imagefolder_metadata_is_read",
     "edit-folder-malformed": "tests/data/test_edit_folder.py::test_a_malformed_index_names_the_line",
     "joint-image-embedding": "tests/joint/test_task.py::test_image_embedding_mistakes_are_one_clear_line",
+    "joint-sampling": "tests/joint/test_task.py::test_sampling_mistakes_are_one_clear_line",
+    "joint-codec-mismatch": "tests/joint/test_task.py::test_the_recipe_trains_reloads_and_another_task_is_named",
+    "joint-checkpoint-elsewhere": "tests/joint/test_task.py::test_the_recipe_trains_reloads_and_another_task_is_named",
 }
 
 

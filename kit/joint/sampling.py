@@ -183,6 +183,8 @@ def sample(
     for what, modes in needs.items():
         if mode in modes and not (given[what] is not None and len(given[what])):
             raise ValueError(f"mode {str(mode)!r} samples from {what}: pass {what}=...")
+    if mode in TEXT_TO_IMAGE_MODES and not all(isinstance(p, str) and p.strip() for p in prompts):
+        raise ValueError(f"mode {str(mode)!r} got an empty caption: pass a caption for every sample (an unconditional image is mode 'image')")
     if mode in UNCONDITIONAL_MODES and not (num_samples and num_samples > 0):
         raise ValueError(f"mode {str(mode)!r} draws unconditional samples: pass num_samples >= 1")
     generator = torch.Generator(device=task.device).manual_seed(seed)

@@ -157,6 +157,16 @@ class JointImageText(DiffusionTask):
         state = {k[len("codec.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("codec.")}
         if not state:
             raise ValueError(f"text_codec {path} holds no text codec (no codec.* weights): pass a checkpoint of kit.pretrain.TextLatentPretraining")
+        recorded = ((checkpoint["hyper_parameters"].get("encoder") or {}).get("init_args") or {}).get("model")
+        if recorded is not None and recorded != self.encoder.spec.name:
+            raise ValueError(
+                f"text_codec {path} was trained on the encoder {recorded!r}, this task reads {self.encoder.spec.name!r}: its latents and tokenizer are another's"
+            )
+        own = self.codec.state_dict()
+        shapes = [f"{k}: {tuple(v.shape)} there, {tuple(own[k].shape)} here" for k, v in state.items() if k in own and v.shape != own[k].shape]
+        if shapes or set(state) != set(own):
+            shown = "; ".join(shapes[:2]) or "other weights"
+            raise ValueError(f"text_codec {path} does not fit this task's codec ({shown}): a codec of another tokenizer or encoder")
         self.codec.load_state_dict(state)
 
     def train(self, mode: bool = True):

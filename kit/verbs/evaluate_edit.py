@@ -17,6 +17,7 @@ from jsonargparse import ArgumentParser
 from jsonargparse.typing import NonNegativeInt, PositiveInt
 
 from kit.analysis.edit_eval import ANCHORS, EDIT_SUITE_VERSION, anchor_outputs, build_edit_suite, evaluate_edits, score_edit_images
+from kit.tasks import Capability
 from kit.verbs.parsing import VerbParser, add_model_arguments, load_task
 
 HELP = "score an editing checkpoint with the oracle: --ckpt CKPT [--per-kind N] --out edit_eval.json (success, preservation, composition)"
@@ -54,6 +55,13 @@ def main(argv: list[str]) -> int:
     else:
         module = load_task(args)
         if module is None:
+            return 2
+        if Capability.REFERENCES not in module.capabilities:
+            name = getattr(type(module), "registry_name", type(module).__name__)
+            print(
+                f"error: {args.ckpt} holds a {name} model ({type(module).__name__}), which reads no source images; evaluate it with kit evaluate",
+                file=sys.stderr,
+            )
             return 2
         size = args.image_size or module.image_size
         results = evaluate_edits(

@@ -167,6 +167,10 @@ def test_sampling_mistakes_are_one_clear_line(encoder):
         task.sample("joint")
     with pytest.raises(ValueError, match=r"images must be a \(B, 3, 8, 8\) tensor in \[-1, 1\]"):
         task.sample("i2t", images=torch.zeros(2, 3, 16, 16))
+    with pytest.raises(ValueError, match=r"images must be a \(B, 3, 8, 8\) tensor .* got \(2, 1, 8, 8\)"):
+        task.sample("image_variation", images=torch.zeros(2, 1, 8, 8))  # a grey image: another mode
+    with pytest.raises(ValueError, match="mode 'text_variation' got an empty caption: pass a caption for every sample"):
+        task.sample("text_variation", prompts=[PROMPTS[0], " "])
     with pytest.raises(ValueError, match="needs a model trained with a learned null text"):
         task.sample("t2i", prompts=PROMPTS, guidance="null", guidance_scale=2.0)
     with pytest.raises(ValueError, match="tokens with start and end; the text decoder takes 16"):
@@ -213,6 +217,9 @@ def test_the_recipe_trains_reloads_and_another_task_is_named(repo, tmp_path, cap
     capsys.readouterr()
     assert main([*joint, f"--model.init_args.text_codec={codec_ckpt}", "--model.init_args.codec.latent_dim=8"]) == 2
     assert "its codec settings differ from this task's codec (latent_dim: 16 there, 8 here)" in capsys.readouterr().err
+    other_encoder = [a if a != random_vlm else "--model.init_args.encoder.init_args.model=kit:shapes-vlm" for a in joint]
+    assert main([*other_encoder, f"--model.init_args.text_codec={codec_ckpt}"]) == 2
+    assert "was trained on the encoder 'kit:shapes-vlm-random', this task reads 'kit:shapes-vlm'" in capsys.readouterr().err
     assert not (tmp_path / "unidiffuser").exists(), "refused before any run folder"
     run_cli([*joint, f"--model.init_args.text_codec={codec_ckpt}"])
     ckpt = next((tmp_path / "unidiffuser").glob("**/*.ckpt"))
@@ -245,6 +252,15 @@ def test_the_recipe_trains_reloads_and_another_task_is_named(repo, tmp_path, cap
     assert figures["held_out"] is True and set(figures["anchors"]) == {"constant_caption", "shuffled_pairs"}
     assert main(["evaluate", "--task", "joint", "--ckpt", str(next(t2i_dir.glob("**/*.ckpt"))), "--out", str(tmp_path / "x.json")]) == 2
     assert "holds a text_to_image model (TextToImage), whose evaluation is t2i" in capsys.readouterr().err and not (tmp_path / "x.json").exists()
+    assert main(["evaluate-edit", "--ckpt", str(ckpt), "--per-kind", "1", "--out", str(tmp_path / "edit.json")]) == 2
+    assert "holds a joint_image_text model (JointImageText), which reads no source images" in capsys.readouterr().err
+    assert (
+        main(
+            ["sample", "--ckpt", str(ckpt), "--prompt", "a red circle", "--image", str(repo / "docs/lap_default_samples.png"), "--out", str(tmp_path / "s.png")]
+        )
+        == 2
+    )
+    assert "takes no reference images" in capsys.readouterr().err
 
 
 def test_the_image_embedding_is_a_second_image_part_diffused_under_the_image_time(vlm):
