@@ -5,6 +5,6 @@ modes (`kit.joint.sampling`), the text codec that turns captions into a diffusab
 from kit.joint.backbone import JointUViT
 from kit.joint.codec import TextLatentCodec
 from kit.joint.sampling import Guidance, JointSample, Mode
-from kit.joint.task import JointImageText
+from kit.joint.task import Direction, JointImageText
 
-__all__ = ["Guidance", "JointImageText", "JointSample", "JointUViT", "Mode", "TextLatentCodec"]
+__all__ = ["Direction", "Guidance", "JointImageText", "JointSample", "JointUViT", "Mode", "TextLatentCodec"]

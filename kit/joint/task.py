@@ -35,6 +35,7 @@ over streams of each stream's mean over the samples that predict it, weighted by
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from enum import nonmember
 from typing import Any
 
 import torch
@@ -48,10 +49,21 @@ from kit.joint.codec import TextLatentCodec
 from kit.joint.evaluate import evaluate_joint
 from kit.joint.sampling import Guidance, JointSample, Mode, sample
 from kit.tasks.base import TASKS, Capability, DiffusionTask, EvaluationSettings
-from kit.types import Batch, EncoderOutput, TokenKind
+from kit.types import Batch, Choice, EncoderOutput, TokenKind
 from kit.world.suites import SuiteEntry
 
 JointBackboneFactory = Callable[[int, int, int, int], JointUViT]
+
+
+class Direction(Choice):
+    """What the joint network is trained to do: everything (`joint`, UniDiffuser), or one conditional only, with the
+    other stream always clean: `image_to_text` (the upper bound of the caption path) or `text_to_image`. The
+    single-direction models are anchors for the joint one: the same network, data and budget."""
+
+    label = nonmember("direction")
+    joint = "joint"
+    image_to_text = "image_to_text"
+    text_to_image = "text_to_image"
 
 
 @TASKS.register("joint_image_text")
@@ -74,6 +86,9 @@ class JointImageText(DiffusionTask):
         guidance_scale: the default guidance scale of the conditional and joint modes (1 is none).
         guidance: the default unconditional branch: 'free' (the other stream at time 1) or 'null' (the learned null text).
         gibbs_steps: the (i2t, t2i) rounds of the `gibbs` mode.
+        direction: `joint` trains every distribution; `image_to_text` (`text_to_image`) keeps the image (the text)
+            clean at time 0 in every sample, an anchor that learns that conditional only (`clean_prob`, `noise_prob`
+            and `null_text_prob` are then not read).
         image_embed_layer: the encoder tap (an index into its taps, -1 the deepest) whose states at the image's
             tokens become the image stream's second part, `"image_embed"` (UniDiffuser's CLIP image embedding);
             None: the image stream is the pixels or latents alone. Needs an encoder that takes images.
@@ -105,6 +120,7 @@ class JointImageText(DiffusionTask):
         guidance_scale: float = 1.0,
         guidance: Guidance = Guidance.free,
         gibbs_steps: int = 2,
+        direction: Direction = Direction.joint,
         image_embed_layer: int | None = None,
         autoencoder: LatentAutoencoder | None = None,
         image_size: int = 32,
@@ -118,6 +134,7 @@ class JointImageText(DiffusionTask):
         if clean_prob + noise_prob > 1.0:
             raise ValueError(f"clean_prob + noise_prob is {clean_prob + noise_prob}; they share the samples and must sum to at most 1")
         guidance = Guidance.of(guidance)
+        self.direction = Direction.of(direction)
         self.encoder = encoder
         self.codec = TextLatentCodec(encoder, **(codec or {}))
         if text_codec is not None:
@@ -226,6 +243,7 @@ class JointImageText(DiffusionTask):
         mask `(B,)` of samples whose text is the learned null."""
         device = self.device
         times = {n: self.objective.sample_time(b, device, generator=generator) for n in (IMAGE, TEXT)}
+        drawn = dict(times)
         u = torch.rand(b, device=device, generator=generator)
         image_pinned = torch.rand(b, device=device, generator=generator) < 0.5  # which stream a pinned sample pins
         clean, noisy = u < self.clean_prob, (u >= self.clean_prob) & (u < self.clean_prob + self.noise_prob)
@@ -234,6 +252,10 @@ class JointImageText(DiffusionTask):
             times[n] = torch.where(pinned & noisy, torch.ones_like(times[n]), times[n])
             times[n] = torch.where(pinned & clean, torch.zeros_like(times[n]), times[n])
         times[TEXT] = torch.where(null, torch.zeros_like(times[TEXT]), times[TEXT])  # the null text is given, clean
+        if self.direction != Direction.joint:  # one conditional only: the condition is always clean
+            given = IMAGE if self.direction == Direction.image_to_text else TEXT
+            times = {n: torch.zeros_like(t) if n == given else t for n, t in drawn.items()}
+            null = torch.zeros_like(null)
         times |= {n: times[IMAGE] for n in self.image_streams}  # the image's parts share its time
         keep = {n: times[n] > 0 for n in times}
         return times, keep, null

@@ -72,6 +72,19 @@ def test_training_times_pin_one_stream_and_the_clean_one_leaves_the_loss(encoder
         _task(encoder, clean_prob=1.0, noise_prob=0.5)
 
 
+def test_a_single_direction_keeps_its_condition_clean_in_every_sample(encoder):
+    joint = _task(encoder, clean_prob=0.7, noise_prob=0.15, null_text_prob=0.1)
+    base, _, _ = joint.pinned_times(256, torch.Generator().manual_seed(0))
+    for direction, given, learned in (("image_to_text", "image", "text"), ("text_to_image", "text", "image")):
+        task = _task(encoder, clean_prob=0.7, noise_prob=0.15, null_text_prob=0.1, direction=direction)
+        times, keep, null = task.pinned_times(256, torch.Generator().manual_seed(0))
+        assert (times[given] == 0).all() and not keep[given].any() and not null.any(), f"{direction}: the {given} is always given clean"
+        assert (times[learned] > 0).all() and (times[learned] < 1).all() and keep[learned].all(), f"{direction}: the {learned} is learned at drawn times"
+        assert not torch.equal(times[learned], base[learned]), "the joint draw pins some samples; a single direction pins none"
+    with pytest.raises(ValueError, match="unknown direction 'both'; known: joint, image_to_text, text_to_image"):
+        _task(encoder, direction="both")
+
+
 def test_the_loss_is_each_stream_mean_over_the_samples_that_predict_it(encoder):
     task = _task(encoder)
     per_sample = {"loss_per_sample/image": torch.tensor([1.0, 2.0, 3.0, 4.0]), "loss_per_sample/text": torch.tensor([10.0, 20.0, 30.0, 40.0])}
