@@ -48,7 +48,8 @@ from kit.joint.backbone import IMAGE, IMAGE_EMBED, TEXT, JointUViT
 from kit.joint.codec import TextLatentCodec
 from kit.joint.evaluate import evaluate_joint
 from kit.joint.sampling import Guidance, JointSample, Mode, sample
-from kit.tasks.base import TASKS, Capability, DiffusionTask, EvaluationSettings
+from kit.tasks.base import TASKS, DiffusionTask
+from kit.tasks.contract import Capability, EvaluationSettings
 from kit.types import Batch, Choice, EncoderOutput, TokenKind
 from kit.world.suites import SuiteEntry
 

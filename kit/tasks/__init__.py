@@ -2,7 +2,8 @@
 registers from `kit.joint`). DataModules live in `kit.data`, callbacks in `kit.callbacks`, the assets'
 pretraining in `kit.pretrain`; their old paths here fail with one line naming the new one."""
 
-from kit.tasks.base import TASKS, Capability, DiffusionTask, EvaluationSettings, LayerWeights
+from kit.tasks.base import TASKS, DiffusionTask
+from kit.tasks.contract import Capability, EvaluationSettings, LayerWeights
 from kit.tasks.editing import ImageEditing
 from kit.tasks.text_to_image import TextToImage
 

@@ -43,10 +43,8 @@ import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import lightning as L
 import torch
@@ -62,6 +60,7 @@ from kit.compat import attached_trainer, ddp_ignore, start_method, under_cli
 from kit.diffusion import EulerSampler, Objective, RectifiedFlow, Sampler
 from kit.encoders.cache import check_fingerprint
 from kit.registry import Registry
+from kit.tasks.contract import Capability, EvaluationSettings, LayerWeights
 from kit.training.ema import EMA
 from kit.types import Batch, References
 from kit.world.suites import SuiteEntry
@@ -84,48 +83,6 @@ def _check_optimizer(factory: OptimizerFactory) -> None:
         )
     if any(group.get("lr", 1.0) == 0 for group in probe.param_groups):
         warnings.warn("the learning rate is 0: training will not change the weights", stacklevel=3)
-
-
-class Capability(StrEnum):
-    """What a task can be asked to do (`DiffusionTask.capabilities`)."""
-
-    TEXT_TO_IMAGE = "text_to_image"
-    """`generate(prompts)` draws an image per prompt."""
-    REFERENCES = "references"
-    """`generate(prompts, references=...)` reads reference images (editing, multi-reference generation)."""
-    IMAGE_TO_TEXT = "image_to_text"
-    """The task writes captions of images (`sample("i2t", images=...)`)."""
-
-
-@dataclass(frozen=True)
-class EvaluationSettings:
-    """How `DiffusionTask.evaluate` samples and scores.
-
-    Args:
-        images_per_prompt: images generated per prompt.
-        batch_size: prompts per generation batch.
-        seed: seed of the first batch's noise.
-        guidance_scale: guidance scale (the task's default when None).
-        num_steps: sampler steps (the sampler's own when None).
-        num_scenes: test scenes for what starts from an image (captions, joint pairs); tasks without it ignore it.
-        progress: progress bars on stderr.
-    """
-
-    images_per_prompt: int = 1
-    batch_size: int = 64
-    seed: int = 0
-    guidance_scale: float | None = None
-    num_steps: int | None = None
-    num_scenes: int = 128
-    progress: bool = False
-
-
-class LayerWeights(NamedTuple):
-    """A task's per-layer weights for logging: one weight per encoder layer, named by `source` (the head's class)."""
-
-    layers: tuple[int, ...]
-    weights: Tensor
-    source: str
 
 
 class DiffusionTask(L.LightningModule):

@@ -21,7 +21,8 @@ from kit.diffusion import classifier_free_guidance
 from kit.diffusion.base import Denoiser
 from kit.encoders import LatentAutoencoder, PromptEncoder
 from kit.fusion.base import FusionHead
-from kit.tasks.base import TASKS, Capability, DiffusionTask, LayerWeights
+from kit.tasks.base import TASKS, DiffusionTask
+from kit.tasks.contract import Capability, LayerWeights
 from kit.training.repa import RepresentationAlignment
 from kit.types import Batch, Conditioning, EncoderOutput, EncoderSpec, References
 

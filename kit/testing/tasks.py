@@ -27,7 +27,8 @@ import kit
 from kit.analysis import subset
 from kit.loading import load_checkpoint
 from kit.runner import accepted_arguments, run_cli
-from kit.tasks.base import Capability, DiffusionTask, EvaluationSettings, LayerWeights
+from kit.tasks.base import DiffusionTask
+from kit.tasks.contract import Capability, EvaluationSettings, LayerWeights
 from kit.world.suites import load_suite
 
 REPO = Path(kit.__file__).resolve().parent.parent
