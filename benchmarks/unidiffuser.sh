@@ -17,9 +17,10 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python )}
 ROOT=${ROOT:-runs/joint}
 STEPS=${STEPS:-1 2 3 4 5}
-CODEC=${CODEC:-$ROOT/text_latent/version_0/checkpoints/last.ckpt}
+CODEC=${CODEC-$ROOT/text_latent/version_0/checkpoints/last.ckpt}  # unset: this root's; set empty: none
 RESULTS=${RESULTS:-results}  # the evaluations: $RESULTS/joint_eval.json, $RESULTS/joint_learned_null_eval.json
-EXTRA=(); [ -n "${OVERLAY:-}" ] && EXTRA=(-c "$OVERLAY")  # a recipe overlay on both joint fits
+EXTRA=(); for overlay in ${OVERLAY:-}; do EXTRA+=(-c "$overlay"); done  # recipe overlays (a list) on both joint fits
+[ -n "$CODEC" ] && EXTRA+=("--model.init_args.text_codec=$CODEC")  # CODEC= (empty): none, for the masked text stream
 [ -n "${SEED:-}" ] && EXTRA+=("--seed_everything=$SEED")  # another seed of both joint fits (the recipe's is 0)
 wants() { [[ " $STEPS " == *" $1 "* ]]; }
 fit() {  # fit NAME RECIPE... -- extra arguments
@@ -40,8 +41,8 @@ evaluate() {  # evaluate NAME OUT
   "$PY" -m kit evaluate --task joint --ckpt "$ckpt" --out "$2" ${EVAL_ARGS:-}
 }
 wants 1 && fit text_latent -c recipes/joint/text_latent.yaml --trainer.callbacks='[{"class_path": "kit.callbacks.FinalCheckpoint", "init_args": {"save_last": true}}]'
-wants 2 && fit unidiffuser -c recipes/unidiffuser.yaml "${EXTRA[@]}" --model.init_args.text_codec="$CODEC"
+wants 2 && fit unidiffuser -c recipes/unidiffuser.yaml "${EXTRA[@]}"
 wants 3 && evaluate unidiffuser "$RESULTS/joint_eval.json"
-wants 4 && fit learned_null -c recipes/unidiffuser.yaml "${EXTRA[@]}" -c recipes/joint/learned_null.yaml --model.init_args.text_codec="$CODEC"
+wants 4 && fit learned_null -c recipes/unidiffuser.yaml "${EXTRA[@]}" -c recipes/joint/learned_null.yaml
 wants 5 && evaluate learned_null "$RESULTS/joint_learned_null_eval.json"
 exit 0

@@ -37,6 +37,9 @@ class JointUViT(UViT):
             (UniDiffuser's CLIP image embedding; here the frozen VLM's reading of the image): it is diffused
             under the image's time, and the network predicts it too. 0: none.
         embed_dim: channels of each image-embedding token.
+        text_vocab: V > 0 makes the text stream discrete (`kit.joint.masked`): token ids `(B, L)` in [0, V + 2)
+            (the vocabulary, then the mask and the null token) in, logits `(B, L, V)` out; `text_dim` must be V.
+            0: the text stream is a continuous latent `(B, L, text_dim)`.
         max_cond_tokens: learned positions for the text tokens, the image-embedding tokens and any extra
             conditioning tokens (`text_tokens + embed_tokens` when None: nothing else).
         kwargs: the U-ViT's settings (`UViT`: width, depth, heads, patch size, post-norm, positions...).
@@ -53,6 +56,7 @@ class JointUViT(UViT):
         *,
         embed_tokens: int = 0,
         embed_dim: int = 0,
+        text_vocab: int = 0,
         max_cond_tokens: int | None = None,
         **kwargs,
     ) -> None:
@@ -60,14 +64,16 @@ class JointUViT(UViT):
             raise ValueError(f"the text latent needs at least one token of one channel, got {text_tokens} x {text_dim}")
         if embed_tokens < 0 or (embed_tokens > 0) != (embed_dim > 0):
             raise ValueError(f"an image embedding needs both tokens and channels (or neither), got {embed_tokens} x {embed_dim}")
+        if text_vocab and text_dim != text_vocab:
+            raise ValueError(f"a discrete text stream predicts logits over its vocabulary: text_dim must be text_vocab ({text_vocab}), got {text_dim}")
         own = text_tokens + embed_tokens
         max_cond_tokens = own if max_cond_tokens is None else max_cond_tokens
         if max_cond_tokens < own:
             raise ValueError(f"max_cond_tokens={max_cond_tokens} leaves no room for the {text_tokens} text and {embed_tokens} image-embedding tokens")
         super().__init__(in_channels, input_size, max_cond_tokens=max_cond_tokens, **kwargs)
         self.text_tokens, self.text_dim = text_tokens, text_dim
-        self.embed_tokens, self.embed_dim = embed_tokens, embed_dim
-        self.text_in = nn.Linear(text_dim, self.width)
+        self.embed_tokens, self.embed_dim, self.text_vocab = embed_tokens, embed_dim, text_vocab
+        self.text_in = nn.Embedding(text_vocab + 2, self.width) if text_vocab else nn.Linear(text_dim, self.width)
         self.text_norm = nn.LayerNorm(self.width)
         self.text_out = nn.Linear(self.width, text_dim)
         if embed_tokens:
@@ -82,20 +88,26 @@ class JointUViT(UViT):
         return (IMAGE, TEXT, IMAGE_EMBED) if self.embed_tokens else (IMAGE, TEXT)
 
     def initialize_text_weights(self) -> None:
-        """The text (and image-embedding) inputs trunc-normal(0.02) like every U-ViT linear; their outputs at zero like the image's."""
-        init_linear_trunc_normal(self.text_in)
+        """The text (and image-embedding) inputs trunc-normal(0.02) like every U-ViT linear (a token embedding:
+        normal(0.02)); their outputs at zero like the image's (a discrete stream starts from uniform logits)."""
+        if self.text_vocab:
+            nn.init.normal_(self.text_in.weight, std=0.02)
+        else:
+            init_linear_trunc_normal(self.text_in)
         zero_(self.text_out)
         if self.embed_tokens:
             init_linear_trunc_normal(self.embed_in)
             zero_(self.embed_out)
 
     def forward(self, xs: dict[str, Tensor], ts: dict[str, Tensor], cond: Conditioning | None = None) -> dict[str, Tensor]:
-        """xs: image `(B, C, H, W)`, text `(B, L, d)` and, with `embed_tokens`, image_embed `(B, M_e, d_e)` (it shares the
+        """xs: image `(B, C, H, W)`, text `(B, L, d)` (ids `(B, L)` with `text_vocab`) and, with `embed_tokens`, image_embed `(B, M_e, d_e)` (it shares the
         image's time); ts: a time `(B,)` for image and text; cond: optional extra tokens `(B, M, W)` -> predictions
-        `{"image": (B, C_out, H, W), "text": (B, L, d)}` (and `"image_embed": (B, M_e, d_e)`)."""
+        `{"image": (B, C_out, H, W), "text": (B, L, d)}` (logits `(B, L, V)` with `text_vocab`) (and `"image_embed": (B, M_e, d_e)`)."""
         x, y = xs[IMAGE], xs[TEXT]
         b, _, h, w = x.shape
-        if y.shape[1:] != (self.text_tokens, self.text_dim):
+        if self.text_vocab and (y.shape[1:] != (self.text_tokens,) or y.is_floating_point()):
+            raise ValueError(f"the text stream is {tuple(y.shape[1:])} {y.dtype} per sample; this network takes {self.text_tokens} token ids")
+        if not self.text_vocab and y.shape[1:] != (self.text_tokens, self.text_dim):
             raise ValueError(f"the text stream is {tuple(y.shape[1:])} per sample; this network takes {self.text_tokens} tokens x {self.text_dim}")
         text = self.text_in(y)  # (B, L, W)
         if self.embed_tokens:

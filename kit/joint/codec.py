@@ -79,6 +79,14 @@ class CaptionTokenizer:
         return texts
 
 
+def caption_tokenizer(encoder: nn.Module, max_tokens: int, who: str) -> CaptionTokenizer:
+    """The encoder's own tokenizer as a `CaptionTokenizer`; an encoder without one is a `ValueError` naming `who` needs it."""
+    tokenizer = getattr(getattr(encoder, "processor", None), "tokenizer", None) or getattr(encoder, "tokenizer", None)
+    if tokenizer is None:
+        raise ValueError(f"{who} needs an encoder with a tokenizer for its captions; {type(encoder).__name__} has none")
+    return CaptionTokenizer(tokenizer, max_tokens)
+
+
 class TextDecoder(nn.Module):
     """A prefix decoder (UniDiffuser's GPT-2 role, tiny): latent tokens first, then the caption, causally.
 
@@ -202,16 +210,17 @@ class TextLatentCodec(nn.Module):
         max_tokens: int = 48,
     ) -> None:
         super().__init__()
-        tokenizer = getattr(getattr(encoder, "processor", None), "tokenizer", None) or getattr(encoder, "tokenizer", None)
-        if tokenizer is None:
-            raise ValueError(f"TextLatentCodec needs an encoder with a tokenizer for its decoder; {type(encoder).__name__} has none")
-        self.captions = CaptionTokenizer(tokenizer, max_tokens)
+        self.captions = caption_tokenizer(encoder, max_tokens, "TextLatentCodec")
         if Reducer.of(reducer) == Reducer.tokens:
             self.reducer = TokenReducer(encoder.spec, latent_dim, num_latents, layer)
         else:
             self.reducer = ResamplerHead(encoder.spec, latent_dim, num_queries=num_latents, width=width, depth=reducer_depth, num_heads=4)
         self.num_latents, self.latent_dim = num_latents, latent_dim
         self.decoder = TextDecoder(latent_dim, num_latents, self.captions.vocab_size, max_tokens, width=width, depth=decoder_depth)
+
+    def noise(self, n: int, device: torch.device, generator: torch.Generator | None = None) -> Tensor:
+        """The stream at time 1: Gaussian latents `(n, L, d)`."""
+        return torch.randn(n, self.num_latents, self.latent_dim, device=device, generator=generator)
 
     def encode(self, enc: EncoderOutput) -> Tensor:
         """Encoder output `(B, N, S, D)` -> latents `(B, L, d)`, each real token with zero mean and unit variance."""

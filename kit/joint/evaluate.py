@@ -103,7 +103,7 @@ def evaluate_joint(
     oracle = Oracle()
     size = module.image_size
     variants = {"free": (Guidance.free, scale), "none": (Guidance.free, 1.0)}
-    if module.null_text is not None:
+    if module.has_null_text:
         variants["null"] = (Guidance.null, scale)
     t2i = {}
     for name, (guidance, s) in variants.items():

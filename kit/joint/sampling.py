@@ -6,6 +6,10 @@ marginalised. Guidance combines, in one batched forward per step, the conditiona
 unconditional one: the other stream at time 1 (`guidance="free"`, UniDiffuser's CFG for free) or the learned null
 text at time 0 (`guidance="null"`, the baseline; text-to-image only). Joint sampling guides each stream against
 its marginal, `marginal + scale * (joint - marginal)` (UniDiffuser's `(1 + s) joint - s marginal` with `scale = 1 + s`).
+
+A masked (discrete) text stream (`kit.joint.masked`) is sampled beside the image: at each of the sampler's
+steps its `Unmasker` reveals tokens down to the step's level, and its predictions are guided as log-probabilities;
+when no continuous stream is sampled (captions, the text marginal) the steps are the sampler's grid, walked alone.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from torch import Tensor
 
 from kit.diffusion.base import DenoiserFn
 from kit.joint.backbone import IMAGE, IMAGE_EMBED, MODALITY, TEXT
+from kit.joint.masked import Unmasker
 from kit.types import Choice
 
 OTHER = {IMAGE: TEXT, TEXT: IMAGE}
@@ -67,7 +72,8 @@ UNCONDITIONAL_MODES = (Mode.joint, Mode.image, Mode.text, Mode.gibbs)
 @dataclass
 class JointSample:
     """What a sampling mode returns: images `(B, 3, H, W)` in [-1, 1], captions, and the text latents `(B, L, d)`
-    they were decoded from; a mode that produces no images (or no captions) leaves that field None."""
+    (the token ids `(B, L)` of a masked text stream) they were decoded from; a mode that produces no images (or no
+    captions) leaves that field None."""
 
     images: Tensor | None = None
     captions: list[str] | None = None
@@ -75,40 +81,57 @@ class JointSample:
 
 
 def denoiser(
-    task: Any, sampled: tuple[str, ...], given: dict[str, tuple[Tensor, float]], scale: float, guidance: Guidance, free_noise: dict[str, Tensor]
+    task: Any,
+    sampled: tuple[str, ...],
+    given: dict[str, tuple[Tensor, float]],
+    scale: float,
+    guidance: Guidance,
+    free_noise: dict[str, Tensor],
+    text: Unmasker | None = None,
 ) -> DenoiserFn:
     """The function the sampler integrates: `fn(xs, t) -> predictions` of the `sampled` streams at time t, the
     `given` streams held at their `(value, time)`; guided by `scale` against the `guidance` branch, whose
     marginalised streams are `free_noise` at time 1. Streams of one modality (`MODALITY`: the image's pixels and
-    its embedding) are guided together: their unconditional branch marginalises the other modality."""
-    objective, backbone = task.objective, task.backbone
+    its embedding) are guided together: their unconditional branch marginalises the other modality. A masked text
+    stream being sampled lives in `text`: `fn` feeds it at its level and hands it the guided log-probabilities
+    (and returns predictions of the continuous streams only)."""
+    backbone = task.backbone
     modalities = list(dict.fromkeys(MODALITY[n] for n in sampled))  # in order, each once
 
     def fn(x: dict[str, Tensor], t: Tensor) -> dict[str, Tensor]:
         b = t.shape[0]
         zeros, ones = torch.zeros(b, device=t.device, dtype=t.dtype), torch.ones(b, device=t.device, dtype=t.dtype)
         xs, ts = dict(x), dict.fromkeys(sampled, t)
+        if text is not None:
+            xs[TEXT], share = text.at(t)  # (B, L), (B,)
+            ts[TEXT] = share.to(t.dtype)
         for n, (value, time) in given.items():
             ts[n] = torch.full_like(t, time)
-            xs[n] = objective.model_input(value, ts[n])
+            xs[n] = task.stream_input(n, value, ts[n])
         branches = [(xs, ts)]
         if scale != 1.0:
             for modality in modalities:  # one unconditional branch per sampled modality: the other one marginalised (or null)
                 bx, bt = dict(xs), dict(ts)
                 for other in task.streams_of(OTHER[modality]):
                     if guidance == Guidance.free:
-                        bx[other], bt[other] = objective.model_input(free_noise[other], ones), ones
+                        bx[other], bt[other] = task.stream_input(other, free_noise[other], ones), ones
                     else:
-                        bx[other], bt[other] = task.null_text.expand(b, *task.null_text.shape), zeros
+                        bx[other], bt[other] = task.null_text_batch(b), zeros
                 branches.append((bx, bt))
         names = list(xs)
         stacked = {n: torch.cat([bx[n] for bx, _ in branches]) for n in names}
         times = {n: torch.cat([bt[n] for _, bt in branches]) for n in names}
         preds = {n: p.split(b) for n, p in backbone(stacked, times, None).items()}
+        if text is not None:  # a discrete stream is guided as log-probabilities
+            preds[TEXT] = [p.float().log_softmax(dim=-1) for p in preds[TEXT]]
         if scale == 1.0:
-            return {n: preds[n][0] for n in sampled}
-        branch = {n: 1 + modalities.index(MODALITY[n]) for n in sampled}
-        return {n: preds[n][branch[n]] + scale * (preds[n][0] - preds[n][branch[n]]) for n in sampled}
+            out = {n: preds[n][0] for n in sampled}
+        else:
+            branch = {n: 1 + modalities.index(MODALITY[n]) for n in sampled}
+            out = {n: preds[n][branch[n]] + scale * (preds[n][0] - preds[n][branch[n]]) for n in sampled}
+        if text is not None:
+            text.update(out.pop(TEXT))
+        return out
 
     return fn
 
@@ -117,7 +140,7 @@ def _noise(task: Any, n: int, generator: torch.Generator) -> dict[str, Tensor]:
     """Fresh noise for every stream, `n` samples."""
     out = {
         IMAGE: torch.randn(n, *task.sample_shape, device=task.device, generator=generator),
-        TEXT: torch.randn(n, task.codec.num_latents, task.codec.latent_dim, device=task.device, generator=generator),
+        TEXT: task.codec.noise(n, task.device, generator),
     }
     if IMAGE_EMBED in task.image_streams:
         out[IMAGE_EMBED] = torch.randn(n, task.backbone.embed_tokens, task.backbone.embed_dim, device=task.device, generator=generator)
@@ -128,8 +151,18 @@ def _integrate(task, sampled, given, scale, guidance, num_steps, generator, n) -
     """Sample the modalities `sampled` ('image', 'text') of `n` samples, every stream of each, with the others `given`."""
     streams = tuple(s for m in sampled for s in task.streams_of(m))
     start, free = _noise(task, n, generator), _noise(task, n, generator)
-    fn = denoiser(task, streams, given, scale, guidance, free)
-    return task.sampler.sample(fn, {s: start[s] for s in streams}, task.objective, num_steps)
+    text = None
+    if TEXT in streams and task.discrete_text:
+        text = Unmasker(task.codec, n, task.device, getattr(task.sampler, "shift", 1.0), task.text_temperature, generator)
+    fn = denoiser(task, streams, given, scale, guidance, free, text)
+    continuous = {s: start[s] for s in streams if text is None or s != TEXT}
+    if continuous:
+        out = task.sampler.sample(fn, continuous, task.objective, num_steps)
+    else:  # the masked text alone: walk the sampler's grid
+        out = {}
+        for t in task.sampler.timesteps(task.objective, task.device, num_steps)[:-1]:
+            fn({}, t.float().expand(n))
+    return out | ({TEXT: text.finish()} if text is not None else {})
 
 
 def _images_in(task: Any, images) -> dict[str, Tensor]:
@@ -174,7 +207,7 @@ def sample(
     text_to_image = mode in TEXT_TO_IMAGE_MODES
     guidance = Guidance.of((task.guidance if text_to_image else Guidance.free) if guidance is None else guidance)  # a null default guides t2i only
     if guidance == Guidance.null and scale != 1.0:
-        if task.null_text is None:
+        if not task.has_null_text:
             raise ValueError("guidance='null' needs a model trained with a learned null text (null_text_prob > 0); this one guides for free")
         if not text_to_image:
             raise ValueError(f"guidance='null' guides text-to-image only (a learned null text); mode {str(mode)!r} guides for free")

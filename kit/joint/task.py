@@ -46,6 +46,7 @@ from kit.checkpoint import read_checkpoint
 from kit.encoders import LatentAutoencoder, PromptEncoder
 from kit.joint.backbone import IMAGE, IMAGE_EMBED, TEXT, JointUViT
 from kit.joint.codec import TextLatentCodec
+from kit.joint.masked import MaskedTextCodec
 from kit.joint.evaluate import evaluate_joint
 from kit.joint.sampling import Guidance, JointSample, Mode, sample
 from kit.tasks.base import TASKS, DiffusionTask
@@ -54,6 +55,16 @@ from kit.types import Batch, Choice, EncoderOutput, TokenKind
 from kit.world.suites import SuiteEntry
 
 JointBackboneFactory = Callable[[int, int, int, int], JointUViT]
+
+
+class TextStream(Choice):
+    """How the caption is diffused: `latent`, UniDiffuser's continuous text latent (a frozen VLM's features reduced
+    by a pretrained `TextLatentCodec`, diffused with the image's objective), or `masked`, the caption's tokens under
+    masked (absorbing-state) diffusion with a cross-entropy loss (`kit.joint.masked`; nothing to pretrain)."""
+
+    label = nonmember("text stream")
+    latent = "latent"
+    masked = "masked"
 
 
 class Direction(Choice):
@@ -74,16 +85,21 @@ class JointImageText(DiffusionTask):
     Args:
         encoder: the frozen prompt encoder whose caption features the text latent reduces.
         backbone: the joint network, built by the module as `backbone(in_channels, image_size, text_tokens, text_dim)`.
-        codec: the `TextLatentCodec` settings (besides the encoder); they must equal `text_codec`'s.
-        text_codec: a `TextLatentPretraining` checkpoint (`python -m kit fit -c recipes/joint/text_latent.yaml`) whose
-            reducer and decoder are used, frozen. None builds a fresh random codec: only for tests, its latents
-            cannot be decoded.
+        text_stream: 'latent' (UniDiffuser's continuous text latent) or 'masked' (masked diffusion over the
+            caption's tokens, `kit.joint.masked`).
+        codec: the text codec's settings (besides the encoder): a `TextLatentCodec`'s for the latent stream (they must
+            equal `text_codec`'s), a `MaskedTextCodec`'s (`max_tokens`) for the masked one.
+        text_codec: the latent stream's `TextLatentPretraining` checkpoint (`python -m kit fit -c
+            recipes/joint/text_latent.yaml`) whose reducer and decoder are used, frozen. None builds a fresh random
+            codec: only for tests, its latents cannot be decoded. The masked stream reads none.
+        text_temperature: the masked stream's sampling temperature (0: the most probable token at every step).
         clean_prob: share of training samples with one stream (either, at random) clean at time 0 and left out of
             the loss: the conditional tasks, trained directly.
         noise_prob: share of training samples with one stream at time 1 (pure noise): the marginals, and the
             unconditional branch of CFG for free.
-        null_text_prob: share of training samples whose text is a learned null latent at time 0 (the learned-null
-            guidance baseline, `guidance="null"`); 0 trains none.
+        null_text_prob: share of training samples whose text is a learned null at time 0 (a learned latent, or the
+            masked stream's null token at every position: the learned-null guidance baseline, `guidance="null"`); 0
+            trains none.
         guidance_scale: the default guidance scale of the conditional and joint modes (1 is none).
         guidance: the default unconditional branch: 'free' (the other stream at time 1) or 'null' (the learned null text).
         gibbs_steps: the (i2t, t2i) rounds of the `gibbs` mode.
@@ -101,7 +117,7 @@ class JointImageText(DiffusionTask):
 
     object_arguments = (*DiffusionTask.object_arguments, "encoder", "backbone", "autoencoder")
     weight_file_arguments = (*DiffusionTask.weight_file_arguments, "text_codec")
-    model_arguments = (*DiffusionTask.model_arguments, "backbone", "codec", "image_embed_layer")
+    model_arguments = (*DiffusionTask.model_arguments, "backbone", "text_stream", "codec", "image_embed_layer")
     capabilities = frozenset({Capability.TEXT_TO_IMAGE, Capability.IMAGE_TO_TEXT})
     evaluation = "joint"
 
@@ -113,8 +129,10 @@ class JointImageText(DiffusionTask):
         self,
         encoder: PromptEncoder,
         backbone: JointBackboneFactory,
+        text_stream: TextStream = TextStream.latent,
         codec: dict[str, int | str] | None = None,
         text_codec: str | None = None,
+        text_temperature: float = 1.0,
         clean_prob: float = 0.3,
         noise_prob: float = 0.1,
         null_text_prob: float = 0.0,
@@ -134,12 +152,14 @@ class JointImageText(DiffusionTask):
                 raise ValueError(f"{name} must be in [0, 1], got {p}")
         if clean_prob + noise_prob > 1.0:
             raise ValueError(f"clean_prob + noise_prob is {clean_prob + noise_prob}; they share the samples and must sum to at most 1")
+        if text_temperature < 0:
+            raise ValueError(f"text_temperature must be >= 0 (0 takes the most probable token), got {text_temperature}")
         guidance = Guidance.of(guidance)
         self.direction = Direction.of(direction)
+        self.text_stream = TextStream.of(text_stream)
+        self.text_temperature = text_temperature
         self.encoder = encoder
-        self.codec = TextLatentCodec(encoder, **(codec or {}))
-        if text_codec is not None:
-            self.load_codec(text_codec, codec or {})
+        self.codec = self.build_codec(encoder, codec or {}, text_codec)
         self.codec.requires_grad_(False).eval()
         self.autoencoder = autoencoder
         self.image_embed_layer = image_embed_layer
@@ -151,14 +171,52 @@ class JointImageText(DiffusionTask):
             self.check_embed_layer(encoder, image_embed_layer)
             probe = self.image_embeddings(torch.zeros(1, 3, pixels, pixels))  # (1, M_e, D): the encoder's tokens for one image
             embed = {"embed_tokens": probe.shape[1], "embed_dim": probe.shape[2]}
+        if self.discrete_text:
+            embed["text_vocab"] = self.codec.vocab_size
         self.backbone = backbone(in_channels, image_size, self.codec.num_latents, self.codec.latent_dim, **embed)
         if autoencoder is not None:
             self.backbone.pixel_stride = autoencoder.downsample
-        self.null_text = nn.Parameter(torch.zeros(self.codec.num_latents, self.codec.latent_dim)) if null_text_prob > 0 else None
+        latent_null = null_text_prob > 0 and not self.discrete_text
+        self.null_text = nn.Parameter(torch.zeros(self.codec.num_latents, self.codec.latent_dim)) if latent_null else None
         self.clean_prob, self.noise_prob, self.null_text_prob = clean_prob, noise_prob, null_text_prob
         self.guidance_scale, self.guidance, self.gibbs_steps = guidance_scale, guidance, gibbs_steps
         self.sample_shape = (in_channels, image_size, image_size)
         self.finish_building(self.backbone)
+
+    def build_codec(self, encoder: PromptEncoder, settings: dict, text_codec: str | None) -> TextLatentCodec | MaskedTextCodec:
+        """The text stream's codec: a `TextLatentCodec` (loaded from `text_codec`) or a `MaskedTextCodec`."""
+        if not self.discrete_text:
+            codec = TextLatentCodec(encoder, **settings)
+            if text_codec is not None:
+                self.codec = codec
+                self.load_codec(text_codec, settings)
+            return codec
+        if text_codec is not None:
+            raise ValueError(f"text_codec {text_codec}: the masked text stream diffuses the caption's tokens and reads no text codec; drop text_codec (or use text_stream: latent)")
+        unknown = sorted(set(settings) - {"max_tokens"})
+        if unknown:
+            raise ValueError(f"codec settings {unknown} are the latent text stream's; the masked stream takes only max_tokens")
+        return MaskedTextCodec(encoder, **settings)
+
+    @property
+    def discrete_text(self) -> bool:
+        """Whether the text stream is the caption's tokens (masked diffusion) rather than a continuous latent."""
+        return self.text_stream == TextStream.masked
+
+    @property
+    def has_null_text(self) -> bool:
+        """Whether the model was trained with a learned null text (`guidance="null"` is then available)."""
+        return self.null_text_prob > 0
+
+    def null_text_batch(self, n: int) -> Tensor:
+        """The learned null text for `n` samples: latents `(n, L, d)`, or null-token ids `(n, L)`."""
+        if self.discrete_text:
+            return self.codec.null(n, self.device)
+        return self.null_text.expand(n, *self.null_text.shape)
+
+    def stream_input(self, name: str, value: Tensor, t: Tensor) -> Tensor:
+        """What the network is fed for stream `name` at `(value, t)`: the objective's scaled input, or token ids as they are."""
+        return value if name == TEXT and self.discrete_text else self.objective.model_input(value, t)
 
     def load_codec(self, path: str, settings: dict) -> None:
         """Copy the reducer and decoder of a `TextLatentPretraining` checkpoint; its codec settings must be `settings`."""
@@ -234,7 +292,9 @@ class JointImageText(DiffusionTask):
         return out
 
     def text_latents(self, prompts: list[str], encoded: EncoderOutput | None = None) -> Tensor:
-        """Captions (or their cached encoder output) -> text latents `(B, L, d)`."""
+        """Captions (or their cached encoder output) -> text latents `(B, L, d)` (token ids `(B, L)` for the masked stream)."""
+        if self.discrete_text:
+            return self.codec.ids(prompts).to(self.device)
         with torch.no_grad():
             return self.codec.encode(self.encoder(prompts) if encoded is None else encoded)
 
@@ -243,12 +303,14 @@ class JointImageText(DiffusionTask):
         stream at 0 / 1; also the per-stream masks `(B,)` of samples whose stream is in the loss, and the
         mask `(B,)` of samples whose text is the learned null."""
         device = self.device
-        times = {n: self.objective.sample_time(b, device, generator=generator) for n in (IMAGE, TEXT)}
+        times = {IMAGE: self.objective.sample_time(b, device, generator=generator)}
+        # the masked stream's time is its mask ratio, drawn uniformly (masked diffusion's usual choice)
+        times[TEXT] = torch.rand(b, device=device, generator=generator) if self.discrete_text else self.objective.sample_time(b, device, generator=generator)
         drawn = dict(times)
         u = torch.rand(b, device=device, generator=generator)
         image_pinned = torch.rand(b, device=device, generator=generator) < 0.5  # which stream a pinned sample pins
         clean, noisy = u < self.clean_prob, (u >= self.clean_prob) & (u < self.clean_prob + self.noise_prob)
-        null = torch.rand(b, device=device, generator=generator) < self.null_text_prob if self.null_text is not None else torch.zeros_like(clean)
+        null = torch.rand(b, device=device, generator=generator) < self.null_text_prob if self.has_null_text else torch.zeros_like(clean)
         for n, pinned in ((IMAGE, image_pinned & ~null), (TEXT, ~image_pinned & ~null)):
             times[n] = torch.where(pinned & noisy, torch.ones_like(times[n]), times[n])
             times[n] = torch.where(pinned & clean, torch.zeros_like(times[n]), times[n])
@@ -272,6 +334,31 @@ class JointImageText(DiffusionTask):
         return total
 
     # ----------------------------------------------------------------- steps
+    def losses(self, clean: dict[str, Tensor], times: dict[str, Tensor], generator: torch.Generator | None) -> dict[str, Tensor]:
+        """Every stream's error at `times` (noise drawn from `generator`): the objective's `loss` terms (`loss/<stream>`,
+        `loss_per_sample/<stream>` `(B,)`, `loss`). The masked text stream is corrupted by masking and scored by its
+        cross-entropy at the masked positions; the image's streams by the objective, in the same forward."""
+        images = {n: v for n, v in clean.items() if n != TEXT or not self.discrete_text}
+        noise = {n: torch.randn(v.shape, device=self.device, generator=generator) for n, v in images.items()}
+        if not self.discrete_text:
+            return self.objective.loss(self.backbone, images, None, t=times, noise=noise)
+        ids = clean[TEXT]  # (B, L)
+        corrupted, masked = self.codec.corrupt(ids, times[TEXT], generator)  # (B, L) each
+        logits = {}
+
+        def network(xs: dict[str, Tensor], ts: dict[str, Tensor], cond) -> dict[str, Tensor]:
+            preds = self.backbone(xs | {TEXT: corrupted}, ts | {TEXT: times[TEXT]}, cond)
+            logits[TEXT] = preds.pop(TEXT)  # (B, L, V)
+            return preds
+
+        terms = self.objective.loss(network, images, None, t={n: times[n] for n in images}, noise=noise)
+        text = self.codec.loss(logits[TEXT], ids, masked)  # (B,)
+        terms |= {"loss_per_sample/text": text, "loss/text": text.mean()}
+        weight = self.objective.stream_weights.get(TEXT, 1.0)
+        terms["loss"] = terms["loss"] + weight * text.mean()
+        terms["loss_per_sample"] = terms["loss_per_sample"] + weight * text
+        return terms
+
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
         if self.count_skipped(batch):
             return None
@@ -280,10 +367,10 @@ class JointImageText(DiffusionTask):
         generator = self.step_generator(batch_idx)
         times, keep, null = self.pinned_times(len(batch), generator)
         if null.any():
-            y0 = torch.where(null[:, None, None], self.null_text.expand_as(y0), y0)
+            nulls = self.null_text_batch(len(batch))
+            y0 = torch.where(null.view(-1, *[1] * (y0.dim() - 1)), nulls, y0)
         clean[TEXT] = y0
-        noise = {n: torch.randn(v.shape, device=self.device, generator=generator) for n, v in clean.items()}
-        terms = self.objective.loss(self.backbone, clean, None, t=times, noise=noise)
+        terms = self.losses(clean, times, generator)
         loss = self.stream_loss(terms, keep)
         self.log("train/loss", loss, prog_bar=True)
         return loss
@@ -296,9 +383,8 @@ class JointImageText(DiffusionTask):
         b = len(batch)
         generator = torch.Generator(device=self.device).manual_seed(batch_idx)
         t = (torch.arange(b, device=self.device) + 0.5) / b  # (B,)
-        noise = {n: torch.randn(v.shape, device=self.device, generator=generator) for n, v in clean.items()}
         times = {n: t.flip(0) if n == TEXT else t for n in clean}
-        terms = self.objective.loss(self.backbone, clean, None, t=times, noise=noise)
+        terms = self.losses(clean, times, generator)
         self.log("val/loss", terms["loss"], prog_bar=True, batch_size=b, sync_dist=True)
         for n in clean:
             self.log(f"val/loss/{n}", terms[f"loss/{n}"], batch_size=b, sync_dist=True)
