@@ -227,6 +227,8 @@ class Batch:
             multi-reference generation), each `(C, H', W')` in [-1, 1]; None when the task has none.
         encoded: the frozen encoder's cached output for these prompts (`kit cache`); None encodes on the fly.
         skipped: how many items the data dropped from this batch (undecodable files), for the logs.
+        targets: per sample, the caption a task that writes text learns to write (the joint model's text target,
+            in one register), while `prompts` are what it reads; None: the prompts are both.
     """
 
     images: Tensor
@@ -234,12 +236,15 @@ class Batch:
     references: References | None = None
     encoded: EncoderOutput | None = None
     skipped: int = 0
+    targets: list[str] | None = None
 
     def __post_init__(self) -> None:
         if self.images.shape[0] != len(self.prompts):
             raise ValueError(f"a batch of {self.images.shape[0]} images has {len(self.prompts)} prompts")
         if self.references is not None and len(self.references) != len(self.prompts):
             raise ValueError(f"a batch of {len(self.prompts)} prompts has {len(self.references)} reference lists")
+        if self.targets is not None and len(self.targets) != len(self.prompts):
+            raise ValueError(f"a batch of {len(self.prompts)} prompts has {len(self.targets)} target captions")
 
     def __len__(self) -> int:
         return len(self.prompts)

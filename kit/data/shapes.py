@@ -39,7 +39,8 @@ def collate_items(items: list[dict], *, skipped: int = 0, encoded: EncoderOutput
     `Batch` (images stacked; an empty list gives an empty batch)."""
     images = torch.stack([it["image"] for it in items]) if items else torch.zeros(0, channels, 1, 1)
     references = [it.get("references", []) for it in items] if any("references" in it for it in items) else None
-    return Batch(images=images, prompts=[it["prompt"] for it in items], references=references, encoded=encoded, skipped=skipped)
+    targets = [it["target"] for it in items] if items and all("target" in it for it in items) else None
+    return Batch(images=images, prompts=[it["prompt"] for it in items], references=references, encoded=encoded, skipped=skipped, targets=targets)
 
 
 def check_count_stages(stages: Sequence[Sequence[int]]) -> tuple[tuple[int, int], ...]:
@@ -102,6 +103,9 @@ class ShapesDataset(SceneSplit):
         count_stages: `(end_item, max_objects)` pairs in increasing `end_item`: an item before a
             stage's end holds 1..max_objects objects (uniformly), the first stage that applies wins;
             later items draw from the whole world. A curriculum over object counts.
+        target_style: a register (any of `REGISTERS`) in which every item also carries a second caption, its
+            `"target"`: the text a task that writes captions learns to write (the joint model), while the
+            prompts of `caption_styles` are what it reads. None: no second caption.
     """
 
     def __init__(
@@ -115,8 +119,9 @@ class ShapesDataset(SceneSplit):
         caption_weights: Sequence[float] | None = None,
         curriculum_items: int = 0,
         count_stages: Sequence[tuple[int, int]] = (),
+        target_style: str | None = None,
     ) -> None:
-        unknown = set(caption_styles) - set(REGISTERS)
+        unknown = set(caption_styles) - set(REGISTERS) | ({target_style} - set(REGISTERS) if target_style else set())
         if unknown:
             raise ValueError(f"unknown caption styles {sorted(unknown)}; known: {', '.join(REGISTERS)}")
         if caption_weights is not None and len(caption_weights) != len(caption_styles):
@@ -127,6 +132,7 @@ class ShapesDataset(SceneSplit):
         self.weights = weights / weights.sum()
         self.curriculum_items = curriculum_items
         self.count_stages = check_count_stages(count_stages)
+        self.target_style = target_style
 
     @property
     def ordered(self) -> bool:
@@ -147,7 +153,10 @@ class ShapesDataset(SceneSplit):
 
     def __getitem__(self, index: int) -> dict:
         scene, prompt = self.scene_and_prompt(index)
-        return {"image": image_to_tensor(render(scene, self.image_size)), "prompt": prompt}
+        item = {"image": image_to_tensor(render(scene, self.image_size)), "prompt": prompt}
+        if self.target_style is not None:  # drawn after the prompt, from its own stream: the prompts do not change
+            item["target"] = caption(scene, self.target_style, np.random.default_rng((self.seed, self.split_id, index, 7)))
+        return item
 
 
 class ResumableSampler(DistributedSampler):
@@ -307,6 +316,9 @@ class ShapesDataModule(ShapesData):
             With a curriculum the training items are read in index order (each index is an independent
             random scene, so no shuffle is needed). A model learns to bind prompts to places far
             sooner from unambiguous captions; the mix then teaches it partial prompts.
+        target_style: a register in which every item also carries the caption a task that writes text learns to
+            write (`Batch.targets`; the joint model's text target, `canonical` in `recipes/unidiffuser.yaml`); the
+            prompts stay the `caption_styles` mix, what it reads. None: none.
         count_curriculum: a curriculum over object counts, `[[end_item, max_objects], ...]` with
             increasing ends: a training item before a stage's end holds 1..max_objects objects
             (e.g. `[[3200, 1], [9600, 2]]`: one object for 200 steps at batch 16, then up to two
@@ -321,6 +333,7 @@ class ShapesDataModule(ShapesData):
         val_caption_style: str = "detailed",
         caption_curriculum: int = 0,
         count_curriculum: list[list[int]] | None = None,
+        target_style: str | None = None,
         **kwargs,
     ) -> None:
         if caption_curriculum < 0:
@@ -336,8 +349,9 @@ class ShapesDataModule(ShapesData):
             caption_weights=caption_weights,
             curriculum_items=caption_curriculum,
             count_stages=count_curriculum or (),
+            target_style=target_style,
         )
-        self.val_set = ShapesDataset(self.val_size, "val", seed=seed, image_size=image_size, caption_styles=[val_caption_style])
+        self.val_set = ShapesDataset(self.val_size, "val", seed=seed, image_size=image_size, caption_styles=[val_caption_style], target_style=target_style)
 
     def preview_prompts(self, n: int) -> list[str]:
         """The first `n` validation prompts: fixed prompts for sample grids."""

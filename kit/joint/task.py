@@ -46,8 +46,8 @@ from kit.checkpoint import read_checkpoint
 from kit.encoders import LatentAutoencoder, PromptEncoder
 from kit.joint.backbone import IMAGE, IMAGE_EMBED, TEXT, JointUViT
 from kit.joint.codec import TextLatentCodec
-from kit.joint.masked import MaskedTextCodec
 from kit.joint.evaluate import evaluate_joint
+from kit.joint.masked import MaskedTextCodec
 from kit.joint.sampling import Guidance, JointSample, Mode, sample
 from kit.tasks.base import TASKS, DiffusionTask
 from kit.tasks.contract import Capability, EvaluationSettings
@@ -192,7 +192,9 @@ class JointImageText(DiffusionTask):
                 self.load_codec(text_codec, settings)
             return codec
         if text_codec is not None:
-            raise ValueError(f"text_codec {text_codec}: the masked text stream diffuses the caption's tokens and reads no text codec; drop text_codec (or use text_stream: latent)")
+            raise ValueError(
+                f"text_codec {text_codec}: the masked text stream diffuses the caption's tokens and reads no text codec; drop text_codec (or use text_stream: latent)"
+            )
         unknown = sorted(set(settings) - {"max_tokens"})
         if unknown:
             raise ValueError(f"codec settings {unknown} are the latent text stream's; the masked stream takes only max_tokens")
@@ -298,6 +300,16 @@ class JointImageText(DiffusionTask):
         with torch.no_grad():
             return self.codec.encode(self.encoder(prompts) if encoded is None else encoded)
 
+    def text_of(self, batch: Batch, given: Tensor) -> Tensor:
+        """The text stream's clean value for a batch: the prompt where the text is `given` `(B,)` (the condition, at
+        time 0), the target caption (`Batch.targets`, the register the model writes) where it is predicted;
+        the prompts for both when the batch has no targets -> `(B, L, d)` latents or `(B, L)` ids."""
+        read = self.text_latents(batch.prompts, batch.encoded)
+        if batch.targets is None or bool(given.all()):
+            return read
+        written = self.text_latents(batch.targets)
+        return torch.where(given.view(-1, *[1] * (read.dim() - 1)), read, written)
+
     def pinned_times(self, b: int, generator: torch.Generator | None) -> tuple[dict[str, Tensor], dict[str, Tensor], Tensor]:
         """Times per stream `(B,)` from the objective, with `clean_prob` / `noise_prob` of the samples having one
         stream at 0 / 1; also the per-stream masks `(B,)` of samples whose stream is in the loss, and the
@@ -363,9 +375,9 @@ class JointImageText(DiffusionTask):
         if self.count_skipped(batch):
             return None
         clean = self.image_streams_of(batch.images)  # image (B, C, H, W) [, image_embed (B, M_e, D)]
-        y0 = self.text_latents(batch.prompts, batch.encoded)  # (B, L, d)
         generator = self.step_generator(batch_idx)
         times, keep, null = self.pinned_times(len(batch), generator)
+        y0 = self.text_of(batch, given=times[TEXT] == 0)  # (B, L, d), or ids (B, L)
         if null.any():
             nulls = self.null_text_batch(len(batch))
             y0 = torch.where(null.view(-1, *[1] * (y0.dim() - 1)), nulls, y0)
@@ -379,8 +391,8 @@ class JointImageText(DiffusionTask):
         """Loss at fixed, evenly spread times (the text's in reverse order) and fixed noise, both streams predicted."""
         if len(batch) == 0:
             return
-        clean = self.image_streams_of(batch.images) | {TEXT: self.text_latents(batch.prompts, batch.encoded)}
         b = len(batch)
+        clean = self.image_streams_of(batch.images) | {TEXT: self.text_of(batch, given=torch.zeros(b, dtype=torch.bool, device=self.device))}
         generator = torch.Generator(device=self.device).manual_seed(batch_idx)
         t = (torch.arange(b, device=self.device) + 0.5) / b  # (B,)
         times = {n: t.flip(0) if n == TEXT else t for n in clean}
