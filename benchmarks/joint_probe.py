@@ -4,7 +4,9 @@ For held-out scenes (never drawn in training) and their captions (detailed, or `
 network predicts it back once, with the image given clean (time 0, as image-to-text gives it) and with the image
 marginalised (pure noise at time 1). If the text prediction reads the image, its error is lower with the image
 given, the more so the noisier the text. Reported per text time: the mean squared error of the predicted latent
-both ways, their ratio, and the exact-match rate of the decoded prediction both ways.
+both ways, their ratio, and the exact-match rate of the decoded prediction both ways. A masked (discrete) text
+stream is masked at ratio t instead, and scored by its cross-entropy at the masked positions (`ce_*`, `ce_ratio`)
+and the exact match of the caption with every masked position filled by its most probable token.
 
     python benchmarks/joint_probe.py --ckpt runs/joint/unidiffuser/version_0/checkpoints/last.ckpt [--ckpt ...] --out results/joint_probe.json
 """
@@ -40,8 +42,21 @@ def probe(path: str, num_scenes: int = 128, times: tuple[float, ...] = TIMES, se
     objective, generator = module.objective, torch.Generator().manual_seed(seed)
     rows = {}
     with module.sampling():
-        image, text = module.image_streams_of(images), module.text_latents(truth)  # image streams; (B, L, d)
-        for t in times:
+        image, text = module.image_streams_of(images), module.text_latents(truth)  # image streams; (B, L, d) or ids (B, L)
+        for t in times if module.discrete_text else ():  # the masked stream: cross-entropy at the masked positions
+            tt = torch.full((num_scenes,), t)
+            corrupted, masked = module.codec.corrupt(text, tt, generator)  # (B, L) each
+            row = {}
+            for name, image_time in (("given", 0.0), ("marginalised", 1.0)):
+                ti = torch.full((num_scenes,), image_time)
+                xs = {n: objective.model_input(v if image_time == 0 else torch.randn(v.shape, generator=generator), ti) for n, v in image.items()}
+                logits = module.backbone(xs | {TEXT: corrupted}, {IMAGE: ti, TEXT: tt}, None)[TEXT]  # (B, L, V)
+                filled = torch.where(masked, logits.argmax(dim=-1), corrupted)  # (B, L)
+                row[f"ce_{name}"] = float(module.codec.loss(logits, text, masked).mean())
+                row[f"exact_{name}"] = sum(a == b for a, b in zip(module.codec.decode(filled), truth)) / num_scenes
+            row["ce_ratio"] = row["ce_given"] / row["ce_marginalised"]
+            rows[str(t)] = row
+        for t in times if not module.discrete_text else ():
             tt = torch.full((num_scenes,), t)
             alpha, sigma, _, _ = objective.coefficients(tt, text)
             noisy = alpha * text + sigma * torch.randn(text.shape, generator=generator)  # (B, L, d)
@@ -72,11 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     started = time.perf_counter()
     results = [probe(c, args.num_scenes, seed=args.seed, register=args.register) for c in args.ckpt]
-    print(f"{'checkpoint':60s} {'t_text':>6s} {'mse given':>10s} {'mse marg.':>10s} {'ratio':>6s} {'exact given':>11s} {'exact marg.':>11s}")
+    print(f"{'checkpoint':60s} {'t_text':>6s} {'err given':>10s} {'err marg.':>10s} {'ratio':>6s} {'exact given':>11s} {'exact marg.':>11s}")
     for r in results:
         for t, row in r["by_text_time"].items():
+            kind = "ce" if "ce_given" in row else "mse"  # the masked stream's error is its cross-entropy
             print(
-                f"{r['checkpoint'][-60:]:60s} {t:>6s} {row['mse_given']:10.3f} {row['mse_marginalised']:10.3f} {row['mse_ratio']:6.3f}"
+                f"{r['checkpoint'][-60:]:60s} {t:>6s} {row[f'{kind}_given']:10.3f} {row[f'{kind}_marginalised']:10.3f} {row[f'{kind}_ratio']:6.3f}"
                 f" {row['exact_given']:11.3f} {row['exact_marginalised']:11.3f}"
             )
     if args.out:

@@ -1,7 +1,9 @@
 """`JointImageText`: UniDiffuser (Bao et al. 2023) on the kit, one network for every image-text distribution.
 
-An image (pixels, or a frozen autoencoder's latents) and its caption's text latent (the frozen VLM's features
-reduced by a trained, frozen `TextLatentCodec`) are diffused together, each under its own time: the network
+An image (pixels, or a frozen autoencoder's latents) and its caption are diffused together, each under its own
+time. The caption is a stream of one of two kinds (`text_stream`): UniDiffuser's continuous text latent (the frozen
+VLM's features reduced by a trained, frozen `TextLatentCodec`), or its tokens under masked diffusion
+(`kit.joint.masked`, the time is the mask ratio, the loss a cross-entropy). The network
 (`kit.joint.JointUViT`) predicts both streams' noise at `(x_{t_x}, y_{t_y}, t_x, t_y)`. Conditioning is a
 stream at time 0, marginalising is a stream at time 1 (pure noise), so one set of weights samples
 
@@ -22,6 +24,10 @@ image embedding, which lives in the space CLIP's text features do, so reading a 
 representation made for it. `image_embed_layer` does the same with the frozen VLM: its states at the image's
 tokens at that tap, standardised per token, are the stream `"image_embed"`, diffused and predicted with the image
 (the pixels or latents are what the image decodes from). Without it the image is its pixels or latents alone.
+
+What it reads and what it writes. With `Batch.targets` (the data's `target_style`) a sample's text is its prompt
+where the text is given clean (time 0: text-to-image, in the prompt mix) and its target caption wherever the text
+is predicted, so the model reads every register and writes one (`recipes/unidiffuser.yaml`: canonical).
 
 Training times. UniDiffuser draws both times uniformly and independently, so t near 0 (the conditional tasks)
 and near 1 (the marginals, and CFG's unconditional branch) come up as often as any other. The kit's rectified
