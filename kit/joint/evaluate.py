@@ -116,8 +116,8 @@ def evaluate_joint(
     captions, joint_captions, joint_scenes, marginal_scenes, marginal_captions = [], [], [], [], []
     for k, (lo, hi) in enumerate(tqdm(_batched(num_scenes, batch_size), desc="i2t, joint, marginals", disable=not progress)):
         images = torch.stack([test[i]["image"] for i in range(lo, hi)])
-        captions += module.sample(Mode.i2t, images=images, guidance_scale=scale, num_steps=num_steps, seed=seed + k).captions
-        pair = module.sample(Mode.joint, num_samples=hi - lo, guidance_scale=scale, num_steps=num_steps, seed=seed + k)
+        captions += module.sample(Mode.i2t, images=images, guidance_scale=guidance_scale, num_steps=num_steps, seed=seed + k).captions
+        pair = module.sample(Mode.joint, num_samples=hi - lo, guidance_scale=guidance_scale, num_steps=num_steps, seed=seed + k)
         joint_captions += pair.captions
         joint_scenes += [oracle.read(image) for image in pair.images]
         marginal_scenes += [oracle.read(image) for image in module.sample(Mode.image, num_samples=hi - lo, num_steps=num_steps, seed=seed + k).images]
@@ -136,6 +136,7 @@ def evaluate_joint(
         "anchors": anchor_scores(list(scenes), list(truth), size, oracle),
         "decoder_exact": decoder_exact,
         "cfg": {name: result["overall"] for name, result in t2i.items()} | {"scale": scale},
+        "text_guidance_scale": module.text_guidance_scale if guidance_scale is None else guidance_scale,
         "t2i": t2i,
         "i2t": i2t | {"examples": [{"truth": t, "caption": c} for t, c in list(zip(truth, captions))[:8]]},
         "joint": joint | {"examples": joint_captions[:8]},

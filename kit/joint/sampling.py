@@ -84,19 +84,21 @@ def denoiser(
     task: Any,
     sampled: tuple[str, ...],
     given: dict[str, tuple[Tensor, float]],
-    scale: float,
+    scale: float | dict[str, float],
     guidance: Guidance,
     free_noise: dict[str, Tensor],
     text: Unmasker | None = None,
 ) -> DenoiserFn:
     """The function the sampler integrates: `fn(xs, t) -> predictions` of the `sampled` streams at time t, the
-    `given` streams held at their `(value, time)`; guided by `scale` against the `guidance` branch, whose
+    `given` streams held at their `(value, time)`; guided by `scale` (one, or one per modality) against the `guidance` branch, whose
     marginalised streams are `free_noise` at time 1. Streams of one modality (`MODALITY`: the image's pixels and
     its embedding) are guided together: their unconditional branch marginalises the other modality. A masked text
     stream being sampled lives in `text`: `fn` feeds it at its level and hands it the guided log-probabilities
     (and returns predictions of the continuous streams only)."""
     backbone = task.backbone
     modalities = list(dict.fromkeys(MODALITY[n] for n in sampled))  # in order, each once
+    scales = scale if isinstance(scale, dict) else dict.fromkeys(modalities, scale)
+    guided = any(scales[m] != 1.0 for m in modalities)
 
     def fn(x: dict[str, Tensor], t: Tensor) -> dict[str, Tensor]:
         b = t.shape[0]
@@ -109,7 +111,7 @@ def denoiser(
             ts[n] = torch.full_like(t, time)
             xs[n] = task.stream_input(n, value, ts[n])
         branches = [(xs, ts)]
-        if scale != 1.0:
+        if guided:
             for modality in modalities:  # one unconditional branch per sampled modality: the other one marginalised (or null)
                 bx, bt = dict(xs), dict(ts)
                 for other in task.streams_of(OTHER[modality]):
@@ -124,11 +126,11 @@ def denoiser(
         preds = {n: p.split(b) for n, p in backbone(stacked, times, None).items()}
         if text is not None:  # a discrete stream is guided as log-probabilities
             preds[TEXT] = [p.float().log_softmax(dim=-1) for p in preds[TEXT]]
-        if scale == 1.0:
+        if not guided:
             out = {n: preds[n][0] for n in sampled}
         else:
             branch = {n: 1 + modalities.index(MODALITY[n]) for n in sampled}
-            out = {n: preds[n][branch[n]] + scale * (preds[n][0] - preds[n][branch[n]]) for n in sampled}
+            out = {n: preds[n][branch[n]] + scales[MODALITY[n]] * (preds[n][0] - preds[n][branch[n]]) for n in sampled}
         if text is not None:
             text.update(out.pop(TEXT))
         return out
@@ -195,7 +197,8 @@ def sample(
         prompts: the captions of `t2i` and `text_variation`.
         images: `(B, 3, H, W)` in [-1, 1], the images of `i2t` and `image_variation`.
         num_samples: how many pairs (or marginal samples) `joint`, `image`, `text` and `gibbs` draw.
-        guidance_scale: the guidance scale of the conditional and joint steps (the task's default when None).
+        guidance_scale: the guidance scale of the conditional and joint steps, both streams (None: the task's
+            defaults, `guidance_scale` for the image and `text_guidance_scale` for the text).
         guidance: 'free' or 'null'; 'null' guides text-to-image only. None: the task's default in t2i and
             text_variation, 'free' in the other modes.
         num_steps: sampler steps (the sampler's own when None).
@@ -204,6 +207,7 @@ def sample(
     """
     mode = Mode.of(mode)
     scale = task.guidance_scale if guidance_scale is None else guidance_scale
+    text_scale = task.text_guidance_scale if guidance_scale is None else guidance_scale
     text_to_image = mode in TEXT_TO_IMAGE_MODES
     guidance = Guidance.of((task.guidance if text_to_image else Guidance.free) if guidance is None else guidance)  # a null default guides t2i only
     if guidance == Guidance.null and scale != 1.0:
@@ -227,7 +231,7 @@ def sample(
 
     def i2t(x: dict[str, Tensor]) -> Tensor:
         given = {n: (v, 0.0) for n, v in x.items()}
-        return _integrate(task, (TEXT,), given, scale, Guidance.free, num_steps, generator, x[IMAGE].shape[0])[TEXT]
+        return _integrate(task, (TEXT,), given, text_scale, Guidance.free, num_steps, generator, x[IMAGE].shape[0])[TEXT]
 
     with task.sampling():
         x = y = None
@@ -244,7 +248,7 @@ def sample(
             out = _integrate(task, (mode,), given, 1.0, Guidance.free, num_steps, generator, num_samples)
             x, y = (out, None) if mode == IMAGE else (None, out[TEXT])
         else:  # joint, gibbs
-            out = _integrate(task, (IMAGE, TEXT), {}, scale, Guidance.free, num_steps, generator, num_samples)
+            out = _integrate(task, (IMAGE, TEXT), {}, {IMAGE: scale, TEXT: text_scale}, Guidance.free, num_steps, generator, num_samples)
             x, y = {n: out[n] for n in task.image_streams}, out[TEXT]
             for _ in range(task.gibbs_steps if gibbs_steps is None else gibbs_steps) if mode == Mode.gibbs else ():
                 y = i2t(x)

@@ -107,6 +107,9 @@ class JointImageText(DiffusionTask):
             masked stream's null token at every position: the learned-null guidance baseline, `guidance="null"`); 0
             trains none.
         guidance_scale: the default guidance scale of the conditional and joint modes (1 is none).
+        text_guidance_scale: the default guidance scale of the text stream (image-to-text, and the text of joint
+            pairs); None: `guidance_scale`. A masked stream is guided as log-probabilities, which a large scale
+            sharpens past the caption.
         guidance: the default unconditional branch: 'free' (the other stream at time 1) or 'null' (the learned null text).
         gibbs_steps: the (i2t, t2i) rounds of the `gibbs` mode.
         direction: `joint` trains every distribution; `image_to_text` (`text_to_image`) keeps the image (the text)
@@ -143,6 +146,7 @@ class JointImageText(DiffusionTask):
         noise_prob: float = 0.1,
         null_text_prob: float = 0.0,
         guidance_scale: float = 1.0,
+        text_guidance_scale: float | None = None,
         guidance: Guidance = Guidance.free,
         gibbs_steps: int = 2,
         direction: Direction = Direction.joint,
@@ -186,6 +190,7 @@ class JointImageText(DiffusionTask):
         self.null_text = nn.Parameter(torch.zeros(self.codec.num_latents, self.codec.latent_dim)) if latent_null else None
         self.clean_prob, self.noise_prob, self.null_text_prob = clean_prob, noise_prob, null_text_prob
         self.guidance_scale, self.guidance, self.gibbs_steps = guidance_scale, guidance, gibbs_steps
+        self.text_guidance_scale = guidance_scale if text_guidance_scale is None else text_guidance_scale
         self.sample_shape = (in_channels, image_size, image_size)
         self.finish_building(self.backbone)
 

@@ -181,3 +181,21 @@ def test_the_masked_stream_learns_to_caption_a_few_images(encoder):
         optimizer.step()
     task.eval()
     assert task.sample("i2t", images=images, num_steps=15, guidance_scale=1.0, seed=0).captions == PROMPTS
+
+
+def test_the_text_stream_has_its_own_guidance_scale(encoder):
+    task = _task(encoder, guidance_scale=3.0, text_guidance_scale=1.0)
+    sizes = []
+    forward = task.backbone.forward
+    task.backbone.forward = lambda xs, ts, cond=None: (sizes.append(len(ts["text"])), forward(xs, ts, cond))[1]
+    task.sample("i2t", images=torch.zeros(2, 3, 8, 8), num_steps=2)
+    assert set(sizes) == {2}, "image-to-text at text scale 1: no unconditional branch"
+    sizes.clear()
+    task.sample("t2i", prompts=PROMPTS[:2], num_steps=2)
+    assert set(sizes) == {4}, "text-to-image at scale 3: the conditional and the unconditional branch"
+    sizes.clear()
+    task.sample("joint", num_samples=2, num_steps=2)
+    assert set(sizes) == {6}, "joint pairs: both marginals are computed when one modality is guided"
+    sizes.clear()
+    task.sample("i2t", images=torch.zeros(2, 3, 8, 8), num_steps=2, guidance_scale=2.0)
+    assert set(sizes) == {4}, "an explicit scale guides both streams"
