@@ -116,6 +116,7 @@ OTHER_TESTS = {  # table rows that are behaviours, each with its own test
     "joint-sampling": "tests/joint/test_task.py::test_sampling_mistakes_are_one_clear_line",
     "joint-codec-mismatch": "tests/joint/test_task.py::test_the_recipe_trains_reloads_and_another_task_is_named",
     "joint-checkpoint-elsewhere": "tests/joint/test_task.py::test_the_recipe_trains_reloads_and_another_task_is_named",
+    "joint-text-stream": "tests/joint/test_masked.py::test_masked_stream_mistakes_are_one_clear_line",
 }
 
 

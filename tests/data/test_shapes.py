@@ -2,7 +2,7 @@
 
 import pytest
 
-from kit.data import ShapesDataModule
+from kit.data import ShapesDataModule, ShapesDataset
 from kit.world.parser import parse_caption
 
 
@@ -46,3 +46,21 @@ def test_the_held_out_split_holds_only_scenes_that_training_never_draws():
         assert not any(is_held_out(data.scene_and_prompt(i)[0]) for i in range(200)), f"the {split} split draws a held-out scene"
     with pytest.raises(ValueError, match="unknown split 'heldout'; known: train, val, test, held_out"):
         ShapesDataset(4, "heldout")
+
+
+def test_a_target_style_adds_the_caption_to_write_and_leaves_the_prompts_alone():
+    from kit.data.shapes import collate_items
+    from kit.world.captions import describe
+
+    plain = ShapesDataset(8, "train", seed=3, image_size=16)
+    written = ShapesDataset(8, "train", seed=3, image_size=16, target_style="canonical")
+    items = [written[i] for i in range(8)]
+    assert [it["prompt"] for it in items] == [plain[i]["prompt"] for i in range(8)], "the prompts do not change"
+    assert [it["target"] for it in items] == [describe(written.scene_and_prompt(i)[0]) for i in range(8)]
+    assert "target" not in plain[0]
+    batch = collate_items(items)
+    assert batch.targets == [it["target"] for it in items] and collate_items([plain[0]]).targets is None
+    with pytest.raises(ValueError, match=r"unknown caption styles \['poem'\]"):
+        ShapesDataset(4, target_style="poem")
+    with pytest.raises(ValueError, match="a batch of 8 prompts has 2 target captions"):
+        type(batch)(images=batch.images, prompts=batch.prompts, targets=batch.targets[:2])

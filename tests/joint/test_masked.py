@@ -199,3 +199,11 @@ def test_the_text_stream_has_its_own_guidance_scale(encoder):
     sizes.clear()
     task.sample("i2t", images=torch.zeros(2, 3, 8, 8), num_steps=2, guidance_scale=2.0)
     assert set(sizes) == {4}, "an explicit scale guides both streams"
+
+
+def test_the_text_is_the_prompt_where_given_and_the_target_where_predicted(encoder):
+    task = _task(encoder)
+    batch = Batch(images=torch.zeros(2, 3, 8, 8), prompts=["a red circle", "a diamond"], targets=["two blue squares", "a green triangle on the left"])
+    text = task.text_of(batch, given=torch.tensor([True, False]))
+    assert task.codec.decode(text) == ["a red circle", "a green triangle on the left"]
+    assert task.codec.decode(task.text_of(Batch(images=batch.images, prompts=batch.prompts), torch.tensor([False, False]))) == batch.prompts
