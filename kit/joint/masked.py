@@ -63,11 +63,14 @@ class MaskedTextCodec(nn.Module):
         masked = torch.rand(ids.shape, device=ids.device, generator=generator) < t[:, None]
         return ids.masked_fill(masked, self.mask_id), masked
 
-    @staticmethod
-    def loss(logits: Tensor, ids: Tensor, masked: Tensor) -> Tensor:
-        """Logits `(B, L, V)`, ids `(B, L)`, mask `(B, L)` -> the mean cross-entropy over each sample's masked positions `(B,)` (0 where none is masked)."""
+    def loss(self, logits: Tensor, ids: Tensor, masked: Tensor) -> Tensor:
+        """Logits `(B, L, V)`, ids `(B, L)`, mask `(B, L)` -> the weighted mean cross-entropy over each sample's masked
+        positions `(B,)` (0 where none is masked). The padding after a caption weighs one token in all: a short
+        caption is mostly padding, trivially predicted, and counted whole it would drown the words."""
         ce = F.cross_entropy(logits.float().transpose(1, 2), ids, reduction="none")  # (B, L)
-        return (ce * masked).sum(dim=1) / masked.sum(dim=1).clamp(min=1)
+        pad = ids == self.captions.pad  # (B, L)
+        weight = torch.where(pad, 1.0 / pad.sum(dim=1, keepdim=True).clamp(min=1), torch.ones_like(ce)) * masked  # (B, L)
+        return (ce * weight).sum(dim=1) / weight.sum(dim=1).clamp(min=1e-8)
 
     def decode(self, ids: Tensor) -> list[str]:
         """Ids `(B, L)` -> captions, each cut at its first end token (a position still masked reads as padding)."""
