@@ -79,8 +79,11 @@ def evaluate(folder: Path, out: Path, task: str, eval_args: list[str], python: s
     if out.exists() and json.loads(out.read_text()).get("checkpoint") == str(ckpt):
         return json.loads(out.read_text())
     out.parent.mkdir(parents=True, exist_ok=True)
-    run([python, "-m", "kit", "evaluate", "--task", task, "--ckpt", str(ckpt), "--out", str(out), *eval_args], out.with_suffix(".log"))
-    return json.loads(out.read_text())
+    command = [python, "-m", "kit", "evaluate", "--task", task, "--ckpt", str(ckpt), "--out", str(out), *eval_args]
+    run(command, out.with_suffix(".log"))
+    result = {"command": " ".join(command), "commit": commit(), "training_seed_folder": str(folder)} | json.loads(out.read_text())
+    out.write_text(json.dumps(result, indent=2) + "\n")  # every results file carries its command and commit
+    return result
 
 
 def summarize(evals: dict[int, dict], fit_seconds: dict[int, float], reference: dict | None, provenance: dict) -> dict:
