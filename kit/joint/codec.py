@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from kit.checkpoint import read_checkpoint
 from kit.fusion.resampler import ResamplerHead
 from kit.layers import TransformerBlock, init_linear_trunc_normal
 from kit.types import Choice, EncoderOutput, EncoderSpec, TokenKind
@@ -221,6 +222,34 @@ class TextLatentCodec(nn.Module):
     def noise(self, n: int, device: torch.device, generator: torch.Generator | None = None) -> Tensor:
         """The stream at time 1: Gaussian latents `(n, L, d)`."""
         return torch.randn(n, self.num_latents, self.latent_dim, device=device, generator=generator)
+
+    def load_pretrained(self, path: str, settings: dict, encoder_name: str) -> None:
+        """Copy the reducer and decoder of a `TextLatentPretraining` checkpoint at `path`, whose codec settings must be
+        `settings` and whose encoder must be `encoder_name`; each mismatch is a `ValueError` naming it."""
+        checkpoint = read_checkpoint(path)
+        if "codec" not in (checkpoint.get("hyper_parameters") or {}):
+            raise ValueError(
+                f"text_codec {path} records no codec settings: pass a checkpoint of kit.pretrain.TextLatentPretraining written by `python -m kit fit`"
+            )
+        saved = checkpoint["hyper_parameters"]["codec"] or {}
+        differ = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
+        if differ:
+            shown = ", ".join(f"{k}: {saved.get(k)!r} there, {settings.get(k)!r} here" for k in differ)
+            raise ValueError(f"text_codec {path}: its codec settings differ from this task's codec ({shown}); copy them into model.init_args.codec")
+        state = {k[len("codec.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("codec.")}
+        if not state:
+            raise ValueError(f"text_codec {path} holds no text codec (no codec.* weights): pass a checkpoint of kit.pretrain.TextLatentPretraining")
+        recorded = ((checkpoint["hyper_parameters"].get("encoder") or {}).get("init_args") or {}).get("model")
+        if recorded is not None and recorded != encoder_name:
+            raise ValueError(
+                f"text_codec {path} was trained on the encoder {recorded!r}, this task reads {encoder_name!r}: its latents and tokenizer are another's"
+            )
+        own = self.state_dict()
+        shapes = [f"{k}: {tuple(v.shape)} there, {tuple(own[k].shape)} here" for k, v in state.items() if k in own and v.shape != own[k].shape]
+        if shapes or set(state) != set(own):
+            shown = "; ".join(shapes[:2]) or "other weights"
+            raise ValueError(f"text_codec {path} does not fit this task's codec ({shown}): a codec of another tokenizer or encoder")
+        self.load_state_dict(state)
 
     def encode(self, enc: EncoderOutput) -> Tensor:
         """Encoder output `(B, N, S, D)` -> latents `(B, L, d)`, each real token with zero mean and unit variance."""

@@ -48,7 +48,6 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from kit.checkpoint import read_checkpoint
 from kit.encoders import LatentAutoencoder, PromptEncoder
 from kit.joint.backbone import IMAGE, IMAGE_EMBED, TEXT, JointUViT
 from kit.joint.codec import TextLatentCodec
@@ -199,8 +198,7 @@ class JointImageText(DiffusionTask):
         if not self.discrete_text:
             codec = TextLatentCodec(encoder, **settings)
             if text_codec is not None:
-                self.codec = codec
-                self.load_codec(text_codec, settings)
+                codec.load_pretrained(text_codec, settings, encoder.spec.name)
             return codec
         if text_codec is not None:
             raise ValueError(
@@ -230,33 +228,6 @@ class JointImageText(DiffusionTask):
     def stream_input(self, name: str, value: Tensor, t: Tensor) -> Tensor:
         """What the network is fed for stream `name` at `(value, t)`: the objective's scaled input, or token ids as they are."""
         return value if name == TEXT and self.discrete_text else self.objective.model_input(value, t)
-
-    def load_codec(self, path: str, settings: dict) -> None:
-        """Copy the reducer and decoder of a `TextLatentPretraining` checkpoint; its codec settings must be `settings`."""
-        checkpoint = read_checkpoint(path)
-        if "codec" not in (checkpoint.get("hyper_parameters") or {}):
-            raise ValueError(
-                f"text_codec {path} records no codec settings: pass a checkpoint of kit.pretrain.TextLatentPretraining written by `python -m kit fit`"
-            )
-        saved = checkpoint["hyper_parameters"]["codec"] or {}
-        differ = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
-        if differ:
-            shown = ", ".join(f"{k}: {saved.get(k)!r} there, {settings.get(k)!r} here" for k in differ)
-            raise ValueError(f"text_codec {path}: its codec settings differ from this task's codec ({shown}); copy them into model.init_args.codec")
-        state = {k[len("codec.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("codec.")}
-        if not state:
-            raise ValueError(f"text_codec {path} holds no text codec (no codec.* weights): pass a checkpoint of kit.pretrain.TextLatentPretraining")
-        recorded = ((checkpoint["hyper_parameters"].get("encoder") or {}).get("init_args") or {}).get("model")
-        if recorded is not None and recorded != self.encoder.spec.name:
-            raise ValueError(
-                f"text_codec {path} was trained on the encoder {recorded!r}, this task reads {self.encoder.spec.name!r}: its latents and tokenizer are another's"
-            )
-        own = self.codec.state_dict()
-        shapes = [f"{k}: {tuple(v.shape)} there, {tuple(own[k].shape)} here" for k, v in state.items() if k in own and v.shape != own[k].shape]
-        if shapes or set(state) != set(own):
-            shown = "; ".join(shapes[:2]) or "other weights"
-            raise ValueError(f"text_codec {path} does not fit this task's codec ({shown}): a codec of another tokenizer or encoder")
-        self.codec.load_state_dict(state)
 
     def train(self, mode: bool = True):
         super().train(mode)
