@@ -286,10 +286,12 @@ class JointImageText(DiffusionTask):
         """The text stream's clean value for a batch: the prompt where the text is `given` `(B,)` (the condition, at
         time 0), the target caption (`Batch.targets`, the register the model writes) where it is predicted;
         the prompts for both when the batch has no targets -> `(B, L, d)` latents or `(B, L)` ids."""
-        read = self.text_latents(batch.prompts, batch.encoded)
         if batch.targets is None or bool(given.all()):
-            return read
+            return self.text_latents(batch.prompts, batch.encoded)
         written = self.text_latents(batch.targets)
+        if not bool(given.any()):  # nothing given (validation, image-to-text only): the prompts are not encoded
+            return written
+        read = self.text_latents(batch.prompts, batch.encoded)
         return torch.where(given.view(-1, *[1] * (read.dim() - 1)), read, written)
 
     def pinned_times(self, b: int, generator: torch.Generator | None) -> tuple[dict[str, Tensor], dict[str, Tensor], Tensor]:
